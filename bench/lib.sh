@@ -1,0 +1,333 @@
+# shellcheck shell=bash
+# bench/lib.sh - helpers shared by bench/accept.sh and bench/idle.sh.
+# Sourced, not run.  Needs root, Debian's /usr/bin/python3 and Postfix 3.7.
+#
+# Everything a script starts is recorded here and torn down by bench_cleanup
+# (installed as an EXIT trap by bench_init): moatd by its pid, each private
+# Postfix instance with `postfix -c DIR stop` (then `abort`, then a kill of
+# its master pid), and any other background pid registered with
+# bench_track_pid.
+
+PY=/usr/bin/python3
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_DIR=$(cd "$BENCH_DIR/.." && pwd)
+MOATD=$REPO_DIR/build/moatd
+
+BENCH_PIDS=()      # background pids we started (moatd, helpers)
+BENCH_POSTFIX=()   # config dirs of Postfix instances we started
+BENCH_OUT=""       # the per-invocation temp dir under bench/out/
+BENCH_OK=0         # set to 1 by a script that finished cleanly
+
+log() { printf '%s\n' "$*" >&2; }
+die() {
+	log "error: $*"
+	exit 1
+}
+
+bench_init() { # bench_init NAME
+	[[ $(id -u) -eq 0 ]] || die "run as root (the private Postfix instance needs it)"
+	[[ -x $PY ]] || die "$PY not found"
+	command -v postfix >/dev/null || die "postfix is not installed"
+	command -v smtp-source >/dev/null || die "smtp-source is not installed"
+	mkdir -p "$REPO_DIR/bench/out"
+	BENCH_OUT=$(mktemp -d "$REPO_DIR/bench/out/$1.XXXXXX")
+	# moatd drops to user moat, Postfix daemons run as postfix: both
+	# must be able to reach the directories below.
+	chmod 755 "$REPO_DIR/bench/out" "$BENCH_OUT"
+	trap bench_cleanup EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+	log "bench: work dir $BENCH_OUT"
+}
+
+bench_track_pid() { BENCH_PIDS+=("$1"); }
+
+bench_untrack_pid() {
+	local p keep=()
+	for p in "${BENCH_PIDS[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
+	BENCH_PIDS=("${keep[@]}")
+}
+
+# Stop a pid we started: TERM, wait up to ~5 s, then KILL.
+stop_pid() {
+	local pid=$1 i
+	kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
+	kill -TERM "$pid" 2>/dev/null || true
+	for ((i = 0; i < 50; i++)); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	if kill -0 "$pid" 2>/dev/null; then
+		log "bench: pid $pid ignored SIGTERM for 5 s, sending SIGKILL"
+		kill -KILL "$pid" 2>/dev/null || true
+	fi
+	wait "$pid" 2>/dev/null || true
+}
+
+bench_cleanup() {
+	local rc=$? p
+	trap - EXIT INT TERM
+	for p in "${BENCH_PIDS[@]}"; do stop_pid "$p"; done
+	for p in "${BENCH_POSTFIX[@]}"; do pf_stop "$p"; done
+	if [[ -n $BENCH_OUT && -d $BENCH_OUT ]]; then
+		if [[ $BENCH_OK -eq 1 ]]; then
+			[[ ${BENCH_KEEP:-0} == 1 ]] || rm -rf "$BENCH_OUT"
+		else
+			log "bench: failed or interrupted; kept $BENCH_OUT (configs, logs, queues)"
+		fi
+	fi
+	exit "$rc"
+}
+
+# A free TCP port on 127.0.0.1 (asked from the kernel; there is a tiny race
+# until the daemon binds it, which is fine for a benchmark).
+free_port() {
+	"$PY" -c 'import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])'
+}
+
+# wait_220 PORT TIMEOUT_S [PID]: wait until the SMTP server on 127.0.0.1:PORT
+# sends a greeting starting with 220.  If PID is given and dies, fail early.
+wait_220() {
+	local port=$1 timeout=$2 pid=${3:-} deadline line
+	deadline=$((SECONDS + timeout))
+	while ((SECONDS < deadline)); do
+		if [[ -n $pid ]] && ! kill -0 "$pid" 2>/dev/null; then
+			return 1
+		fi
+		# shellcheck disable=SC2016 # the inner script is single-quoted on purpose
+		line=$(timeout 2 bash -c 'exec 3<>/dev/tcp/127.0.0.1/'"$port"' || exit 1
+			IFS= read -r l <&3 && printf "%s" "$l"; printf "QUIT\r\n" >&3' 2>/dev/null) || line=""
+		[[ $line == 220* ]] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+# Number of regular files below a directory (0 if it does not exist).
+count_files() {
+	if [[ -d $1 ]]; then find "$1" -type f | wc -l; else echo 0; fi
+}
+
+# ---------------------------------------------------------------- moatd --
+
+moat_build() {
+	if [[ ! -d $REPO_DIR/build ]]; then
+		(cd "$REPO_DIR" && meson setup build) >&2 || die "meson setup build failed"
+	fi
+	ninja -C "$REPO_DIR/build" >&2 || die "ninja -C build failed"
+	[[ -x $MOATD ]] || die "$MOATD was not built"
+}
+
+moat_user() {
+	if ! id moat >/dev/null 2>&1; then
+		log "bench: creating system user moat"
+		useradd --system --no-create-home --shell /usr/sbin/nologin moat
+	fi
+}
+
+# moat_conf DIR PORT > DIR/moatd.conf ; the data dir is DIR/data.
+moat_conf() {
+	local dir=$1 port=$2
+	cat <<EOF
+# written by bench/$(basename "$0")
+hostname = bench.moat.test
+smtp_listen = 127.0.0.1:$port
+data_dir = $dir/data
+user = moat
+log_level = warn
+smtp_greeting_delay = 0
+smtp_max_sessions_per_ip = ${MOAT_MAX_PER_IP:-10000}
+smtp_max_sessions = ${MOAT_MAX_SESSIONS:-20000}
+# accept and hold: nothing is delivered during the bench
+delivery_paused = yes
+
+[domain example.test]
+recipients = any
+route = maildir
+EOF
+}
+
+MOAT_PID=""
+MOAT_PORT=""
+MOAT_DIR=""
+
+# moat_start DIR: write DIR/moatd.conf, start moatd in the foreground (as a
+# background job of this script), wait for its 220.  Sets MOAT_PID,
+# MOAT_PORT, MOAT_DIR.
+moat_start() {
+	MOAT_DIR=$1
+	mkdir -p "$MOAT_DIR"
+	chmod 755 "$MOAT_DIR"
+	MOAT_PORT=$(free_port)
+	moat_conf "$MOAT_DIR" "$MOAT_PORT" >"$MOAT_DIR/moatd.conf"
+	"$MOATD" -c "$MOAT_DIR/moatd.conf" >"$MOAT_DIR/moatd.log" 2>&1 &
+	MOAT_PID=$!
+	bench_track_pid "$MOAT_PID"
+	if ! wait_220 "$MOAT_PORT" 30 "$MOAT_PID"; then
+		log "---- $MOAT_DIR/moatd.log:"
+		tail -n 30 "$MOAT_DIR/moatd.log" >&2 || true
+		if kill -0 "$MOAT_PID" 2>/dev/null; then
+			die "moatd (pid $MOAT_PID) did not answer 220 on 127.0.0.1:$MOAT_PORT within 30 s"
+		fi
+		local rc=0
+		wait "$MOAT_PID" || rc=$?
+		bench_untrack_pid "$MOAT_PID"
+		die "moatd exited with status $rc before answering 220 (config $MOAT_DIR/moatd.conf)"
+	fi
+}
+
+moat_alive() { kill -0 "$MOAT_PID" 2>/dev/null; }
+
+moat_stop() {
+	[[ -n $MOAT_PID ]] || return 0
+	stop_pid "$MOAT_PID"
+	bench_untrack_pid "$MOAT_PID"
+	MOAT_PID=""
+}
+
+moat_queue_count() { count_files "$MOAT_DIR/data/queue"; }
+
+# -------------------------------------------------------------- Postfix --
+
+PF_PORT=""
+PF_DIR=""
+
+# pf_setup DIR PORT PROCESS_LIMIT: a private Postfix instance that accepts
+# mail for example.test from 127.0.0.0/8 and puts it on hold.
+#   DIR/etc    main.cf, master.cf (root-owned, apart from the queue)
+#   DIR/queue  queue_directory (hold queue: DIR/queue/hold)
+#   DIR/data   data_directory
+#   DIR/log    maillog
+pf_setup() {
+	local dir=$1 port=$2 plimit=$3
+	mkdir -p "$dir/etc" "$dir/queue" "$dir/data" "$dir/log"
+	chmod 755 "$dir" "$dir/etc" "$dir/queue" "$dir/log"
+	chown postfix: "$dir/data"
+	chmod 700 "$dir/data"
+	cat >"$dir/etc/main.cf" <<EOF
+# written by bench/$(basename "$0"): private instance, accept and hold
+compatibility_level = 3.6
+queue_directory = $dir/queue
+data_directory = $dir/data
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = postfix.bench.test
+mydomain = bench.test
+myorigin = \$myhostname
+mydestination =
+local_recipient_maps =
+alias_maps =
+alias_database =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+relay_domains = example.test
+# held mail would go to the discard port, where nothing listens
+transport_maps = inline:{ example.test=smtp:[127.0.0.1]:9 }
+# like moat's [domain example.test]: only example.test is accepted
+smtpd_relay_restrictions = reject_unauth_destination
+smtpd_recipient_restrictions = check_client_access static:HOLD, permit_mynetworks, reject
+biff = no
+append_dot_mydomain = no
+smtpd_tls_security_level = none
+smtp_tls_security_level = none
+# no DNS
+smtpd_peername_lookup = no
+smtp_dns_support_level = disabled
+# no anvil rate/count limits
+smtpd_client_connection_count_limit = 0
+smtpd_client_connection_rate_limit = 0
+smtpd_client_message_rate_limit = 0
+smtpd_client_recipient_rate_limit = 0
+smtpd_client_new_tls_session_rate_limit = 0
+smtpd_client_auth_rate_limit = 0
+default_process_limit = $plimit
+in_flow_delay = 0
+# no /dev/log here: log to a file through postlogd
+maillog_file = $dir/log/maillog
+maillog_file_prefixes = /var, /dev/stdout, $dir/log
+EOF
+	# No chroot anywhere ("n" in the 5th column).
+	cat >"$dir/etc/master.cf" <<EOF
+# written by bench/$(basename "$0")
+127.0.0.1:$port inet n - n - - smtpd
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+proxywrite unix -       -       n       -       1       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+local     unix  -       n       n       -       -       local
+virtual   unix  -       n       n       -       -       virtual
+lmtp      unix  -       -       n       -       -       lmtp
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+EOF
+}
+
+# pf_start DIR [PROCESS_LIMIT]: set up and start a fresh instance in DIR,
+# wait for its 220.  Sets PF_DIR and PF_PORT.
+pf_start() {
+	PF_DIR=$1
+	PF_PORT=$(free_port)
+	pf_setup "$PF_DIR" "$PF_PORT" "${2:-500}"
+	BENCH_POSTFIX+=("$PF_DIR/etc")
+	postfix -c "$PF_DIR/etc" start >"$PF_DIR/start.log" 2>&1 || {
+		cat "$PF_DIR/start.log" >&2
+		die "postfix -c $PF_DIR/etc start failed"
+	}
+	if ! wait_220 "$PF_PORT" 30; then
+		cat "$PF_DIR/start.log" >&2
+		tail -n 30 "$PF_DIR/log/maillog" >&2 2>/dev/null || true
+		die "private Postfix did not answer 220 on 127.0.0.1:$PF_PORT"
+	fi
+}
+
+# pid of the instance's master process
+pf_master_pid() {
+	local f=$1/queue/pid/master.pid
+	[[ -r $f ]] && tr -d ' \n' <"$f"
+}
+
+pf_stop() { # pf_stop CONFIG_DIR
+	local cfg=$1 dir pid i
+	dir=$(dirname "$cfg")
+	pid=$(pf_master_pid "$dir") || pid=""
+	[[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
+	postfix -c "$cfg" stop >/dev/null 2>&1 || true
+	for ((i = 0; i < 100; i++)); do
+		kill -0 "$pid" 2>/dev/null || return 0
+		sleep 0.1
+	done
+	postfix -c "$cfg" abort >/dev/null 2>&1 || true
+	sleep 0.5
+	kill -KILL "$pid" 2>/dev/null || true
+}
+
+pf_hold_count() { count_files "$PF_DIR/queue/hold"; }
+
+# Files anywhere else in the queue (incoming, active, deferred, ...): a
+# held message must not be there.
+pf_other_count() {
+	local d n=0 c
+	for d in incoming active deferred defer maildrop corrupt; do
+		c=$(count_files "$PF_DIR/queue/$d")
+		n=$((n + c))
+	done
+	echo "$n"
+}

@@ -1,0 +1,40 @@
+#!/bin/sh
+# scripts/deps.sh - the one script that installs what moat needs on Debian 12.
+#
+#   scripts/deps.sh          build and run moatd (make run)
+#   scripts/deps.sh --test   also everything the test suites use (make test)
+#
+# Only missing packages are installed, so a second run costs a dpkg query.
+# As root it also creates the unprivileged 'moat' user that moatd drops to.
+set -eu
+
+BUILD_PKGS="build-essential meson ninja-build pkg-config libevent-dev libssl-dev zlib1g-dev"
+TEST_PKGS="libcmocka-dev clang libclang-rt-14-dev python3 swaks postfix openssl procps
+ iproute2 libnet-ssleay-perl libio-socket-ssl-perl"
+
+pkgs=$BUILD_PKGS
+[ "${1:-}" = "--test" ] && pkgs="$pkgs $TEST_PKGS"
+
+missing=""
+for p in $pkgs; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+
+if [ -n "$missing" ]; then
+	echo "deps: installing$missing"
+	# Postfix is only used for its smtp-sink/smtp-source tools and as the
+	# benchmark baseline: install it unconfigured, never as the system MTA.
+	echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
+	$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+	# shellcheck disable=SC2086
+	$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing
+fi
+
+if [ "$(id -u)" -eq 0 ] && ! getent passwd moat >/dev/null; then
+	echo "deps: creating the system user 'moat' (moatd drops to it after binding)"
+	useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin moat
+fi
+exit 0

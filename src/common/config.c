@@ -1,0 +1,552 @@
+/*
+ * config.c - load moatd's configuration file (see config.h).
+ *
+ * Grammar, one item per line (lines up to CONFIG_LINE_MAX octets):
+ *   # comment                 (also after a value, when preceded by a space)
+ *   key = value
+ *   [domain example.test]     starts a protected-domain section
+ * Every error names file and line; moatd refuses to start on any.
+ */
+#include "config.h"
+#include "mailaddr.h"
+#include "util.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define CONFIG_LINE_MAX 4096
+
+enum config_type {
+	CONFIG_T_STRING,
+	CONFIG_T_PATH,
+	CONFIG_T_BOOL,
+	CONFIG_T_UINT,
+	CONFIG_T_SIZE,
+	CONFIG_T_DURATION,
+	CONFIG_T_LISTEN,
+	CONFIG_T_LOGLEVEL,
+	CONFIG_T_LOGTARGET,
+};
+
+static const char *const config_type_names[] = {
+	[CONFIG_T_STRING] = "string",     [CONFIG_T_PATH] = "path",
+	[CONFIG_T_BOOL] = "bool",         [CONFIG_T_UINT] = "integer",
+	[CONFIG_T_SIZE] = "size",         [CONFIG_T_DURATION] = "duration",
+	[CONFIG_T_LISTEN] = "addresses",  [CONFIG_T_LOGLEVEL] = "level",
+	[CONFIG_T_LOGTARGET] = "target",
+};
+
+struct config_option {
+	const char *name;
+	enum config_type type;
+	const char *def;
+	uint64_t min, max;
+	const char *doc;
+	size_t offset;
+};
+
+static const struct config_option config_options[] = {
+#define CONFIG_ROW(n, t, d, lo, hi, doc)                                                           \
+	{#n, CONFIG_T_##t, d, (uint64_t)(lo), (uint64_t)(hi), doc, offsetof(struct config, n)},
+	CONFIG_OPTIONS(CONFIG_ROW)
+#undef CONFIG_ROW
+};
+
+struct config_parser {
+	const char *path;
+	unsigned line;
+	char *err;
+	size_t errsize;
+	struct config *c;
+	struct config_domain *domain; /* current [domain] section, or NULL */
+};
+
+__attribute__((format(printf, 2, 3))) static int
+config_error(struct config_parser *p, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (p->line)
+		snprintf(p->err, p->errsize, "%s:%u: %s", p->path, p->line, msg);
+	else
+		snprintf(p->err, p->errsize, "%s: %s", p->path, msg);
+	return -1;
+}
+
+static char *
+trim(char *s)
+{
+	char *e;
+
+	while (*s == ' ' || *s == '\t')
+		s++;
+	e = s + strlen(s);
+	while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r' || e[-1] == '\n'))
+		*--e = '\0';
+	return s;
+}
+
+/* Absolute path for a value; relative ones are taken from the current directory. */
+static char *
+config_abspath(const char *v)
+{
+	char cwd[PATH_MAX];
+
+	if (v[0] == '\0' || v[0] == '/')
+		return xstrdup(v);
+	if (getcwd(cwd, sizeof(cwd)) == NULL)
+		fatal("getcwd");
+	return xasprintf("%s/%s", cwd, v);
+}
+
+/* "127.0.0.1:25", "[::1]:25", "0.0.0.0:25", "[::]:25". */
+static int
+config_parse_listen_one(const char *s, struct config_listen *out)
+{
+	char host[64];
+	const char *port;
+	uint64_t pnum;
+	size_t hl;
+
+	memset(out, 0, sizeof(*out));
+	if (s[0] == '[') {
+		const char *close = strchr(s, ']');
+		if (close == NULL || close[1] != ':')
+			return -1;
+		hl = (size_t)(close - s - 1);
+		port = close + 2;
+		if (hl >= sizeof(host))
+			return -1;
+		memcpy(host, s + 1, hl);
+	} else {
+		const char *colon = strrchr(s, ':');
+		if (colon == NULL)
+			return -1;
+		hl = (size_t)(colon - s);
+		port = colon + 1;
+		if (hl >= sizeof(host))
+			return -1;
+		memcpy(host, s, hl);
+	}
+	host[hl] = '\0';
+	if (parse_u64(port, strlen(port), 65535, &pnum) < 0 || pnum == 0)
+		return -1;
+	if (s[0] == '[') {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&out->ss;
+		if (inet_pton(AF_INET6, host, &sin6->sin6_addr) != 1)
+			return -1;
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons((uint16_t)pnum);
+		out->len = sizeof(*sin6);
+	} else {
+		struct sockaddr_in *sin = (struct sockaddr_in *)&out->ss;
+		if (inet_pton(AF_INET, host, &sin->sin_addr) != 1)
+			return -1;
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons((uint16_t)pnum);
+		out->len = sizeof(*sin);
+	}
+	str_copy(out->text, s, sizeof(out->text));
+	return 0;
+}
+
+static int
+config_parse_listen(struct config_parser *p, const char *name, const char *v,
+                    struct config_listen_list *out)
+{
+	char buf[CONFIG_LINE_MAX];
+	char *save = NULL, *tok;
+
+	str_copy(buf, v, sizeof(buf));
+	out->n = 0;
+	for (tok = strtok_r(buf, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save)) {
+		if (out->n == CONFIG_LISTEN_MAX)
+			return config_error(p, "%s: more than %d addresses", name,
+			                    CONFIG_LISTEN_MAX);
+		if (config_parse_listen_one(tok, &out->addr[out->n]) < 0)
+			return config_error(p, "%s: '%s' is not ADDRESS:PORT or [IPv6]:PORT",
+			                    name, tok);
+		out->n++;
+	}
+	if (out->n == 0)
+		return config_error(p, "%s: at least one address is needed", name);
+	return 0;
+}
+
+static int
+config_parse_bool(const char *v, bool *out)
+{
+	static const char *const yes[] = {"yes", "true", "on", "1"};
+	static const char *const no[] = {"no", "false", "off", "0"};
+
+	for (size_t i = 0; i < nitems(yes); i++) {
+		if (str_ieq(v, yes[i])) {
+			*out = true;
+			return 0;
+		}
+		if (str_ieq(v, no[i])) {
+			*out = false;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+/* Set one option from its text value. */
+static int
+config_set(struct config_parser *p, const struct config_option *o, const char *v)
+{
+	void *field = (char *)p->c + o->offset;
+	uint64_t n = 0;
+	int r = 0;
+
+	switch (o->type) {
+	case CONFIG_T_STRING:
+		free(*(char **)field);
+		*(char **)field = xstrdup(v);
+		return 0;
+	case CONFIG_T_PATH:
+		free(*(char **)field);
+		*(char **)field = config_abspath(v);
+		return 0;
+	case CONFIG_T_BOOL:
+		if (config_parse_bool(v, field) < 0)
+			return config_error(p, "%s: '%s' is not yes or no", o->name, v);
+		return 0;
+	case CONFIG_T_LISTEN:
+		return config_parse_listen(p, o->name, v, field);
+	case CONFIG_T_LOGLEVEL:
+		if (log_level_parse(v, field) < 0)
+			return config_error(p, "%s: '%s' is not error, warn, info or debug",
+			                    o->name, v);
+		return 0;
+	case CONFIG_T_LOGTARGET:
+		if (strcmp(v, "stderr") == 0)
+			*(enum log_target *)field = LOG_TARGET_STDERR;
+		else if (strcmp(v, "syslog") == 0)
+			*(enum log_target *)field = LOG_TARGET_SYSLOG;
+		else
+			return config_error(p, "%s: '%s' is not stderr or syslog", o->name, v);
+		return 0;
+	case CONFIG_T_UINT:
+		r = parse_u64(v, strlen(v), UINT64_MAX, &n);
+		break;
+	case CONFIG_T_SIZE:
+		r = parse_size(v, UINT64_MAX, &n);
+		break;
+	case CONFIG_T_DURATION:
+		r = parse_duration_ms(v, &n);
+		break;
+	}
+	if (r < 0) {
+		static const char *const hint[] = {
+			[CONFIG_T_UINT] = "a whole number",
+			[CONFIG_T_SIZE] = "a size such as 4096, 64k, 50M or 1G",
+			[CONFIG_T_DURATION] = "a duration such as 500ms, 30s, 5m, 2h or 5d",
+		};
+		return config_error(p, "%s: '%s' is not %s", o->name, v, hint[o->type]);
+	}
+	if (n < o->min || n > o->max) {
+		const char *unit = o->type == CONFIG_T_DURATION ? " ms"
+		                   : o->type == CONFIG_T_SIZE   ? " bytes"
+		                                                : "";
+		return config_error(p, "%s: %s is out of range [%llu%s, %llu%s]", o->name, v,
+		                    (unsigned long long)o->min, unit, (unsigned long long)o->max,
+		                    unit);
+	}
+	*(uint64_t *)field = n;
+	return 0;
+}
+
+static const struct config_option *
+config_find(const char *name)
+{
+	for (size_t i = 0; i < nitems(config_options); i++)
+		if (strcmp(config_options[i].name, name) == 0)
+			return &config_options[i];
+	return NULL;
+}
+
+/* "recipients = any" or a list of local parts or addresses in this domain. */
+static int
+config_domain_recipients(struct config_parser *p, struct config_domain *d, const char *v)
+{
+	char buf[CONFIG_LINE_MAX];
+	char *save = NULL, *tok;
+
+	for (size_t i = 0; i < d->nrecipients; i++)
+		free(d->recipients[i]);
+	free(d->recipients);
+	d->recipients = NULL;
+	d->nrecipients = 0;
+	d->any_recipient = false;
+	if (strcmp(v, "any") == 0) {
+		d->any_recipient = true;
+		return 0;
+	}
+	str_copy(buf, v, sizeof(buf));
+	for (tok = strtok_r(buf, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save)) {
+		struct mailaddr a;
+		char *full = strchr(tok, '@') ? xstrdup(tok) : xasprintf("%s@%s", tok, d->name);
+
+		if (mailaddr_parse(full, strlen(full), MAILADDR_F_NO_ANGLES | MAILADDR_F_SMTPUTF8,
+		                   &a, NULL) != MAILADDR_OK) {
+			config_error(p, "recipients: '%s' is not a valid address", tok);
+			free(full);
+			return -1;
+		}
+		free(full);
+		if (strcmp(a.domain, d->name) != 0)
+			return config_error(p, "recipients: '%s' is not in domain %s", tok,
+			                    d->name);
+		d->recipients = xrealloc(d->recipients,
+		                         (d->nrecipients + 1) * sizeof(*d->recipients));
+		d->recipients[d->nrecipients++] = xstrdup(a.local);
+	}
+	if (d->nrecipients == 0)
+		return config_error(p, "recipients: 'any' or a list of addresses is needed");
+	return 0;
+}
+
+static int
+config_domain_set(struct config_parser *p, const char *key, const char *v)
+{
+	struct config_domain *d = p->domain;
+
+	if (strcmp(key, "recipients") == 0)
+		return config_domain_recipients(p, d, v);
+	if (strcmp(key, "route") == 0) {
+		if (strcmp(v, "maildir") == 0) {
+			d->route = CONFIG_ROUTE_MAILDIR;
+			return 0;
+		}
+		if (strncmp(v, "smtp:", 5) == 0 || strcmp(v, "mx") == 0)
+			return config_error(p, "route: '%s': SMTP routes are not available in "
+			                       "this version of moat (only 'maildir')",
+			                    v);
+		return config_error(p, "route: '%s' is not 'maildir'", v);
+	}
+	return config_error(p, "unknown key '%s' in [domain %s] (recipients, route)", key,
+	                    d->name);
+}
+
+static int
+config_section(struct config_parser *p, char *s)
+{
+	char *end = strchr(s, ']');
+	struct config_domain *d;
+	struct mailaddr a;
+	char *name, *probe;
+
+	if (end == NULL || *trim(end + 1) != '\0')
+		return config_error(p, "malformed section header");
+	*end = '\0';
+	s = trim(s + 1);
+	if (strncmp(s, "domain", 6) != 0 || (s[6] != ' ' && s[6] != '\t'))
+		return config_error(p, "unknown section '[%s]' (expected [domain NAME])", s);
+	name = trim(s + 6);
+	probe = xasprintf("postmaster@%s", name);
+	if (mailaddr_parse(probe, strlen(probe), MAILADDR_F_NO_ANGLES, &a, NULL) != MAILADDR_OK ||
+	    a.literal) {
+		free(probe);
+		return config_error(p, "'%s' is not a valid domain name", name);
+	}
+	free(probe);
+	for (size_t i = 0; i < p->c->ndomains; i++)
+		if (strcmp(p->c->domains[i].name, a.domain) == 0)
+			return config_error(p, "domain %s is already declared on line %u",
+			                    a.domain, p->c->domains[i].line);
+	p->c->domains = xrealloc(p->c->domains, (p->c->ndomains + 1) * sizeof(*p->c->domains));
+	d = &p->c->domains[p->c->ndomains++];
+	memset(d, 0, sizeof(*d));
+	d->name = xstrdup(a.domain);
+	d->line = p->line;
+	d->route = CONFIG_ROUTE_MAILDIR;
+	p->domain = d;
+	return 0;
+}
+
+static int
+config_line(struct config_parser *p, char *line)
+{
+	char *eq, *key, *val, *hash;
+	const struct config_option *o;
+
+	/* A comment starts at '#' at the start of the line or after a blank. */
+	for (hash = line; (hash = strchr(hash, '#')) != NULL; hash++) {
+		if (hash == line || hash[-1] == ' ' || hash[-1] == '\t') {
+			*hash = '\0';
+			break;
+		}
+	}
+	line = trim(line);
+	if (*line == '\0')
+		return 0;
+	if (*line == '[')
+		return config_section(p, line);
+	if ((eq = strchr(line, '=')) == NULL)
+		return config_error(p, "expected 'key = value' or '[domain NAME]'");
+	*eq = '\0';
+	key = trim(line);
+	val = trim(eq + 1);
+	if (*key == '\0')
+		return config_error(p, "missing key before '='");
+	if (p->domain)
+		return config_domain_set(p, key, val);
+	if ((o = config_find(key)) == NULL)
+		return config_error(p, "unknown key '%s'", key);
+	return config_set(p, o, val);
+}
+
+/* Checks that involve several values, after the whole file is read. */
+static int
+config_validate(struct config_parser *p)
+{
+	struct config *c = p->c;
+
+	p->line = 0;
+	if ((c->tls_cert[0] == '\0') != (c->tls_key[0] == '\0'))
+		return config_error(p, "tls_cert and tls_key must be set together");
+	if (c->hostname[0] == '\0') {
+		char h[256];
+		if (gethostname(h, sizeof(h)) < 0)
+			return config_error(p, "hostname is empty and gethostname failed");
+		h[sizeof(h) - 1] = '\0';
+		free(c->hostname);
+		c->hostname = xstrdup(h);
+	}
+	for (const char *s = c->hostname; *s; s++)
+		if (*s <= ' ' || *s >= 0x7f)
+			return config_error(p, "hostname '%s' contains a space or control byte",
+			                    c->hostname);
+	for (size_t i = 0; i < c->ndomains; i++) {
+		struct config_domain *d = &c->domains[i];
+		if (!d->any_recipient && d->nrecipients == 0) {
+			p->line = d->line;
+			return config_error(p, "[domain %s] needs 'recipients = any' or a list",
+			                    d->name);
+		}
+	}
+	return 0;
+}
+
+static struct config *
+config_new_defaults(struct config_parser *p)
+{
+	struct config *c = xcalloc(1, sizeof(*c));
+
+	c->refs = 1;
+	p->c = c;
+	for (size_t i = 0; i < nitems(config_options); i++)
+		if (config_set(p, &config_options[i], config_options[i].def) < 0)
+			fatalx("built-in default of %s is invalid: %s", config_options[i].name,
+			       p->err);
+	return c;
+}
+
+struct config *
+config_defaults(void)
+{
+	char err[512];
+	struct config_parser p = {.path = "(defaults)", .err = err, .errsize = sizeof(err)};
+	struct config *c = config_new_defaults(&p);
+
+	c->path = xstrdup(p.path);
+	if (config_validate(&p) < 0)
+		fatalx("%s", err);
+	return c;
+}
+
+struct config *
+config_load(const char *path, char *err, size_t errsize)
+{
+	struct config_parser p = {.path = path, .err = err, .errsize = errsize};
+	char line[CONFIG_LINE_MAX + 2];
+	FILE *fp;
+
+	if ((fp = fopen(path, "re")) == NULL) {
+		snprintf(err, errsize, "%s: %s", path, strerror(errno));
+		return NULL;
+	}
+	config_new_defaults(&p);
+	p.c->path = xstrdup(path);
+	while (fgets(line, sizeof(line), fp) != NULL) {
+		size_t n = strlen(line);
+		p.line++;
+		if (n > CONFIG_LINE_MAX || (n == sizeof(line) - 1 && line[n - 1] != '\n')) {
+			config_error(&p, "line longer than %d bytes", CONFIG_LINE_MAX);
+			goto fail;
+		}
+		if (memchr(line, '\0', n) != NULL || strlen(line) != n) {
+			config_error(&p, "NUL byte in line");
+			goto fail;
+		}
+		if (config_line(&p, line) < 0)
+			goto fail;
+	}
+	if (ferror(fp)) {
+		config_error(&p, "read error: %s", strerror(errno));
+		goto fail;
+	}
+	fclose(fp);
+	if (config_validate(&p) < 0) {
+		config_unref(p.c);
+		return NULL;
+	}
+	return p.c;
+fail:
+	fclose(fp);
+	config_unref(p.c);
+	return NULL;
+}
+
+struct config *
+config_ref(struct config *c)
+{
+	__atomic_add_fetch(&c->refs, 1, __ATOMIC_RELAXED);
+	return c;
+}
+
+void
+config_unref(struct config *c)
+{
+	if (c == NULL || __atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) != 0)
+		return;
+	for (size_t i = 0; i < nitems(config_options); i++) {
+		const struct config_option *o = &config_options[i];
+		if (o->type == CONFIG_T_STRING || o->type == CONFIG_T_PATH)
+			free(*(char **)((char *)c + o->offset));
+	}
+	for (size_t i = 0; i < c->ndomains; i++) {
+		for (size_t j = 0; j < c->domains[i].nrecipients; j++)
+			free(c->domains[i].recipients[j]);
+		free(c->domains[i].recipients);
+		free(c->domains[i].name);
+	}
+	free(c->domains);
+	free(c->path);
+	free(c);
+}
+
+void
+config_print_options(FILE *fp)
+{
+	fprintf(fp, "| name | type | default | description |\n");
+	fprintf(fp, "|---|---|---|---|\n");
+	for (size_t i = 0; i < nitems(config_options); i++) {
+		const struct config_option *o = &config_options[i];
+		fprintf(fp, "| `%s` | %s | `%s` | %s |\n", o->name, config_type_names[o->type],
+		        o->def, o->doc);
+	}
+}

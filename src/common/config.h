@@ -1,0 +1,141 @@
+/*
+ * config.h - moatd's process settings, declared once.
+ *
+ * CONFIG_OPTIONS below is the only place a setting is declared: its name,
+ * type, default, bounds and documentation. The struct config fields, the
+ * parser's table and docs/CONFIG.md (`moatd --options`) all come from it.
+ *
+ * The file is `key = value` lines, `#` comments, and `[domain NAME]`
+ * sections that declare protected domains. Domains in the file are a seed:
+ * policy (domains, recipients, routes) is read through src/policy/, which
+ * will take it from the store once the store exists, so nothing else in
+ * moat reads config->domains.
+ *
+ * A struct config is immutable once loaded and reference counted: SIGHUP
+ * loads a new one and swaps it in; sessions keep the one they started with
+ * until they end.
+ */
+#ifndef MOAT_CONFIG_H
+#define MOAT_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/socket.h>
+
+#include "log.h"
+
+#define CONFIG_LISTEN_MAX 16
+
+struct config_listen {
+	struct sockaddr_storage ss;
+	socklen_t len;
+	char text[64]; /* as written: "127.0.0.1:2525", "[::1]:25" */
+};
+
+struct config_listen_list {
+	size_t n;
+	struct config_listen addr[CONFIG_LISTEN_MAX];
+};
+
+/* Types: C type of the field and how the value is parsed. */
+#define CONFIG_CT_STRING   char *
+#define CONFIG_CT_PATH     char *
+#define CONFIG_CT_BOOL     bool
+#define CONFIG_CT_UINT     uint64_t
+#define CONFIG_CT_SIZE     uint64_t
+#define CONFIG_CT_DURATION uint64_t /* milliseconds */
+#define CONFIG_CT_LISTEN   struct config_listen_list
+#define CONFIG_CT_LOGLEVEL enum log_level
+#define CONFIG_CT_LOGTARGET enum log_target
+
+/*
+ * X(name, TYPE, default, min, max, doc). min/max bound UINT, SIZE and
+ * DURATION values (in bytes / milliseconds) and are ignored otherwise.
+ */
+#define CONFIG_OPTIONS(X)                                                                          \
+	X(hostname, STRING, "", 0, 0,                                                              \
+	  "Name moatd uses in its greeting, EHLO reply and Received header. Empty: the host name.") \
+	X(smtp_listen, LISTEN, "127.0.0.1:2525", 0, 0,                                             \
+	  "SMTP listening addresses, comma separated: 127.0.0.1:25, [::1]:25, 0.0.0.0:25, [::]:25.") \
+	X(data_dir, PATH, "/var/lib/moat", 0, 0,                                                   \
+	  "Directory for the spool (incoming/, queue/, corrupt/) and local Maildirs (maildir/).")  \
+	X(user, STRING, "moat", 0, 0,                                                              \
+	  "Unprivileged user moatd switches to after binding, when started as root.")              \
+	X(log_level, LOGLEVEL, "info", 0, 0, "error, warn, info or debug.")                        \
+	X(log_target, LOGTARGET, "stderr", 0, 0, "stderr or syslog (facility mail).")              \
+	X(tls_cert, PATH, "", 0, 0,                                                                \
+	  "PEM certificate chain for STARTTLS. Empty: STARTTLS is not offered. Reloaded on SIGHUP.") \
+	X(tls_key, PATH, "", 0, 0, "PEM private key for tls_cert.")                                \
+	X(tls_ciphers, STRING, "HIGH:!aNULL:!MD5:!RC4:!3DES", 0, 0,                               \
+	  "OpenSSL cipher list for TLS 1.2 (TLS 1.3 suites are OpenSSL's defaults).")             \
+	X(smtp_max_message_size, SIZE, "50M", 1024, 2147483647,                                    \
+	  "Largest message accepted, advertised in EHLO SIZE. Over it: 552 5.3.4.")               \
+	X(smtp_max_recipients, UINT, "1000", 1, 100000,                                            \
+	  "Recipients per message. Over it: 452 4.5.3 (RFC 5321 4.5.3.1.10).")                     \
+	X(smtp_max_header_size, SIZE, "256k", 1024, 67108864,                                      \
+	  "Size of the header block. Over it: 552 5.3.4.")                                         \
+	X(smtp_max_line_length, UINT, "1000", 1000, 1048576,                                       \
+	  "Longest text line in message data, octets incl. CRLF (RFC 5321 4.5.3.1.6). Over it: "  \
+	  "500 5.5.2.")                                                                            \
+	X(smtp_max_received, UINT, "50", 1, 1000,                                                  \
+	  "Received header fields a message may carry. Over it: 554 5.4.6 (mail loop).")         \
+	X(smtp_max_sessions, UINT, "1000", 1, 1000000,                                             \
+	  "Concurrent SMTP sessions in total. Over it: 421 4.7.0 at connect.")                    \
+	X(smtp_max_sessions_per_ip, UINT, "50", 1, 1000000,                                        \
+	  "Concurrent SMTP sessions from one client address. Over it: 421 4.7.0 at connect.")     \
+	X(smtp_max_errors, UINT, "20", 1, 10000,                                                   \
+	  "Error replies in one session before moatd says 421 4.7.0 and disconnects.")             \
+	X(smtp_greeting_delay, DURATION, "1s", 0, 60000,                                           \
+	  "Wait before the 220 greeting; a client that talks first is dropped (554 5.5.0).")      \
+	X(smtp_command_timeout, DURATION, "5m", 1000, 86400000,                                    \
+	  "Time for a client to send a whole command (RFC 5321 4.5.3.2.7: at least 5 minutes).")  \
+	X(smtp_data_timeout, DURATION, "3m", 1000, 86400000,                                       \
+	  "Time without any data octets during DATA/BDAT (RFC 5321 4.5.3.2.5 data block).")       \
+	X(smtp_min_data_rate, UINT, "500", 0, 1073741824,                                          \
+	  "Bytes/s a DATA/BDAT transfer must average after its first 30 s; 0 disables. Slower: "  \
+	  "421 4.4.2.")                                                                            \
+	X(smtp_shutdown_timeout, DURATION, "30s", 0, 3600000,                                      \
+	  "On SIGTERM, how long transactions in progress may take to finish before moatd exits.") \
+	X(spool_min_free, SIZE, "100M", 0, UINT64_MAX / 2,                                         \
+	  "Free space the spool file system must keep; below it MAIL gets 452 4.3.1.")             \
+	X(delivery_paused, BOOL, "no", 0, 0,                                                       \
+	  "Accept and queue mail but deliver nothing (maintenance; benchmarks).")
+
+struct config_domain {
+	char *name; /* lower-case */
+	unsigned line;
+	bool any_recipient;
+	char **recipients; /* local parts, compared case-insensitively */
+	size_t nrecipients;
+	enum { CONFIG_ROUTE_MAILDIR } route;
+};
+
+struct config {
+	int refs;
+	char *path;
+#define CONFIG_FIELD(name, type, def, min, max, doc) CONFIG_CT_##type name;
+	CONFIG_OPTIONS(CONFIG_FIELD)
+#undef CONFIG_FIELD
+	struct config_domain *domains;
+	size_t ndomains;
+};
+
+/*
+ * Load path. On error returns NULL and writes "path:line: message" into
+ * err. Relative paths in values (data_dir, tls_cert, ...) are resolved
+ * against the current directory at load time.
+ */
+struct config *config_load(const char *path, char *err, size_t errsize);
+
+/* Defaults only, as if from an empty file (tests, moatctl). */
+struct config *config_defaults(void);
+
+struct config *config_ref(struct config *c);
+void config_unref(struct config *c);
+
+/* Print the options table as Markdown (docs/CONFIG.md). */
+void config_print_options(FILE *fp);
+
+#endif

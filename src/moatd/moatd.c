@@ -1,0 +1,257 @@
+/*
+ * moatd.c - the moat daemon: configuration, privileges, signals and the
+ * start-up order that makes "250 means on disk" true from the first
+ * message on.
+ *
+ * Start-up: load the config (any error names file and line and stops
+ * here) -> bind the listeners (as root, if started as root) -> drop to
+ * the configured user -> open the spool and recover it (incoming/ is
+ * emptied, queue/ goes to delivery) -> start the committer and delivery
+ * threads -> accept connections.
+ *
+ * Signals (handled on the event loop): SIGHUP reloads the config file and
+ * the TLS certificate; live sessions keep what they started with, and a
+ * bad file leaves everything as it was. SIGTERM/SIGINT stop accepting,
+ * let transactions in progress finish for up to smtp_shutdown_timeout,
+ * then wait for pending commits and exit.
+ */
+#include "../common/config.h"
+#include "../common/log.h"
+#include "../common/util.h"
+#include "../delivery/delivery.h"
+#include "../policy/policy.h"
+#include "../smtp/smtp.h"
+#include "../spool/spool.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MOATD_DEFAULT_CONFIG "/etc/moat/moat.conf"
+#define MOATD_RETRY_MS       60000
+
+struct moatd {
+	const char *config_path;
+	struct event_base *base;
+	struct config *cfg;
+	struct policy *pol;
+	struct spool *spool;
+	struct smtp_server *smtp;
+	struct delivery *delivery;
+	struct event *ev_hup, *ev_term, *ev_int;
+};
+
+static void
+usage(void)
+{
+	fprintf(stderr, "usage: moatd [-c config] [-t] [--options]\n"
+	                "  -c FILE    configuration file (default " MOATD_DEFAULT_CONFIG ")\n"
+	                "  -t         check the configuration and exit\n"
+	                "  --options  print the table of configuration options (Markdown)\n");
+	exit(2);
+}
+
+static void
+moatd_raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return;
+	if (geteuid() == 0 && rl.rlim_max < 65536)
+		rl.rlim_max = 65536;
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) < 0 && getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+/* As root: make data_dir belong to the user, then become that user. */
+static void
+moatd_drop_privileges(const struct config *c)
+{
+	struct passwd *pw;
+
+	if (geteuid() != 0)
+		return;
+	if ((pw = getpwnam(c->user)) == NULL)
+		fatalx("user '%s' does not exist: create it (useradd --system --no-create-home "
+		       "--shell /usr/sbin/nologin %s) or set 'user' in %s",
+		       c->user, c->user, c->path);
+	if (pw->pw_uid == 0)
+		fatalx("user '%s' is root: moatd will not run as root after binding", c->user);
+	if (mkdir(c->data_dir, 0700) < 0 && errno != EEXIST)
+		fatal("mkdir %s", c->data_dir);
+	if (chown(c->data_dir, pw->pw_uid, pw->pw_gid) < 0)
+		fatal("chown %s", c->data_dir);
+	if (setgroups(1, &pw->pw_gid) < 0 || setresgid(pw->pw_gid, pw->pw_gid, pw->pw_gid) < 0 ||
+	    setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid) < 0)
+		fatal("cannot drop privileges to %s", c->user);
+	if (setuid(0) == 0)
+		fatalx("privileges were not dropped");
+	log_info("event=privileges_dropped user=%s uid=%u", c->user, (unsigned)pw->pw_uid);
+}
+
+static void
+moatd_recovered(void *arg, const char *id)
+{
+	delivery_enqueue(arg, id);
+}
+
+static void
+moatd_committed(void *arg, const char *id)
+{
+	delivery_enqueue(arg, id);
+}
+
+static void
+moatd_reload(struct moatd *m)
+{
+	char err[1024];
+	struct config *c = config_load(m->config_path, err, sizeof(err));
+	struct policy *p;
+
+	if (c == NULL) {
+		log_error("event=reload status=failed reason=\"%s\" action=\"kept the running "
+		          "configuration\"",
+		          err);
+		return;
+	}
+	if (strcmp(c->data_dir, m->cfg->data_dir) != 0 || strcmp(c->user, m->cfg->user) != 0)
+		log_warn("event=reload warning=\"data_dir and user changes need a restart\"");
+	p = policy_from_config(c);
+	if (smtp_server_reload(m->smtp, c, p, err, sizeof(err)) < 0) {
+		log_error("event=reload status=failed reason=\"%s\" action=\"kept the running "
+		          "configuration\"",
+		          err);
+		policy_unref(p);
+		config_unref(c);
+		return;
+	}
+	delivery_set_policy(m->delivery, p, c->delivery_paused);
+	log_set_level(c->log_level);
+	config_unref(m->cfg);
+	policy_unref(m->pol);
+	m->cfg = c;
+	m->pol = p;
+	log_info("event=reload status=ok domains=%zu", policy_domain_count(p));
+}
+
+static void
+moatd_stopped(void *arg)
+{
+	struct moatd *m = arg;
+
+	event_base_loopexit(m->base, NULL);
+}
+
+static void
+moatd_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct moatd *m = arg;
+
+	if (sig == SIGHUP) {
+		moatd_reload(m);
+		return;
+	}
+	log_info("event=signal signal=%s", sig == SIGTERM ? "TERM" : "INT");
+	smtp_server_shutdown(m->smtp, moatd_stopped, m);
+}
+
+int
+main(int argc, char **argv)
+{
+	struct moatd m = {.config_path = MOATD_DEFAULT_CONFIG};
+	bool check_only = false;
+	char err[1024];
+	long queued;
+
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
+			m.config_path = argv[++i];
+		} else if (strcmp(argv[i], "-t") == 0) {
+			check_only = true;
+		} else if (strcmp(argv[i], "--options") == 0) {
+			config_print_options(stdout);
+			return 0;
+		} else {
+			usage();
+		}
+	}
+	log_init("moatd", LOG_TARGET_STDERR, LOG_LEVEL_INFO);
+	if ((m.cfg = config_load(m.config_path, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "moatd: %s\n", err);
+		return 1;
+	}
+	if (check_only) {
+		printf("moatd: %s: configuration ok (%zu domains)\n", m.config_path,
+		       m.cfg->ndomains);
+		return 0;
+	}
+	log_init("moatd", m.cfg->log_target, m.cfg->log_level);
+	signal(SIGPIPE, SIG_IGN);
+	moatd_raise_nofile();
+	if (evthread_use_pthreads() < 0)
+		fatalx("libevent has no pthreads support");
+	if ((m.base = event_base_new()) == NULL)
+		fatalx("event_base_new failed");
+	m.pol = policy_from_config(m.cfg);
+
+	/* 1. bind, 2. drop privileges, 3. spool, 4. accept. */
+	m.smtp = smtp_server_new(m.base, m.cfg, m.pol, NULL);
+	if (smtp_server_listen(m.smtp, err, sizeof(err)) < 0)
+		fatalx("%s", err);
+	moatd_drop_privileges(m.cfg);
+	if (smtp_server_tls_load(m.smtp, err, sizeof(err)) < 0)
+		fatalx("%s", err);
+	if ((m.spool = spool_open(m.cfg->data_dir, m.cfg->spool_min_free, err, sizeof(err))) ==
+	    NULL)
+		fatalx("spool: %s", err);
+	smtp_server_set_spool(m.smtp, m.spool);
+	m.delivery = delivery_new(m.spool, m.cfg->data_dir, m.cfg->hostname, m.pol,
+	                          m.cfg->delivery_paused, MOATD_RETRY_MS);
+	if ((queued = spool_recover(m.spool, moatd_recovered, m.delivery)) < 0)
+		fatal("spool recovery in %s", m.cfg->data_dir);
+	if (spool_start(m.spool, m.base, moatd_committed, m.delivery) < 0)
+		fatalx("cannot start the spool committer");
+	if (delivery_start(m.delivery) < 0)
+		fatalx("cannot start the delivery thread");
+
+	m.ev_hup = evsignal_new(m.base, SIGHUP, moatd_signal, &m);
+	m.ev_term = evsignal_new(m.base, SIGTERM, moatd_signal, &m);
+	m.ev_int = evsignal_new(m.base, SIGINT, moatd_signal, &m);
+	evsignal_add(m.ev_hup, NULL);
+	evsignal_add(m.ev_term, NULL);
+	evsignal_add(m.ev_int, NULL);
+
+	smtp_server_enable(m.smtp);
+	log_info("event=started version=" MOAT_VERSION " hostname=%s domains=%zu queued=%ld "
+	         "delivery=%s",
+	         m.cfg->hostname, policy_domain_count(m.pol), queued,
+	         m.cfg->delivery_paused ? "paused" : "on");
+	event_base_dispatch(m.base);
+
+	/* Sessions are gone; let the committer finish, then delivery. */
+	spool_stop(m.spool);
+	delivery_free(m.delivery);
+	smtp_server_free(m.smtp);
+	event_free(m.ev_hup);
+	event_free(m.ev_term);
+	event_free(m.ev_int);
+	spool_close(m.spool);
+	policy_unref(m.pol);
+	config_unref(m.cfg);
+	event_base_free(m.base);
+	log_info("event=stopped");
+	return 0;
+}

@@ -1,0 +1,1210 @@
+/*
+ * smtp_session.c - one inbound SMTP session: a state machine driven by a
+ * command table.
+ *
+ * RFC 5321 (SMTP), RFC 2920 (PIPELINING), RFC 1870 (SIZE), RFC 6152
+ * (8BITMIME), RFC 3030 (CHUNKING/BDAT), RFC 6531 (SMTPUTF8), RFC 2034 and
+ * RFC 3463 (enhanced status codes), RFC 3207 (STARTTLS), RFC 3461 (DSN
+ * parameters), RFC 3848 (Received "with" keywords).
+ *
+ * Design notes.
+ * - The state changes only in smtp_enter_state(), which can trace every
+ *   transition ("A -> B") at debug level.
+ * - A session is reference counted: every libevent callback holds a
+ *   reference while it runs, and smtp_session_close() only drops the
+ *   session's own reference, so no handler ever frees the session under
+ *   itself. Close is always safe to call; code after it must check
+ *   s->closed and touch nothing else.
+ * - Input is bounded: the bufferevent stops reading at SMTP_INPUT_MAX
+ *   buffered octets; a command line over 512 octets is refused without
+ *   being stored; DATA and BDAT content streams through the data scanner
+ *   into the spool; replies are not produced while more than
+ *   SMTP_OUTPUT_MAX octets of them wait for a client that does not read.
+ * - Message content is only ever ended by CRLF.CRLF (DATA) or by the BDAT
+ *   count; bare CR and LF are refused at the end of the message (550
+ *   5.5.2), see smtp_data.h and docs/SMTP.md.
+ * - The 250 after DATA is sent from the spool's commit callback, i.e. only
+ *   once the message is on disk.
+ */
+#include "smtp_internal.h"
+#include "../common/config.h"
+#include "../common/log.h"
+#include "../common/util.h"
+#include "../policy/policy.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <openssl/err.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define SMTP_INPUT_MAX      (64 * 1024)
+#define SMTP_OUTPUT_MAX     (64 * 1024)
+#define SMTP_CLOSE_LINGER   10000 /* ms to flush a last reply */
+#define SMTP_RATE_GRACE_MS  30000 /* smtp_min_data_rate applies after this */
+#define SMTP_REPLY_MAX      512
+
+static const char *const smtp_state_names[SMTP_S_COUNT] = {
+	[SMTP_S_CONNECTED] = "CONNECTED", [SMTP_S_GREETED] = "GREETED",
+	[SMTP_S_READY] = "READY",         [SMTP_S_MAIL] = "MAIL",
+	[SMTP_S_RCPT] = "RCPT",           [SMTP_S_DATA] = "DATA",
+	[SMTP_S_CHUNK] = "CHUNK",         [SMTP_S_BDAT] = "BDAT",
+	[SMTP_S_COMMIT] = "COMMIT",       [SMTP_S_STARTTLS] = "STARTTLS",
+	[SMTP_S_CLOSING] = "CLOSING",
+};
+
+#define ST(x) (1u << SMTP_S_##x)
+/* States in which the session waits for a command. */
+#define SMTP_COMMAND_STATES (ST(GREETED) | ST(READY) | ST(MAIL) | ST(RCPT) | ST(BDAT))
+
+struct smtp_command {
+	enum smtp_verb verb;
+	unsigned states;  /* where the command is allowed (else 503) */
+	bool ends_group;  /* RFC 2920 3.1 / RFC 3207 4: nothing may follow it unseen */
+	void (*proceed)(struct smtp_session *s, const struct smtp_cmd *cmd);
+};
+
+static void smtp_read_cb(struct bufferevent *bev, void *arg);
+static void smtp_write_cb(struct bufferevent *bev, void *arg);
+static void smtp_event_cb(struct bufferevent *bev, short what, void *arg);
+static void smtp_timer_cb(evutil_socket_t fd, short what, void *arg);
+static void smtp_input(struct smtp_session *s);
+
+bool
+smtp_state_in_transaction(enum smtp_state st)
+{
+	return (ST(MAIL) | ST(RCPT) | ST(DATA) | ST(CHUNK) | ST(BDAT) | ST(COMMIT)) & (1u << st);
+}
+
+static void
+smtp_hold(struct smtp_session *s)
+{
+	s->refs++;
+}
+
+static void
+smtp_release(struct smtp_session *s)
+{
+	if (--s->refs > 0)
+		return;
+	spool_env_clear(&s->env);
+	config_unref(s->cfg);
+	policy_unref(s->pol);
+	free(s);
+}
+
+static void
+smtp_timer_set(struct smtp_session *s, uint64_t ms)
+{
+	struct timeval tv = {.tv_sec = (time_t)(ms / 1000),
+	                     .tv_usec = (suseconds_t)(ms % 1000) * 1000};
+
+	evtimer_add(s->timer, &tv);
+}
+
+static void
+smtp_enter_state(struct smtp_session *s, enum smtp_state next)
+{
+	log_debug("event=state sid=%llu from=%s to=%s", (unsigned long long)s->sid,
+	          smtp_state_names[s->state], smtp_state_names[next]);
+	s->state = next;
+	switch (next) {
+	case SMTP_S_CONNECTED:
+		smtp_timer_set(s, s->cfg->smtp_greeting_delay);
+		break;
+	case SMTP_S_DATA:
+	case SMTP_S_CHUNK:
+		smtp_timer_set(s, s->cfg->smtp_data_timeout);
+		break;
+	case SMTP_S_COMMIT:
+		evtimer_del(s->timer);
+		break;
+	case SMTP_S_CLOSING:
+		smtp_timer_set(s, SMTP_CLOSE_LINGER);
+		break;
+	default:
+		smtp_timer_set(s, s->cfg->smtp_command_timeout);
+		break;
+	}
+}
+
+__attribute__((format(printf, 2, 3))) static void
+smtp_reply(struct smtp_session *s, const char *fmt, ...)
+{
+	char line[SMTP_REPLY_MAX];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(line, sizeof(line) - 2, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	if ((size_t)n > sizeof(line) - 3)
+		n = (int)sizeof(line) - 3;
+	if (line[0] == '4' || line[0] == '5')
+		s->errors++;
+	log_debug("event=reply sid=%llu reply=\"%.*s\"", (unsigned long long)s->sid, n, line);
+	line[n++] = '\r';
+	line[n++] = '\n';
+	bufferevent_write(s->bev, line, (size_t)n);
+}
+
+/* Send a last reply, then close once it is written (or after SMTP_CLOSE_LINGER). */
+static void
+smtp_close_after(struct smtp_session *s, const char *reply, const char *reason)
+{
+	if (s->closed || s->state == SMTP_S_CLOSING)
+		return;
+	if (reply)
+		smtp_reply(s, "%s", reply);
+	log_debug("event=closing sid=%llu reason=\"%s\"", (unsigned long long)s->sid, reason);
+	bufferevent_disable(s->bev, EV_READ);
+	if (s->msg && s->state != SMTP_S_COMMIT) {
+		spool_msg_abort(s->msg);
+		s->msg = NULL;
+	}
+	smtp_enter_state(s, SMTP_S_CLOSING);
+	if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
+		smtp_session_close(s, reason);
+}
+
+static void
+smtp_tx_reset(struct smtp_session *s)
+{
+	if (s->msg) {
+		spool_msg_abort(s->msg);
+		s->msg = NULL;
+	}
+	spool_env_clear(&s->env);
+	memset(&s->mp, 0, sizeof(s->mp));
+	s->too_big = false;
+	s->chunking = false;
+	s->chunk_left = 0;
+	s->chunk_discard = false;
+	s->chunk_error = NULL;
+}
+
+/* After a transaction or a command: the state to wait in. */
+static enum smtp_state
+smtp_idle_state(const struct smtp_session *s)
+{
+	return s->helo[0] ? SMTP_S_READY : SMTP_S_GREETED;
+}
+
+static void
+smtp_tx_end(struct smtp_session *s)
+{
+	smtp_tx_reset(s);
+	smtp_enter_state(s, smtp_idle_state(s));
+}
+
+static const char *
+smtp_protocol(const struct smtp_session *s)
+{
+	static const char *const names[2][2][2] = {
+		/* [utf8][esmtp][tls] */
+		{{"SMTP", "SMTPS"}, {"ESMTP", "ESMTPS"}},
+		{{"UTF8SMTP", "UTF8SMTPS"}, {"UTF8SMTP", "UTF8SMTPS"}},
+	};
+	return names[s->mp.smtputf8][s->esmtp][s->tls_done];
+}
+
+/* --- the message: Received header, content, end-of-data checks --- */
+
+static void
+smtp_emit(void *arg, const char *p, size_t n)
+{
+	struct smtp_session *s = arg;
+
+	if (s->too_big || s->msg == NULL)
+		return;
+	if (spool_msg_size(s->msg) + n > s->cfg->smtp_max_message_size) {
+		s->too_big = true;
+		return;
+	}
+	/* An error is sticky in the message and reported at the end. */
+	spool_msg_write(s->msg, p, n);
+}
+
+static void
+smtp_message_begin(struct smtp_session *s, enum smtp_data_mode mode)
+{
+	char hdr[2048], date[64], tls[160] = "", forclause[MAILADDR_FORMAT_MAX + 16] = "";
+	time_t now = time(NULL);
+	struct tm tm;
+	int n;
+
+	s->msg = spool_msg_new(s->srv->spool);
+	smtp_data_init(&s->scan, mode, (size_t)s->cfg->smtp_max_header_size);
+	s->too_big = false;
+	s->data_start_ms = clock_ms();
+	s->data_wire = 0;
+	s->env.received_at = now;
+
+	/* RFC 5321 4.4; everything here is validated or produced by moat. */
+	gmtime_r(&now, &tm);
+	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
+	if (s->ssl)
+		snprintf(tls, sizeof(tls), "\r\n\t(using %s with cipher %s)",
+		         SSL_get_version(s->ssl), SSL_get_cipher_name(s->ssl));
+	if (s->env.nrcpts == 1)
+		snprintf(forclause, sizeof(forclause), "\r\n\tfor <%s>", s->env.rcpts[0].addr);
+	n = snprintf(hdr, sizeof(hdr),
+	             "Received: from %s (%s%s%s)\r\n"
+	             "\tby %s (moat) with %s id %s%s%s;\r\n"
+	             "\t%s\r\n",
+	             s->helo[0] ? s->helo : "unknown", strchr(s->addr, ':') ? "[IPv6:" : "[",
+	             s->addr, "]", s->cfg->hostname, smtp_protocol(s), spool_msg_id(s->msg),
+	             tls, forclause, date);
+	if (n > 0 && (size_t)n < sizeof(hdr))
+		spool_msg_write(s->msg, hdr, (size_t)n);
+}
+
+/* The reply refusing a finished message, or NULL when it may be committed. */
+static const char *
+smtp_message_check(struct smtp_session *s, char *buf, size_t bufsize)
+{
+	const struct smtp_data_scan *ds = &s->scan;
+
+	if (ds->flags & (SMTP_DATA_BARE_CR | SMTP_DATA_BARE_LF))
+		return "550 5.5.2 Message refused: bare CR or LF in message data; lines must end "
+		       "in CRLF (RFC 5321 2.3.8)";
+	if (ds->flags & SMTP_DATA_LONG_LINE) {
+		snprintf(buf, bufsize,
+		         "500 5.5.2 Message refused: line longer than %llu octets "
+		         "(RFC 5321 4.5.3.1.6)",
+		         (unsigned long long)s->cfg->smtp_max_line_length);
+		return buf;
+	}
+	if (s->too_big)
+		return "552 5.3.4 Message size exceeds fixed maximum message size";
+	if (ds->flags & SMTP_DATA_HEADER_TOO_BIG) {
+		snprintf(buf, bufsize, "552 5.3.4 Message header exceeds %llu octets",
+		         (unsigned long long)s->cfg->smtp_max_header_size);
+		return buf;
+	}
+	if (ds->received > s->cfg->smtp_max_received) {
+		snprintf(buf, bufsize, "554 5.4.6 Too many hops (%u Received headers): mail loop",
+		         ds->received);
+		return buf;
+	}
+	return NULL;
+}
+
+static void
+smtp_commit_cb(void *arg, struct spool_msg *m, int err)
+{
+	struct smtp_session *s = arg;
+	const struct spool_env *env = spool_msg_env(m);
+	char fromq[256];
+
+	s->msg = NULL;
+	if (!s->closed) {
+		if (err) {
+			if (err == ENOSPC || err == EDQUOT)
+				smtp_reply(s, "452 4.3.1 Insufficient system storage");
+			else
+				smtp_reply(s, "451 4.3.0 Local error writing the message; try again "
+				              "later");
+			log_error("event=spool_error sid=%llu id=%s reason=\"%s\"",
+			          (unsigned long long)s->sid, spool_msg_id(m), strerror(err));
+		} else {
+			smtp_reply(s, "250 2.0.0 Ok: queued as %s", spool_msg_id(m));
+			s->messages++;
+			log_info("event=accepted sid=%llu id=%s client=%s from=<%s> nrcpt=%zu "
+			         "size=%llu proto=%s",
+			         (unsigned long long)s->sid, spool_msg_id(m), s->addr,
+			         log_quote(fromq, sizeof(fromq), env->sender, strlen(env->sender)),
+			         env->nrcpts, (unsigned long long)spool_msg_size(m),
+			         smtp_protocol(s));
+		}
+		smtp_tx_end(s);
+		bufferevent_enable(s->bev, EV_READ);
+		smtp_input(s);
+	}
+	smtp_release(s); /* the reference taken for the commit */
+}
+
+/* End of DATA or of the last BDAT chunk. */
+static void
+smtp_message_end(struct smtp_session *s)
+{
+	char buf[SMTP_REPLY_MAX];
+	const char *refuse = smtp_message_check(s, buf, sizeof(buf));
+
+	if (refuse) {
+		log_info("event=refused sid=%llu client=%s size=%llu reason=\"%s\"",
+		         (unsigned long long)s->sid, s->addr, (unsigned long long)s->scan.size,
+		         refuse + 10);
+		smtp_reply(s, "%s", refuse);
+		smtp_tx_end(s);
+		return;
+	}
+	s->env.client_addr = xstrdup(s->addr);
+	s->env.helo = xstrdup(s->helo);
+	s->env.protocol = xstrdup(smtp_protocol(s));
+	if (s->mp.body == SMTP_BODY_8BITMIME)
+		s->env.body_type = xstrdup("8BITMIME");
+	else if (s->mp.body == SMTP_BODY_7BIT)
+		s->env.body_type = xstrdup("7BIT");
+	s->env.smtputf8 = s->mp.smtputf8;
+	if (s->mp.ret != SMTP_RET_UNSPEC)
+		s->env.ret = xstrdup(s->mp.ret == SMTP_RET_FULL ? "FULL" : "HDRS");
+	if (s->mp.has_envid)
+		s->env.envid = xstrdup(s->mp.envid);
+	spool_msg_set_env(s->msg, &s->env);
+	smtp_hold(s);
+	smtp_enter_state(s, SMTP_S_COMMIT);
+	spool_msg_commit(s->msg, smtp_commit_cb, s);
+}
+
+/* --- input --- */
+
+static void
+smtp_rate_check(struct smtp_session *s, size_t n)
+{
+	uint64_t elapsed;
+
+	s->data_wire += n;
+	if (n)
+		smtp_timer_set(s, s->cfg->smtp_data_timeout);
+	if (s->cfg->smtp_min_data_rate == 0)
+		return;
+	elapsed = clock_ms() - s->data_start_ms;
+	if (elapsed > SMTP_RATE_GRACE_MS &&
+	    s->data_wire * 1000 / elapsed < s->cfg->smtp_min_data_rate)
+		smtp_close_after(s, "421 4.4.2 Data rate too low, closing connection",
+		                 "min data rate");
+}
+
+/* Feed the scanner from the input buffer, at most max octets; returns octets used. */
+static size_t
+smtp_feed(struct smtp_session *s, struct evbuffer *in, size_t max, bool *done)
+{
+	struct evbuffer_iovec v[16];
+	size_t used = 0;
+	int n;
+
+	*done = false;
+	n = evbuffer_peek(in, (ev_ssize_t)max, NULL, v, (int)nitems(v));
+	if (n > (int)nitems(v))
+		n = (int)nitems(v);
+	for (int i = 0; i < n && !*done && used < max; i++) {
+		size_t len = v[i].iov_len;
+		if (len > max - used)
+			len = max - used;
+		used += smtp_data_feed(&s->scan, v[i].iov_base, len, smtp_emit, s, done);
+	}
+	evbuffer_drain(in, used);
+	return used;
+}
+
+static void
+smtp_input_data(struct smtp_session *s, struct evbuffer *in)
+{
+	bool done;
+	size_t used = smtp_feed(s, in, evbuffer_get_length(in), &done);
+
+	smtp_rate_check(s, used);
+	if (s->closed || s->state == SMTP_S_CLOSING)
+		return;
+	if (!done)
+		return;
+	if (!s->esmtp && evbuffer_get_length(in) > 0) {
+		smtp_close_after(s, "554 5.5.0 Improper use of SMTP command pipelining",
+		                 "pipelining without PIPELINING");
+		return;
+	}
+	smtp_message_end(s);
+}
+
+static void
+smtp_chunk_end(struct smtp_session *s)
+{
+	char buf[SMTP_REPLY_MAX];
+	const char *refuse;
+
+	if (s->chunk_discard) {
+		smtp_reply(s, "%s", s->chunk_error);
+		if (s->msg || s->env.nrcpts)
+			smtp_tx_end(s);
+		else
+			smtp_enter_state(s, smtp_idle_state(s));
+		return;
+	}
+	if (s->chunk_last) {
+		smtp_data_finish(&s->scan);
+		smtp_message_end(s);
+		return;
+	}
+	/* Refuse as early as possible; the client must not send more chunks. */
+	if ((refuse = smtp_message_check(s, buf, sizeof(buf))) != NULL) {
+		smtp_reply(s, "%s", refuse);
+		smtp_tx_end(s);
+		return;
+	}
+	smtp_reply(s, "250 2.0.0 %llu octets received", (unsigned long long)s->scan.size);
+	smtp_enter_state(s, SMTP_S_BDAT);
+}
+
+static void
+smtp_input_chunk(struct smtp_session *s, struct evbuffer *in)
+{
+	size_t avail = evbuffer_get_length(in);
+	size_t n = avail < s->chunk_left ? avail : (size_t)s->chunk_left;
+	bool done;
+
+	if (s->chunk_discard)
+		evbuffer_drain(in, n);
+	else
+		n = smtp_feed(s, in, n, &done);
+	s->chunk_left -= n;
+	smtp_rate_check(s, n);
+	if (s->closed || s->state == SMTP_S_CLOSING)
+		return;
+	if (s->chunk_left == 0)
+		smtp_chunk_end(s);
+}
+
+static const struct smtp_command *smtp_command_find(enum smtp_verb verb);
+
+static const char *
+smtp_bad_sequence(const struct smtp_session *s, enum smtp_verb verb)
+{
+	if (s->state == SMTP_S_GREETED)
+		return "503 5.5.1 Send EHLO or HELO first";
+	if (s->state == SMTP_S_BDAT)
+		return "503 5.5.1 Only BDAT, RSET, NOOP or QUIT during a BDAT transfer";
+	switch (verb) {
+	case SMTP_VERB_MAIL:
+		return "503 5.5.1 Nested MAIL command";
+	case SMTP_VERB_RCPT:
+		return "503 5.5.1 Need MAIL before RCPT";
+	case SMTP_VERB_DATA:
+		return s->state == SMTP_S_MAIL ? "503 5.5.1 Need RCPT before DATA"
+		                               : "503 5.5.1 Need MAIL before DATA";
+	case SMTP_VERB_STARTTLS:
+		return "503 5.5.1 STARTTLS only outside a mail transaction";
+	default:
+		return "503 5.5.1 Bad sequence of commands";
+	}
+}
+
+/* Handle one command line (without CRLF); more: input follows it unseen. */
+static void
+smtp_command(struct smtp_session *s, const char *line, size_t len, bool more)
+{
+	const struct smtp_command *c;
+	struct smtp_cmd cmd;
+	char q[128];
+
+	switch (smtp_cmd_parse(line, len, &cmd)) {
+	case SMTP_PARSE_OK:
+		break;
+	case SMTP_PARSE_EMPTY:
+	case SMTP_PARSE_BADCHAR:
+		smtp_reply(s, "500 5.5.2 Syntax error, command unrecognized");
+		return;
+	case SMTP_PARSE_SYNTAX:
+		smtp_reply(s, "501 5.5.4 Syntax error in parameters or arguments");
+		return;
+	}
+	log_debug("event=command sid=%llu line=%s", (unsigned long long)s->sid,
+	          log_quote(q, sizeof(q), line, len));
+	if (cmd.verb == SMTP_VERB_HTTP) {
+		log_info("event=proxy_probe sid=%llu client=%s verb=%s", (unsigned long long)s->sid,
+		         s->addr, log_quote(q, sizeof(q), cmd.verb_text, cmd.verb_len));
+		smtp_session_close(s, "HTTP request");
+		return;
+	}
+	if ((c = smtp_command_find(cmd.verb)) == NULL) {
+		smtp_reply(s, "500 5.5.1 Command unrecognized");
+		return;
+	}
+	/* RFC 2920: without PIPELINING offered, or after a command that must end a
+	 * group, nothing may be waiting. BDAT's own octets follow BDAT legitimately. */
+	if (more && cmd.verb != SMTP_VERB_BDAT && cmd.verb != SMTP_VERB_QUIT &&
+	    (!s->esmtp || c->ends_group)) {
+		if (cmd.verb != SMTP_VERB_STARTTLS) {
+			log_info("event=pipelining_violation sid=%llu client=%s",
+			         (unsigned long long)s->sid, s->addr);
+			smtp_close_after(s, "554 5.5.0 Improper use of SMTP command pipelining",
+			                 "pipelining violation");
+			return;
+		}
+		/* STARTTLS: the plaintext after it is dropped below (CVE-2011-0411). */
+	}
+	if (!(c->states & (1u << s->state)) && cmd.verb != SMTP_VERB_BDAT) {
+		smtp_reply(s, "%s", smtp_bad_sequence(s, cmd.verb));
+		return;
+	}
+	c->proceed(s, &cmd);
+}
+
+/* Read and handle one command line; false when no complete line is there. */
+static bool
+smtp_input_line(struct smtp_session *s, struct evbuffer *in)
+{
+	char line[SMTP_CMD_LINE_MAX];
+	struct evbuffer_ptr eol;
+	size_t eol_len = 0, avail = evbuffer_get_length(in);
+
+	eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF);
+	if (eol.pos < 0) {
+		if (avail < SMTP_CMD_LINE_MAX)
+			return false;
+		/* Too long and no end in sight: drop it up to its end, reply once. */
+		evbuffer_drain(in, avail);
+		if (!s->skip_line) {
+			s->skip_line = true;
+			smtp_reply(s, "500 5.5.2 Line too long");
+		}
+		return false;
+	}
+	if (s->skip_line) {
+		evbuffer_drain(in, (size_t)eol.pos + eol_len);
+		s->skip_line = false;
+		return true;
+	}
+	if ((size_t)eol.pos + 2 > SMTP_CMD_LINE_MAX) {
+		evbuffer_drain(in, (size_t)eol.pos + eol_len);
+		smtp_reply(s, "500 5.5.2 Line too long");
+		return true;
+	}
+	evbuffer_remove(in, line, (size_t)eol.pos);
+	evbuffer_drain(in, eol_len);
+	smtp_command(s, line, (size_t)eol.pos, evbuffer_get_length(in) > 0);
+	if (!s->closed && s->state != SMTP_S_CLOSING && s->state != SMTP_S_STARTTLS &&
+	    (1u << s->state) & SMTP_COMMAND_STATES)
+		smtp_timer_set(s, s->cfg->smtp_command_timeout);
+	return true;
+}
+
+/* Process buffered input as far as the state allows. */
+static void
+smtp_input(struct smtp_session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+
+	while (!s->closed) {
+		size_t avail = evbuffer_get_length(in);
+
+		if (s->errors >= s->cfg->smtp_max_errors) {
+			smtp_close_after(s, "421 4.7.0 Too many errors, closing connection",
+			                 "error limit");
+			return;
+		}
+		if (s->quit_after_reply && !smtp_state_in_transaction(s->state) &&
+		    s->state != SMTP_S_CLOSING) {
+			smtp_close_after(s, "421 4.3.2 Service shutting down", "shutdown");
+			return;
+		}
+		if (evbuffer_get_length(bufferevent_get_output(s->bev)) > SMTP_OUTPUT_MAX) {
+			/* The client does not read its replies: wait for it (write cb). */
+			bufferevent_disable(s->bev, EV_READ);
+			return;
+		}
+		switch (s->state) {
+		case SMTP_S_CONNECTED:
+			if (avail == 0)
+				return;
+			log_info("event=early_talker sid=%llu client=%s", (unsigned long long)s->sid,
+			         s->addr);
+			smtp_close_after(s, "554 5.5.0 SMTP protocol violation: talked before "
+			                    "the greeting",
+			                 "early talker");
+			return;
+		case SMTP_S_COMMIT:
+		case SMTP_S_STARTTLS:
+		case SMTP_S_CLOSING:
+			return;
+		case SMTP_S_DATA:
+			if (avail == 0)
+				return;
+			smtp_input_data(s, in);
+			if (s->state == SMTP_S_DATA)
+				return; /* everything consumed, no terminator yet */
+			break;
+		case SMTP_S_CHUNK:
+			if (avail == 0 && s->chunk_left > 0)
+				return;
+			smtp_input_chunk(s, in);
+			if (s->state == SMTP_S_CHUNK)
+				return;
+			break;
+		default:
+			if (!smtp_input_line(s, in))
+				return;
+			break;
+		}
+	}
+}
+
+/* --- commands --- */
+
+static void
+smtp_cmd_helo(struct smtp_session *s, const struct smtp_cmd *cmd)
+{
+	char helo[SMTP_HELO_MAX + 1];
+	bool ehlo = cmd->verb == SMTP_VERB_EHLO;
+	struct evbuffer *out;
+
+	if (smtp_helo_parse(cmd->arg, cmd->arg_len, helo, sizeof(helo)) < 0) {
+		smtp_reply(s, "501 5.5.4 Syntax: %s hostname", ehlo ? "EHLO" : "HELO");
+		return;
+	}
+	smtp_tx_reset(s);
+	memcpy(s->helo, helo, sizeof(helo));
+	s->esmtp = ehlo;
+	smtp_enter_state(s, SMTP_S_READY);
+	if (!ehlo) {
+		smtp_reply(s, "250 %s", s->cfg->hostname);
+		return;
+	}
+	out = bufferevent_get_output(s->bev);
+	evbuffer_add_printf(out,
+	                    "250-%s Hello [%s]\r\n"
+	                    "250-PIPELINING\r\n"
+	                    "250-SIZE %llu\r\n"
+	                    "250-8BITMIME\r\n"
+	                    "250-SMTPUTF8\r\n"
+	                    "250-ENHANCEDSTATUSCODES\r\n"
+	                    "250-DSN\r\n"
+	                    "%s"
+	                    "250 CHUNKING\r\n",
+	                    s->cfg->hostname, s->addr,
+	                    (unsigned long long)s->cfg->smtp_max_message_size,
+	                    s->srv->tls && !s->tls_done ? "250-STARTTLS\r\n" : "");
+}
+
+static unsigned
+smtp_extensions(const struct smtp_session *s)
+{
+	if (!s->esmtp)
+		return 0;
+	return SMTP_EXT_SIZE | SMTP_EXT_8BITMIME | SMTP_EXT_SMTPUTF8 | SMTP_EXT_DSN |
+	       SMTP_EXT_CHUNKING;
+}
+
+static bool
+smtp_param_error(struct smtp_session *s, enum smtp_param_status st, const char *bad,
+                 size_t badlen)
+{
+	char q[64];
+
+	switch (st) {
+	case SMTP_PARAM_OK:
+		return false;
+	case SMTP_PARAM_UNKNOWN:
+		smtp_reply(s, "555 5.5.4 Unsupported parameter %s",
+		           log_quote(q, sizeof(q), bad ? bad : "", bad ? badlen : 0));
+		return true;
+	case SMTP_PARAM_SYNTAX:
+	case SMTP_PARAM_DUPLICATE:
+		smtp_reply(s, "501 5.5.4 Invalid parameter %s",
+		           log_quote(q, sizeof(q), bad ? bad : "", bad ? badlen : 0));
+		return true;
+	}
+	return true;
+}
+
+static void
+smtp_cmd_mail(struct smtp_session *s, const struct smtp_cmd *cmd)
+{
+	struct smtp_mail_params mp;
+	struct mailaddr a;
+	const char *bad = NULL;
+	size_t used = 0, badlen = 0;
+	char buf[MAILADDR_FORMAT_MAX];
+
+	switch (mailaddr_parse(cmd->arg, cmd->arg_len, MAILADDR_F_NULL_OK | MAILADDR_F_SMTPUTF8,
+	                       &a, &used)) {
+	case MAILADDR_OK:
+		break;
+	case MAILADDR_E8BIT:
+		smtp_reply(s, "553 5.6.7 Non-ASCII address requires SMTPUTF8");
+		return;
+	case MAILADDR_EROUTING:
+		smtp_reply(s, "553 5.1.7 Sender address with routing characters refused");
+		return;
+	default:
+		smtp_reply(s, "501 5.1.7 Bad sender address syntax");
+		return;
+	}
+	if (smtp_param_error(s,
+	                     smtp_mail_params_parse(cmd->arg + used, cmd->arg_len - used,
+	                                            smtp_extensions(s), &mp, &bad, &badlen),
+	                     bad, badlen))
+		return;
+	if (a.utf8 && !mp.smtputf8) {
+		smtp_reply(s, "553 5.6.7 Non-ASCII address requires SMTPUTF8");
+		return;
+	}
+	if (mp.has_size && mp.size > s->cfg->smtp_max_message_size) {
+		smtp_reply(s, "552 5.3.4 Message size exceeds fixed maximum message size");
+		return;
+	}
+	if (!spool_has_room(s->srv->spool)) {
+		log_warn("event=spool_full sid=%llu", (unsigned long long)s->sid);
+		smtp_reply(s, "452 4.3.1 Insufficient system storage");
+		return;
+	}
+	smtp_tx_reset(s);
+	s->mp = mp;
+	s->env.sender = xstrdup(mailaddr_format(&a, buf, sizeof(buf)));
+	smtp_enter_state(s, SMTP_S_MAIL);
+	smtp_reply(s, "250 2.1.0 Ok");
+}
+
+static void
+smtp_cmd_rcpt(struct smtp_session *s, const struct smtp_cmd *cmd)
+{
+	struct smtp_rcpt_params rp;
+	struct mailaddr a;
+	const char *bad = NULL, *why = NULL;
+	size_t used = 0, badlen = 0;
+	char buf[MAILADDR_FORMAT_MAX], q[MAILADDR_FORMAT_MAX * 4 + 3];
+	unsigned flags = s->mp.smtputf8 ? MAILADDR_F_SMTPUTF8 : 0;
+
+	if (s->env.nrcpts >= s->cfg->smtp_max_recipients) {
+		smtp_reply(s, "452 4.5.3 Too many recipients");
+		return;
+	}
+	switch (mailaddr_parse(cmd->arg, cmd->arg_len, flags, &a, &used)) {
+	case MAILADDR_OK:
+		break;
+	case MAILADDR_E8BIT:
+		smtp_reply(s, "553 5.6.7 Non-ASCII address requires SMTPUTF8");
+		return;
+	case MAILADDR_EROUTING:
+		why = "routing characters";
+		smtp_reply(s, "550 5.7.1 Relaying denied");
+		goto rejected;
+	default:
+		smtp_reply(s, "501 5.1.3 Bad recipient address syntax");
+		return;
+	}
+	if (smtp_param_error(s,
+	                     smtp_rcpt_params_parse(cmd->arg + used, cmd->arg_len - used,
+	                                            smtp_extensions(s), &rp, &bad, &badlen),
+	                     bad, badlen))
+		return;
+	mailaddr_format(&a, buf, sizeof(buf));
+	switch (policy_check_rcpt(s->pol, &a)) {
+	case POLICY_RCPT_OK:
+		break;
+	case POLICY_RCPT_UNKNOWN_USER:
+		why = "unknown user";
+		smtp_reply(s, "550 5.1.1 Recipient address rejected: user unknown");
+		goto rejected;
+	case POLICY_RCPT_RELAY_DENIED:
+		why = "relay denied";
+		smtp_reply(s, "550 5.7.1 Relaying denied");
+		goto rejected;
+	}
+	for (size_t i = 0; i < s->env.nrcpts; i++) {
+		if (strcmp(s->env.rcpts[i].addr, buf) == 0) {
+			smtp_reply(s, "250 2.1.5 Ok");
+			return; /* the same recipient twice gets one copy */
+		}
+	}
+	spool_env_add_rcpt(&s->env, buf, rp.notify, rp.has_orcpt ? rp.orcpt : NULL);
+	smtp_enter_state(s, SMTP_S_RCPT);
+	smtp_reply(s, "250 2.1.5 Ok");
+	return;
+rejected:
+	log_info("event=rcpt_rejected sid=%llu client=%s to=%s reason=\"%s\"",
+	         (unsigned long long)s->sid, s->addr, log_quote(q, sizeof(q), cmd->arg, cmd->arg_len),
+	         why);
+}
+
+static void
+smtp_cmd_data(struct smtp_session *s, const struct smtp_cmd *cmd)
+{
+	if (cmd->arg_len) {
+		smtp_reply(s, "501 5.5.4 Syntax: DATA");
+		return;
+	}
+	smtp_message_begin(s, SMTP_DATA_MODE_DOT);
+	smtp_reply(s, "354 End data with <CR><LF>.<CR><LF>");
+	smtp_enter_state(s, SMTP_S_DATA);
+}
+
+static void
+smtp_cmd_bdat(struct smtp_session *s, const struct smtp_cmd *cmd)
+{
+	uint64_t size;
+	bool last;
+
+	if (smtp_bdat_parse(cmd->arg, cmd->arg_len, &size, &last) < 0) {
+		/* Without a size there is no telling where the next command starts. */
+		smtp_close_after(s, "501 5.5.4 Syntax: BDAT chunk-size [LAST]", "bad BDAT");
+		return;
+	}
+	s->chunk_left = size;
+	s->chunk_last = last;
+	s->chunk_discard = false;
+	if (!s->esmtp) {
+		s->chunk_discard = true;
+		s->chunk_error = s->state == SMTP_S_GREETED ? "503 5.5.1 Send EHLO first"
+		                                            : "503 5.5.1 BDAT needs EHLO";
+	} else if (s->state == SMTP_S_RCPT) {
+		s->chunking = true;
+		smtp_message_begin(s, SMTP_DATA_MODE_RAW);
+	} else if (s->state == SMTP_S_BDAT) {
+		/* next chunk of the same message */
+	} else {
+		s->chunk_discard = true;
+		s->chunk_error = s->state == SMTP_S_MAIL ? "554 5.5.1 No valid recipients"
+		                                         : "503 5.5.1 Need MAIL and RCPT before BDAT";
+	}
+	smtp_enter_state(s, SMTP_S_CHUNK);
+	if (s->chunk_left == 0)
+		smtp_chunk_end(s);
+}
+
+static void
+smtp_cmd_rset(struct smtp_session *s, const struct smtp_cmd *cmd)
+{
+	smtp_tx_end(s);
+	smtp_reply(s, "250 2.0.0 Ok");
+}
+
+static void
+smtp_cmd_noop(struct smtp_session *s, const struct smtp_cmd *cmd)
+{
+	smtp_reply(s, "250 2.0.0 Ok");
+}
+
+static void
+smtp_cmd_quit(struct smtp_session *s, const struct smtp_cmd *cmd)
+{
+	smtp_close_after(s, "221 2.0.0 Bye", "quit");
+}
+
+static void
+smtp_cmd_vrfy(struct smtp_session *s, const struct smtp_cmd *cmd)
+{
+	smtp_reply(s, "252 2.5.2 Cannot VRFY user, but will accept message and attempt delivery");
+}
+
+static void
+smtp_cmd_expn(struct smtp_session *s, const struct smtp_cmd *cmd)
+{
+	smtp_reply(s, "502 5.5.1 EXPN not available");
+}
+
+static void
+smtp_cmd_help(struct smtp_session *s, const struct smtp_cmd *cmd)
+{
+	smtp_reply(s, "214 2.0.0 moat accepts mail for the domains it protects; see RFC 5321");
+}
+
+static void
+smtp_cmd_auth(struct smtp_session *s, const struct smtp_cmd *cmd)
+{
+	smtp_reply(s, "502 5.5.1 AUTH not available");
+}
+
+static void smtp_tls_begin(struct smtp_session *s);
+
+static void
+smtp_cmd_starttls(struct smtp_session *s, const struct smtp_cmd *cmd)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	size_t junk = evbuffer_get_length(in);
+
+	if (s->tls_done) {
+		smtp_reply(s, "503 5.5.1 TLS already active");
+		return;
+	}
+	if (s->srv->tls == NULL || !s->esmtp) {
+		smtp_reply(s, "502 5.5.1 STARTTLS not available");
+		return;
+	}
+	if (cmd->arg_len) {
+		smtp_reply(s, "501 5.5.4 Syntax: STARTTLS");
+		return;
+	}
+	/* RFC 3207 4, CVE-2011-0411: plaintext sent after STARTTLS is dropped. */
+	if (junk) {
+		log_info("event=starttls_injection sid=%llu client=%s discarded=%zu",
+		         (unsigned long long)s->sid, s->addr, junk);
+		evbuffer_drain(in, junk);
+	}
+	bufferevent_disable(s->bev, EV_READ);
+	smtp_reply(s, "220 2.0.0 Ready to start TLS");
+	smtp_enter_state(s, SMTP_S_STARTTLS);
+	if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
+		smtp_tls_begin(s);
+}
+
+static const struct smtp_command smtp_commands[] = {
+	{SMTP_VERB_HELO, SMTP_COMMAND_STATES, true, smtp_cmd_helo},
+	{SMTP_VERB_EHLO, SMTP_COMMAND_STATES, true, smtp_cmd_helo},
+	{SMTP_VERB_MAIL, ST(READY), false, smtp_cmd_mail},
+	{SMTP_VERB_RCPT, ST(MAIL) | ST(RCPT), false, smtp_cmd_rcpt},
+	{SMTP_VERB_DATA, ST(RCPT), true, smtp_cmd_data},
+	{SMTP_VERB_BDAT, SMTP_COMMAND_STATES, false, smtp_cmd_bdat},
+	{SMTP_VERB_RSET, SMTP_COMMAND_STATES, false, smtp_cmd_rset},
+	{SMTP_VERB_NOOP, SMTP_COMMAND_STATES, false, smtp_cmd_noop},
+	{SMTP_VERB_QUIT, SMTP_COMMAND_STATES, true, smtp_cmd_quit},
+	{SMTP_VERB_VRFY, SMTP_COMMAND_STATES & ~ST(BDAT), false, smtp_cmd_vrfy},
+	{SMTP_VERB_EXPN, SMTP_COMMAND_STATES & ~ST(BDAT), false, smtp_cmd_expn},
+	{SMTP_VERB_HELP, SMTP_COMMAND_STATES, false, smtp_cmd_help},
+	{SMTP_VERB_STARTTLS, ST(READY), true, smtp_cmd_starttls},
+	{SMTP_VERB_AUTH, SMTP_COMMAND_STATES, false, smtp_cmd_auth},
+};
+
+static const struct smtp_command *
+smtp_command_find(enum smtp_verb verb)
+{
+	for (size_t i = 0; i < nitems(smtp_commands); i++)
+		if (smtp_commands[i].verb == verb)
+			return &smtp_commands[i];
+	return NULL;
+}
+
+/* --- TLS --- */
+
+static void
+smtp_tls_begin(struct smtp_session *s)
+{
+	SSL *ssl = SSL_new(s->srv->tls);
+	struct bufferevent *bev;
+
+	if (ssl == NULL) {
+		smtp_session_close(s, "SSL_new failed");
+		return;
+	}
+	/* Anything read before the switch is plaintext: gone with the old buffer. */
+	bufferevent_free(s->bev);
+	s->bev = NULL;
+	bev = bufferevent_openssl_socket_new(s->srv->base, s->fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+	                                     BEV_OPT_CLOSE_ON_FREE);
+	if (bev == NULL) {
+		SSL_free(ssl);
+		smtp_session_close(s, "TLS setup failed");
+		return;
+	}
+	s->fd = -1; /* owned by the TLS bufferevent now */
+	s->bev = bev;
+	s->ssl = ssl;
+	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+	bufferevent_setcb(bev, smtp_read_cb, smtp_write_cb, smtp_event_cb, s);
+	bufferevent_setwatermark(bev, EV_READ, 0, SMTP_INPUT_MAX);
+	bufferevent_enable(bev, EV_READ | EV_WRITE);
+	smtp_timer_set(s, s->cfg->smtp_command_timeout);
+}
+
+static void
+smtp_tls_done(struct smtp_session *s)
+{
+	s->tls_done = true;
+	/* RFC 3207 4.2: forget everything; the client starts again with EHLO. */
+	s->helo[0] = '\0';
+	s->esmtp = false;
+	smtp_tx_reset(s);
+	log_info("event=starttls sid=%llu client=%s version=%s cipher=%s",
+	         (unsigned long long)s->sid, s->addr, SSL_get_version(s->ssl),
+	         SSL_get_cipher_name(s->ssl));
+	smtp_enter_state(s, SMTP_S_GREETED);
+}
+
+/* --- libevent callbacks --- */
+
+static void
+smtp_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct smtp_session *s = arg;
+
+	smtp_hold(s);
+	smtp_input(s);
+	smtp_release(s);
+}
+
+static void
+smtp_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct smtp_session *s = arg;
+
+	if (evbuffer_get_length(bufferevent_get_output(bev)) != 0)
+		return;
+	smtp_hold(s);
+	switch (s->state) {
+	case SMTP_S_CLOSING:
+		smtp_session_close(s, NULL);
+		break;
+	case SMTP_S_STARTTLS:
+		if (s->ssl == NULL)
+			smtp_tls_begin(s);
+		break;
+	default:
+		/* A client that had stopped reading caught up: go on. */
+		if (!(bufferevent_get_enabled(bev) & EV_READ) && s->state != SMTP_S_COMMIT) {
+			bufferevent_enable(bev, EV_READ);
+			smtp_input(s);
+		}
+		break;
+	}
+	smtp_release(s);
+}
+
+static void
+smtp_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct smtp_session *s = arg;
+	char reason[160];
+
+	smtp_hold(s);
+	if (what & BEV_EVENT_CONNECTED) {
+		if (s->state == SMTP_S_STARTTLS)
+			smtp_tls_done(s);
+	} else if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+		unsigned long e = s->ssl ? bufferevent_get_openssl_error(bev) : 0;
+
+		if (e) {
+			ERR_error_string_n(e, reason, sizeof(reason));
+		} else if (what & BEV_EVENT_EOF) {
+			str_copy(reason, "client closed", sizeof(reason));
+		} else {
+			snprintf(reason, sizeof(reason), "%s",
+			         evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+		}
+		if (s->state == SMTP_S_STARTTLS)
+			log_info("event=tls_failed sid=%llu client=%s reason=\"%s\"",
+			         (unsigned long long)s->sid, s->addr, reason);
+		smtp_session_close(s, reason);
+	}
+	smtp_release(s);
+}
+
+static void
+smtp_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_session *s = arg;
+
+	smtp_hold(s);
+	switch (s->state) {
+	case SMTP_S_CONNECTED:
+		smtp_reply(s, "220 %s ESMTP moat", s->cfg->hostname);
+		smtp_enter_state(s, SMTP_S_GREETED);
+		smtp_input(s);
+		break;
+	case SMTP_S_CLOSING:
+		smtp_session_close(s, "close linger expired");
+		break;
+	case SMTP_S_DATA:
+	case SMTP_S_CHUNK:
+		smtp_close_after(s, "421 4.4.2 Timeout waiting for data, closing connection",
+		                 "data timeout");
+		break;
+	default:
+		smtp_close_after(s, "421 4.4.2 Timeout waiting for command, closing connection",
+		                 "command timeout");
+		break;
+	}
+	smtp_release(s);
+}
+
+/* --- lifetime --- */
+
+void
+smtp_session_new(struct smtp_server *srv, int fd, struct sockaddr *sa, socklen_t salen)
+{
+	struct smtp_session *s = xcalloc(1, sizeof(*s));
+
+	s->srv = srv;
+	s->refs = 1;
+	s->fd = fd;
+	s->sid = ++srv->next_sid;
+	s->cfg = config_ref(srv->cfg);
+	s->pol = policy_ref(srv->pol);
+	s->started_ms = clock_ms();
+	memset(s->ipkey, 0, sizeof(s->ipkey));
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *sin = (const struct sockaddr_in *)sa;
+		inet_ntop(AF_INET, &sin->sin_addr, s->addr, sizeof(s->addr));
+		s->ipkey[10] = s->ipkey[11] = 0xff;
+		memcpy(s->ipkey + 12, &sin->sin_addr, 4);
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)sa;
+		inet_ntop(AF_INET6, &sin6->sin6_addr, s->addr, sizeof(s->addr));
+		memcpy(s->ipkey, &sin6->sin6_addr, 16);
+	}
+	TAILQ_INSERT_TAIL(&srv->sessions, s, entry);
+	s->bev = bufferevent_socket_new(srv->base, fd, 0);
+	s->timer = evtimer_new(srv->base, smtp_timer_cb, s);
+	if (s->bev == NULL || s->timer == NULL) {
+		smtp_session_close(s, "out of resources");
+		return;
+	}
+	bufferevent_setcb(s->bev, smtp_read_cb, smtp_write_cb, smtp_event_cb, s);
+	bufferevent_setwatermark(s->bev, EV_READ, 0, SMTP_INPUT_MAX);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	log_info("event=connect sid=%llu client=%s", (unsigned long long)s->sid, s->addr);
+	s->state = SMTP_S_CONNECTED;
+	if (s->cfg->smtp_greeting_delay == 0) {
+		smtp_reply(s, "220 %s ESMTP moat", s->cfg->hostname);
+		smtp_enter_state(s, SMTP_S_GREETED);
+	} else {
+		smtp_enter_state(s, SMTP_S_CONNECTED);
+	}
+}
+
+void
+smtp_session_shutdown(struct smtp_session *s)
+{
+	if (smtp_state_in_transaction(s->state)) {
+		s->quit_after_reply = true;
+		return;
+	}
+	if (s->state == SMTP_S_STARTTLS || s->state == SMTP_S_CONNECTED) {
+		smtp_session_close(s, "shutdown");
+		return;
+	}
+	smtp_close_after(s, "421 4.3.2 Service shutting down", "shutdown");
+}
+
+void
+smtp_session_close(struct smtp_session *s, const char *reason)
+{
+	if (s->closed)
+		return;
+	s->closed = true;
+	if (s->msg) {
+		if (s->state == SMTP_S_COMMIT) {
+			/* The commit completes without us; drop its reference. */
+			spool_msg_forget(s->msg);
+			s->refs--;
+		} else {
+			spool_msg_abort(s->msg);
+		}
+		s->msg = NULL;
+	}
+	log_info("event=disconnect sid=%llu client=%s messages=%u errors=%u duration_ms=%llu "
+	         "reason=\"%s\"",
+	         (unsigned long long)s->sid, s->addr, s->messages, s->errors,
+	         (unsigned long long)(clock_ms() - s->started_ms), reason ? reason : "done");
+	if (s->timer)
+		event_free(s->timer);
+	s->timer = NULL;
+	if (s->bev)
+		bufferevent_free(s->bev);
+	s->bev = NULL;
+	if (s->fd >= 0)
+		close(s->fd);
+	s->fd = -1;
+	TAILQ_REMOVE(&s->srv->sessions, s, entry);
+	smtp_server_session_gone(s->srv, s);
+	smtp_release(s);
+}

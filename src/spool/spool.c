@@ -1,0 +1,614 @@
+/*
+ * spool.c - queue files: ids, writing, the on-disk format, reading,
+ * recovery (see spool.h; the committer thread is in spool_commit.c).
+ *
+ * Queue file layout (all integers big-endian):
+ *   "MOATQ1\r\n"
+ *   'B' u32 len  <len body octets: the message as it goes downstream>
+ *   envelope records: type u8, u32 len, payload (text, no terminator)
+ *   'E' u32 12   u64 body length, u32 CRC-32 of the body and the
+ *                envelope records (excluding the END record itself)
+ *   end of file
+ */
+#include "spool_internal.h"
+#include "../common/log.h"
+#include "../common/util.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+#include <zlib.h>
+
+static int
+spool_mkdir(const char *path, char *err, size_t errsize)
+{
+	if (mkdir(path, 0700) < 0 && errno != EEXIST) {
+		snprintf(err, errsize, "mkdir %s: %s", path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+struct spool *
+spool_open(const char *data_dir, uint64_t min_free, char *err, size_t errsize)
+{
+	struct spool *s = xcalloc(1, sizeof(*s));
+	struct timespec ts;
+
+	s->dir = xstrdup(data_dir);
+	s->incoming = xasprintf("%s/incoming", data_dir);
+	s->queue = xasprintf("%s/queue", data_dir);
+	s->corrupt = xasprintf("%s/corrupt", data_dir);
+	s->queue_fd = -1;
+	s->min_free = min_free;
+	if (spool_mkdir(s->dir, err, errsize) < 0 || spool_mkdir(s->incoming, err, errsize) < 0 ||
+	    spool_mkdir(s->queue, err, errsize) < 0 || spool_mkdir(s->corrupt, err, errsize) < 0)
+		goto fail;
+	if ((s->queue_fd = open(s->queue, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+		snprintf(err, errsize, "open %s: %s", s->queue, strerror(errno));
+		goto fail;
+	}
+	clock_gettime(CLOCK_REALTIME, &ts);
+	s->id_counter = (uint32_t)(ts.tv_nsec ^ getpid());
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_cond_init(&s->cond, NULL);
+	TAILQ_INIT(&s->pending);
+	TAILQ_INIT(&s->done);
+	return s;
+fail:
+	spool_close(s);
+	return NULL;
+}
+
+void
+spool_close(struct spool *s)
+{
+	if (s == NULL)
+		return;
+	if (s->queue_fd >= 0)
+		close(s->queue_fd);
+	free(s->dir);
+	free(s->incoming);
+	free(s->queue);
+	free(s->corrupt);
+	free(s);
+}
+
+bool
+spool_id_valid(const char *id)
+{
+	size_t i;
+
+	for (i = 0; i < SPOOL_ID_LEN; i++)
+		if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f')))
+			return false;
+	return id[i] == '\0';
+}
+
+long
+spool_recover(struct spool *s, void (*fn)(void *arg, const char *id), void *arg)
+{
+	struct dirent *de;
+	long found = 0, removed = 0;
+	DIR *d;
+
+	if ((d = opendir(s->incoming)) == NULL)
+		return -1;
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		if (unlinkat(dirfd(d), de->d_name, 0) == 0)
+			removed++;
+		else
+			log_warn("event=spool_recover error=unlink file=incoming/%s reason=\"%s\"",
+			         de->d_name, strerror(errno));
+	}
+	closedir(d);
+	if ((d = opendir(s->queue)) == NULL)
+		return -1;
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		if (!spool_id_valid(de->d_name)) {
+			log_warn("event=spool_recover file=queue/%s action=ignored "
+			         "reason=\"not a queue id\"",
+			         de->d_name);
+			continue;
+		}
+		found++;
+		fn(arg, de->d_name);
+	}
+	closedir(d);
+	log_info("event=spool_recover queued=%ld incomplete_removed=%ld", found, removed);
+	return found;
+}
+
+bool
+spool_has_room(struct spool *s)
+{
+	uint64_t now = clock_ms();
+	struct statvfs vfs;
+
+	if (s->min_free == 0)
+		return true;
+	if (s->room_checked_ms != 0 && now - s->room_checked_ms < 1000)
+		return s->room;
+	s->room_checked_ms = now;
+	if (statvfs(s->queue, &vfs) < 0)
+		s->room = true; /* the write path will report a real error */
+	else
+		s->room = (uint64_t)vfs.f_bavail * vfs.f_frsize >= s->min_free;
+	return s->room;
+}
+
+/* --- envelope --- */
+
+void
+spool_env_add_rcpt(struct spool_env *env, const char *addr, unsigned notify, const char *orcpt)
+{
+	struct spool_rcpt *r;
+
+	env->rcpts = xrealloc(env->rcpts, (env->nrcpts + 1) * sizeof(*env->rcpts));
+	r = &env->rcpts[env->nrcpts++];
+	r->addr = xstrdup(addr);
+	r->notify = notify;
+	r->orcpt = orcpt ? xstrdup(orcpt) : NULL;
+}
+
+void
+spool_env_clear(struct spool_env *env)
+{
+	for (size_t i = 0; i < env->nrcpts; i++) {
+		free(env->rcpts[i].addr);
+		free(env->rcpts[i].orcpt);
+	}
+	free(env->rcpts);
+	free(env->client_addr);
+	free(env->helo);
+	free(env->protocol);
+	free(env->sender);
+	free(env->body_type);
+	free(env->ret);
+	free(env->envid);
+	memset(env, 0, sizeof(*env));
+}
+
+/* --- writing --- */
+
+struct spool_msg *
+spool_msg_new(struct spool *s)
+{
+	struct spool_msg *m = xcalloc(1, sizeof(*m));
+	struct timespec ts;
+	uint64_t ms;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	s->id_counter = (s->id_counter + 1) & 0xfffff;
+	snprintf(m->id, sizeof(m->id), "%011llx%05x", (unsigned long long)(ms & 0xfffffffffffULL),
+	         s->id_counter);
+	m->spool = s;
+	m->fd = -1;
+	m->crc = (uint32_t)crc32(0L, Z_NULL, 0);
+	return m;
+}
+
+const char *
+spool_msg_id(const struct spool_msg *m)
+{
+	return m->id;
+}
+
+uint64_t
+spool_msg_size(const struct spool_msg *m)
+{
+	return m->size;
+}
+
+void
+spool_put_rec_hdr(unsigned char *p, int type, uint32_t len)
+{
+	p[0] = (unsigned char)type;
+	p[1] = (unsigned char)(len >> 24);
+	p[2] = (unsigned char)(len >> 16);
+	p[3] = (unsigned char)(len >> 8);
+	p[4] = (unsigned char)len;
+}
+
+/* Move the message to its incoming file and write out the buffer. */
+static int
+spool_msg_spill(struct spool_msg *m)
+{
+	if (m->fd < 0) {
+		unsigned char hdr[SPOOL_MAGIC_LEN + SPOOL_REC_HDR];
+		char path[4096];
+
+		snprintf(path, sizeof(path), "%s/%s", m->spool->incoming, m->id);
+		m->fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (m->fd < 0)
+			return -1;
+		memcpy(hdr, SPOOL_MAGIC, SPOOL_MAGIC_LEN);
+		/* The body length is filled in at commit. */
+		spool_put_rec_hdr(hdr + SPOOL_MAGIC_LEN, SPOOL_R_BODY, 0);
+		if (write_all(m->fd, hdr, sizeof(hdr)) < 0)
+			return -1;
+	}
+	if (write_all(m->fd, m->buf, m->len) < 0)
+		return -1;
+	m->len = 0;
+	return 0;
+}
+
+int
+spool_msg_write(struct spool_msg *m, const void *p, size_t n)
+{
+	if (m->err) {
+		errno = m->err;
+		return -1;
+	}
+	m->crc = (uint32_t)crc32(m->crc, p, (uInt)n);
+	m->size += n;
+	if (m->len + n > m->cap) {
+		size_t cap = m->cap ? m->cap : 4096;
+		while (cap < m->len + n && cap < SPOOL_MEM_MAX)
+			cap *= 2;
+		if (cap < m->len + n) {
+			/* Spill what we have, then keep at most SPOOL_MEM_MAX in memory. */
+			if (spool_msg_spill(m) < 0)
+				goto fail;
+			if (n >= SPOOL_MEM_MAX) {
+				if (write_all(m->fd, p, n) < 0)
+					goto fail;
+				return 0;
+			}
+		}
+		if (cap > m->cap) {
+			m->buf = xrealloc(m->buf, cap);
+			m->cap = cap;
+		}
+	}
+	memcpy(m->buf + m->len, p, n);
+	m->len += n;
+	return 0;
+fail:
+	m->err = errno ? errno : EIO;
+	return -1;
+}
+
+void
+spool_msg_set_env(struct spool_msg *m, struct spool_env *env)
+{
+	spool_env_clear(&m->env);
+	m->env = *env;
+	memset(env, 0, sizeof(*env));
+	memcpy(m->env.id, m->id, sizeof(m->env.id));
+}
+
+const struct spool_env *
+spool_msg_env(const struct spool_msg *m)
+{
+	return &m->env;
+}
+
+void
+spool_msg_free(struct spool_msg *m)
+{
+	if (m->fd >= 0)
+		close(m->fd);
+	spool_env_clear(&m->env);
+	free(m->buf);
+	free(m);
+}
+
+void
+spool_msg_abort(struct spool_msg *m)
+{
+	if (m->fd >= 0) {
+		char path[4096];
+		snprintf(path, sizeof(path), "%s/%s", m->spool->incoming, m->id);
+		unlink(path);
+	}
+	spool_msg_free(m);
+}
+
+static void
+spool_buf_rec(char **buf, size_t *len, size_t *cap, int type, const char *v, size_t vlen)
+{
+	if (*len + SPOOL_REC_HDR + vlen > *cap) {
+		*cap = (*len + SPOOL_REC_HDR + vlen) * 2 + 256;
+		*buf = xrealloc(*buf, *cap);
+	}
+	spool_put_rec_hdr((unsigned char *)*buf + *len, type, (uint32_t)vlen);
+	memcpy(*buf + *len + SPOOL_REC_HDR, v, vlen);
+	*len += SPOOL_REC_HDR + vlen;
+}
+
+static void
+spool_buf_str(char **buf, size_t *len, size_t *cap, int type, const char *v)
+{
+	if (v != NULL)
+		spool_buf_rec(buf, len, cap, type, v, strlen(v));
+}
+
+char *
+spool_env_serialise(const struct spool_msg *m, size_t *outlen)
+{
+	const struct spool_env *e = &m->env;
+	size_t len = 0, cap = 512;
+	char *buf = xmalloc(cap);
+	char num[32];
+	unsigned char end[SPOOL_END_LEN];
+	uint32_t crc;
+
+	spool_buf_str(&buf, &len, &cap, SPOOL_R_ID, m->id);
+	snprintf(num, sizeof(num), "%lld", (long long)e->received_at);
+	spool_buf_str(&buf, &len, &cap, SPOOL_R_TIME, num);
+	spool_buf_str(&buf, &len, &cap, SPOOL_R_CLIENT, e->client_addr);
+	spool_buf_str(&buf, &len, &cap, SPOOL_R_HELO, e->helo);
+	spool_buf_str(&buf, &len, &cap, SPOOL_R_PROTO, e->protocol);
+	spool_buf_str(&buf, &len, &cap, SPOOL_R_SENDER, e->sender ? e->sender : "");
+	spool_buf_str(&buf, &len, &cap, SPOOL_R_BODYTYPE, e->body_type);
+	if (e->smtputf8)
+		spool_buf_str(&buf, &len, &cap, SPOOL_R_UTF8, "1");
+	spool_buf_str(&buf, &len, &cap, SPOOL_R_RET, e->ret);
+	spool_buf_str(&buf, &len, &cap, SPOOL_R_ENVID, e->envid);
+	for (size_t i = 0; i < e->nrcpts; i++) {
+		spool_buf_str(&buf, &len, &cap, SPOOL_R_RCPT, e->rcpts[i].addr);
+		if (e->rcpts[i].notify) {
+			snprintf(num, sizeof(num), "%u", e->rcpts[i].notify);
+			spool_buf_str(&buf, &len, &cap, SPOOL_R_NOTIFY, num);
+		}
+		spool_buf_str(&buf, &len, &cap, SPOOL_R_ORCPT, e->rcpts[i].orcpt);
+	}
+	crc = (uint32_t)crc32(m->crc, (const Bytef *)buf, (uInt)len);
+	for (int i = 0; i < 8; i++)
+		end[i] = (unsigned char)(m->size >> (56 - 8 * i));
+	for (int i = 0; i < 4; i++)
+		end[8 + i] = (unsigned char)(crc >> (24 - 8 * i));
+	spool_buf_rec(&buf, &len, &cap, SPOOL_R_END, (const char *)end, sizeof(end));
+	*outlen = len;
+	return buf;
+}
+
+/* --- reading --- */
+
+static uint32_t
+get_u32(const unsigned char *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static char *
+rec_str(const unsigned char *p, uint32_t len)
+{
+	if (memchr(p, '\0', len) != NULL)
+		return NULL;
+	return xstrndup((const char *)p, len);
+}
+
+/* Replace *slot with the record's text; false if the record has a NUL. */
+static bool
+rec_set(char **slot, const unsigned char *p, uint32_t len)
+{
+	char *v = rec_str(p, len);
+
+	if (v == NULL)
+		return false;
+	free(*slot);
+	*slot = v;
+	return true;
+}
+
+enum spool_status
+spool_parse(const unsigned char *p, size_t len, struct spool_env *env, size_t *body_offset,
+            uint64_t *body_len)
+{
+	size_t off = SPOOL_MAGIC_LEN;
+	uint64_t blen, end_blen = 0;
+	uint32_t crc, end_crc = 0;
+	bool have_end = false, have_sender = false;
+	uint64_t num;
+
+	memset(env, 0, sizeof(*env));
+	if (len < SPOOL_MAGIC_LEN + SPOOL_REC_HDR || memcmp(p, SPOOL_MAGIC, SPOOL_MAGIC_LEN) != 0)
+		return SPOOL_ECORRUPT;
+	if (p[off] != SPOOL_R_BODY)
+		return SPOOL_ECORRUPT;
+	blen = get_u32(p + off + 1);
+	off += SPOOL_REC_HDR;
+	if (blen > len - off)
+		return SPOOL_ECORRUPT;
+	*body_offset = off;
+	*body_len = blen;
+	crc = (uint32_t)crc32(0L, Z_NULL, 0);
+	crc = (uint32_t)crc32(crc, p + off, (uInt)blen);
+	off += blen;
+	while (off < len) {
+		uint32_t rlen;
+		int type;
+		const unsigned char *v;
+
+		if (have_end || len - off < SPOOL_REC_HDR)
+			goto corrupt;
+		type = p[off];
+		rlen = get_u32(p + off + 1);
+		if (rlen > SPOOL_REC_MAX || rlen > len - off - SPOOL_REC_HDR)
+			goto corrupt;
+		v = p + off + SPOOL_REC_HDR;
+		if (type == SPOOL_R_END) {
+			if (rlen != SPOOL_END_LEN)
+				goto corrupt;
+			for (int i = 0; i < 8; i++)
+				end_blen = end_blen << 8 | v[i];
+			end_crc = get_u32(v + 8);
+			have_end = true;
+			off += SPOOL_REC_HDR + rlen;
+			continue;
+		}
+		crc = (uint32_t)crc32(crc, p + off, SPOOL_REC_HDR + rlen);
+		off += SPOOL_REC_HDR + rlen;
+		switch (type) {
+		case SPOOL_R_ID:
+			if (rlen != SPOOL_ID_LEN)
+				goto corrupt;
+			memcpy(env->id, v, SPOOL_ID_LEN);
+			env->id[SPOOL_ID_LEN] = '\0';
+			break;
+		case SPOOL_R_TIME:
+			if (parse_u64((const char *)v, rlen, INT64_MAX, &num) < 0)
+				goto corrupt;
+			env->received_at = (int64_t)num;
+			break;
+		case SPOOL_R_CLIENT:
+			if (!rec_set(&env->client_addr, v, rlen))
+				goto corrupt;
+			break;
+		case SPOOL_R_HELO:
+			if (!rec_set(&env->helo, v, rlen))
+				goto corrupt;
+			break;
+		case SPOOL_R_PROTO:
+			if (!rec_set(&env->protocol, v, rlen))
+				goto corrupt;
+			break;
+		case SPOOL_R_SENDER:
+			if (!rec_set(&env->sender, v, rlen))
+				goto corrupt;
+			have_sender = true;
+			break;
+		case SPOOL_R_BODYTYPE:
+			if (!rec_set(&env->body_type, v, rlen))
+				goto corrupt;
+			break;
+		case SPOOL_R_UTF8:
+			env->smtputf8 = true;
+			break;
+		case SPOOL_R_RET:
+			if (!rec_set(&env->ret, v, rlen))
+				goto corrupt;
+			break;
+		case SPOOL_R_ENVID:
+			if (!rec_set(&env->envid, v, rlen))
+				goto corrupt;
+			break;
+		case SPOOL_R_RCPT: {
+			char *a = rec_str(v, rlen);
+			if (a == NULL || rlen == 0) {
+				free(a);
+				goto corrupt;
+			}
+			spool_env_add_rcpt(env, a, 0, NULL);
+			free(a);
+			break;
+		}
+		case SPOOL_R_NOTIFY:
+			if (env->nrcpts == 0 || parse_u64((const char *)v, rlen, 15, &num) < 0)
+				goto corrupt;
+			env->rcpts[env->nrcpts - 1].notify = (unsigned)num;
+			break;
+		case SPOOL_R_ORCPT:
+			if (env->nrcpts == 0 ||
+			    !rec_set(&env->rcpts[env->nrcpts - 1].orcpt, v, rlen))
+				goto corrupt;
+			break;
+		default:
+			/* Unknown informational record from a newer moat: skip. */
+			if (type >= 'A' && type <= 'Z')
+				goto corrupt;
+			break;
+		}
+	}
+	if (!have_end || end_blen != blen || end_crc != crc || !have_sender || env->nrcpts == 0 ||
+	    !spool_id_valid(env->id))
+		goto corrupt;
+	return SPOOL_OK;
+corrupt:
+	spool_env_clear(env);
+	return SPOOL_ECORRUPT;
+}
+
+enum spool_status
+spool_file_open(struct spool *s, const char *id, struct spool_file *f)
+{
+	enum spool_status st = SPOOL_ECORRUPT;
+	void *img;
+	size_t body_off;
+	struct stat sb;
+	char path[4096];
+
+	memset(f, 0, sizeof(*f));
+	f->fd = -1;
+	if (!spool_id_valid(id))
+		return SPOOL_ENOENT;
+	snprintf(path, sizeof(path), "%s/%s", s->queue, id);
+	if ((f->fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return errno == ENOENT ? SPOOL_ENOENT : SPOOL_EIO;
+	if (fstat(f->fd, &sb) < 0) {
+		st = SPOOL_EIO;
+		goto fail;
+	}
+	/* Messages are bounded by smtp_max_message_size (at most 2 GiB). */
+	if (sb.st_size < SPOOL_MAGIC_LEN + SPOOL_REC_HDR || (uint64_t)sb.st_size > (1ULL << 32))
+		goto fail;
+	img = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, f->fd, 0);
+	if (img == MAP_FAILED) {
+		st = SPOOL_EIO;
+		goto fail;
+	}
+	/* The whole file is checked (CRC) before anything of it is used. */
+	st = spool_parse(img, (size_t)sb.st_size, &f->env, &body_off, &f->body_len);
+	munmap(img, (size_t)sb.st_size);
+	if (st == SPOOL_OK && strcmp(f->env.id, id) != 0) {
+		spool_env_clear(&f->env);
+		st = SPOOL_ECORRUPT;
+	}
+	if (st != SPOOL_OK)
+		goto fail;
+	f->body_offset = (off_t)body_off;
+	return SPOOL_OK;
+fail:
+	close(f->fd);
+	f->fd = -1;
+	return st;
+}
+
+void
+spool_file_close(struct spool_file *f)
+{
+	if (f->fd >= 0)
+		close(f->fd);
+	f->fd = -1;
+	spool_env_clear(&f->env);
+}
+
+int
+spool_remove(struct spool *s, const char *id)
+{
+	if (!spool_id_valid(id)) {
+		errno = EINVAL;
+		return -1;
+	}
+	return unlinkat(s->queue_fd, id, 0);
+}
+
+int
+spool_set_aside(struct spool *s, const char *id)
+{
+	char from[4096], to[4096];
+
+	if (!spool_id_valid(id)) {
+		errno = EINVAL;
+		return -1;
+	}
+	snprintf(from, sizeof(from), "%s/%s", s->queue, id);
+	snprintf(to, sizeof(to), "%s/%s", s->corrupt, id);
+	return rename(from, to);
+}

@@ -1,0 +1,140 @@
+/*
+ * spool.h - the durable message spool.
+ *
+ * A message accepted by moat lives in one queue file, data_dir/queue/<id>,
+ * holding the message (with moat's Received header) and its envelope as
+ * typed, length-prefixed records that end with an END record carrying the
+ * body length and a CRC-32 of everything before it. A file without a
+ * valid END is torn and is never delivered.
+ *
+ * Commit protocol (what a 250 means): the file is written under
+ * data_dir/incoming/, fdatasync()ed, renamed into data_dir/queue/ and the
+ * queue directory fsync()ed; only then does the commit callback run and
+ * the session send its 250. Commits from many sessions are done in batches
+ * by one committer thread, so that sessions finishing at the same moment
+ * share the file system's journal commit and one directory fsync (group
+ * commit). On start, incoming/ is emptied (nothing there was ever
+ * acknowledged) and every file in queue/ is handed to delivery.
+ *
+ * Small messages are kept in memory until the commit and written by the
+ * committer thread; past SPOOL_MEM_MAX the body spills to the incoming
+ * file as it arrives.
+ */
+#ifndef MOAT_SPOOL_H
+#define MOAT_SPOOL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct event_base;
+struct spool;
+struct spool_msg;
+
+#define SPOOL_ID_LEN  16 /* hex: 11 digits of ms since the epoch + 5 of a counter */
+#define SPOOL_MEM_MAX (64 * 1024)
+
+struct spool_rcpt {
+	char *addr;     /* canonical local@domain */
+	unsigned notify; /* RFC 3461 NOTIFY bits (SMTP_NOTIFY_*), 0 = unspecified */
+	char *orcpt;    /* RFC 3461 ORCPT as received, or NULL */
+};
+
+/* The envelope kept with a message. Strings are owned by the struct. */
+struct spool_env {
+	char id[SPOOL_ID_LEN + 1];
+	int64_t received_at; /* Unix time */
+	char *client_addr;   /* "192.0.2.1" / "2001:db8::1" */
+	char *helo;
+	char *protocol;      /* ESMTP, ESMTPS, UTF8SMTPS, ... (RFC 3848) */
+	char *sender;        /* canonical, "" for <> */
+	char *body_type;     /* "7BIT", "8BITMIME", or NULL */
+	bool smtputf8;
+	char *ret;           /* RFC 3461 RET: "FULL", "HDRS" or NULL */
+	char *envid;         /* RFC 3461 ENVID (xtext) or NULL */
+	struct spool_rcpt *rcpts;
+	size_t nrcpts;
+};
+
+void spool_env_add_rcpt(struct spool_env *env, const char *addr, unsigned notify,
+                        const char *orcpt);
+void spool_env_clear(struct spool_env *env);
+
+enum spool_status {
+	SPOOL_OK = 0,
+	SPOOL_ENOENT,  /* no such queue file */
+	SPOOL_ECORRUPT, /* torn or damaged: set it aside */
+	SPOOL_EIO,     /* read error */
+};
+
+/*
+ * Open (creating incoming/, queue/, corrupt/ under data_dir). Returns NULL
+ * and a message in err on failure.
+ */
+struct spool *spool_open(const char *data_dir, uint64_t min_free, char *err, size_t errsize);
+void spool_close(struct spool *s);
+
+/* Called on the loop thread for each committed message (delivery hook). */
+typedef void (*spool_committed_fn)(void *arg, const char *id);
+/* Start the committer thread; completions are delivered on base's loop. */
+int spool_start(struct spool *s, struct event_base *base, spool_committed_fn fn, void *arg);
+/* Finish pending commits and stop the committer thread. */
+void spool_stop(struct spool *s);
+
+/*
+ * Recovery, before anything is accepted: empty incoming/ and call fn for
+ * every queue file name. Returns the number found, -1 on a directory error.
+ */
+long spool_recover(struct spool *s, void (*fn)(void *arg, const char *id), void *arg);
+
+/* Is there room for another message (free space >= min_free)? Cached ~1 s. */
+bool spool_has_room(struct spool *s);
+
+/* --- writing (loop thread) --- */
+
+struct spool_msg *spool_msg_new(struct spool *s);
+const char *spool_msg_id(const struct spool_msg *m);
+/* Append body bytes. -1 with errno on a write error (sticky: the commit fails). */
+int spool_msg_write(struct spool_msg *m, const void *p, size_t n);
+uint64_t spool_msg_size(const struct spool_msg *m);
+/* The envelope: moved into the message (env is left empty). */
+void spool_msg_set_env(struct spool_msg *m, struct spool_env *env);
+const struct spool_env *spool_msg_env(const struct spool_msg *m);
+
+/*
+ * Commit. Ownership of m passes to the spool. cb runs later on the loop
+ * thread with err 0 (durable: reply 250) or an errno value (nothing was
+ * kept: reply 4xx), then m is freed. spool_msg_forget() cancels the
+ * callback (the session went away); the commit itself still completes.
+ */
+typedef void (*spool_commit_fn)(void *arg, struct spool_msg *m, int err);
+void spool_msg_commit(struct spool_msg *m, spool_commit_fn cb, void *arg);
+void spool_msg_forget(struct spool_msg *m);
+/* Drop an uncommitted message and its incoming file. */
+void spool_msg_abort(struct spool_msg *m);
+
+/* --- reading (any thread) --- */
+
+struct spool_file {
+	int fd;
+	struct spool_env env;
+	off_t body_offset;
+	uint64_t body_len;
+};
+
+enum spool_status spool_file_open(struct spool *s, const char *id, struct spool_file *f);
+void spool_file_close(struct spool_file *f);
+/* Remove a delivered message from the queue. */
+int spool_remove(struct spool *s, const char *id);
+/* Move a damaged queue file to corrupt/ for a human to look at. */
+int spool_set_aside(struct spool *s, const char *id);
+
+/* Validate a queue id (16 lower-case hex digits). */
+bool spool_id_valid(const char *id);
+
+/* Parse a queue file image (also the fuzz entry point). */
+enum spool_status spool_parse(const unsigned char *p, size_t len, struct spool_env *env,
+                              size_t *body_offset, uint64_t *body_len);
+
+#endif

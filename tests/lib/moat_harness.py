@@ -1,0 +1,287 @@
+"""Test harness: runs the real moatd on loopback with a config of the test's own.
+
+Every test gets a fresh data directory under tests/out/. Nothing is mocked:
+the daemon is the binary the build produced (or $MOATD, e.g. the sanitizer
+build), clients talk to it over real sockets.
+"""
+import os
+import re
+import signal
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+OUT = os.path.join(ROOT, "tests", "out")
+MOATD = os.environ.get("MOATD", os.path.join(ROOT, "build", "moatd"))
+
+
+def free_port(family=socket.AF_INET):
+    s = socket.socket(family, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1" if family == socket.AF_INET else "::1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Reply:
+    def __init__(self, code, lines):
+        self.code = code
+        self.lines = lines
+
+    @property
+    def text(self):
+        return "\n".join(self.lines)
+
+    def __repr__(self):
+        return "Reply(%d, %r)" % (self.code, self.lines)
+
+
+class SMTPRaw:
+    """A raw SMTP client: sends exactly the bytes a test gives it."""
+
+    def __init__(self, host, port, timeout=10.0, family=socket.AF_INET, greet=True):
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect((host, port))
+        self.buf = b""
+        self.greeting = self.reply() if greet else None
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        self.sock.sendall(data)
+
+    def cmd(self, line):
+        self.send(line + "\r\n")
+        return self.reply()
+
+    def _line(self):
+        while b"\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError("connection closed; pending %r" % self.buf)
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return line.rstrip(b"\r").decode("utf-8", "replace")
+
+    def reply(self):
+        lines = []
+        while True:
+            line = self._line()
+            if len(line) < 3 or not line[:3].isdigit():
+                raise ValueError("malformed reply line %r" % line)
+            lines.append(line)
+            if len(line) == 3 or line[3] == " ":
+                return Reply(int(line[:3]), lines)
+
+    def closed(self, timeout=5.0):
+        """True when the server closes the connection (after any pending replies)."""
+        self.sock.settimeout(timeout)
+        try:
+            while True:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    return True
+                self.buf += chunk
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+        except socket.timeout:
+            return False
+
+    def starttls(self, cafile=None, server_hostname="mx.moat.test"):
+        ctx = ssl.create_default_context(cafile=cafile) if cafile else ssl._create_unverified_context()
+        self.sock = ctx.wrap_socket(self.sock, server_hostname=server_hostname)
+        self.buf = b""
+        return self.sock
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+DEFAULT_DOMAINS = """
+[domain example.test]
+recipients = any
+route = maildir
+
+[domain listed.test]
+recipients = alice, bob@listed.test
+route = maildir
+"""
+
+
+class Moatd:
+    """One moatd process with its own config and data directory."""
+
+    def __init__(self, conf="", domains=DEFAULT_DOMAINS, name=None, binary=None, ipv6=False,
+                 tls=None):
+        os.makedirs(OUT, exist_ok=True)
+        self.dir = tempfile.mkdtemp(prefix=(name or "moatd") + "-", dir=OUT)
+        os.chmod(self.dir, 0o755)  # moatd may run as the unprivileged 'moat' user
+        self.data = os.path.join(self.dir, "data")
+        self.port = free_port()
+        self.port6 = free_port(socket.AF_INET6) if ipv6 else None
+        self.binary = binary or MOATD
+        self.conf_path = os.path.join(self.dir, "moat.conf")
+        self.log_path = os.path.join(self.dir, "moatd.log")
+        self.proc = None
+        self.write_conf(conf, domains, tls)
+
+    def write_conf(self, conf="", domains=DEFAULT_DOMAINS, tls=None):
+        listen = "127.0.0.1:%d" % self.port
+        if self.port6:
+            listen += ", [::1]:%d" % self.port6
+        text = ("hostname = mx.moat.test\n"
+                "smtp_listen = %s\n"
+                "data_dir = %s\n"
+                "user = moat\n"
+                "log_level = debug\n"
+                "smtp_greeting_delay = 0\n" % (listen, self.data))
+        if tls:
+            text += "tls_cert = %s\ntls_key = %s\n" % tls
+        text += conf + "\n" + domains
+        with open(self.conf_path, "w") as f:
+            f.write(text)
+
+    def start(self, wait=True, expect_fail=False):
+        self.logf = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([self.binary, "-c", self.conf_path],
+                                     stdout=self.logf, stderr=subprocess.STDOUT)
+        if expect_fail:
+            self.proc.wait(timeout=20)
+            return self.proc.returncode
+        if wait:
+            self.wait_ready()
+        return None
+
+    def wait_ready(self, timeout=20.0):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("moatd exited with %d:\n%s" % (self.proc.returncode, self.log()))
+            if "event=started" in self.log():
+                return
+            time.sleep(0.02)
+        raise RuntimeError("moatd did not start:\n" + self.log())
+
+    def log(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def wait_log(self, pattern, timeout=10.0):
+        deadline = time.time() + timeout
+        rx = re.compile(pattern)
+        while time.time() < deadline:
+            m = rx.search(self.log())
+            if m:
+                return m
+            time.sleep(0.02)
+        raise AssertionError("log never matched %r:\n%s" % (pattern, self.log()[-4000:]))
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout=30.0):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc:
+            self.logf.close()
+        rc = self.proc.returncode if self.proc else None
+        self.proc = None
+        return rc
+
+    def kill9(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+        self.logf.close()
+        self.proc = None
+
+    def connect(self, **kw):
+        return SMTPRaw("127.0.0.1", self.port, **kw)
+
+    def queue_ids(self):
+        q = os.path.join(self.data, "queue")
+        return sorted(os.listdir(q)) if os.path.isdir(q) else []
+
+    def incoming(self):
+        d = os.path.join(self.data, "incoming")
+        return sorted(os.listdir(d)) if os.path.isdir(d) else []
+
+    def maildir(self, rcpt):
+        local, domain = rcpt.rsplit("@", 1)
+        d = os.path.join(self.data, "maildir", domain.lower(), local.lower(), "new")
+        if not os.path.isdir(d):
+            return []
+        out = []
+        for name in sorted(os.listdir(d)):
+            with open(os.path.join(d, name), "rb") as f:
+                out.append(f.read())
+        return out
+
+    def wait_maildir(self, rcpt, count=1, timeout=10.0):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            msgs = self.maildir(rcpt)
+            if len(msgs) >= count:
+                return msgs
+            time.sleep(0.02)
+        raise AssertionError("%s has %d messages, want %d\n%s" %
+                             (rcpt, len(self.maildir(rcpt)), count, self.log()[-3000:]))
+
+    def rss_kib(self):
+        with open("/proc/%d/status" % self.proc.pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
+
+def send_simple(conn, sender="sender@remote.test", rcpts=("user@example.test",),
+                body=b"Subject: test\r\n\r\nhello\r\n"):
+    """A whole transaction over an already greeted SMTPRaw; returns the final reply."""
+    r = conn.cmd("EHLO client.test")
+    assert r.code == 250, r
+    r = conn.cmd("MAIL FROM:<%s>" % sender)
+    assert r.code == 250, r
+    for rc in rcpts:
+        r = conn.cmd("RCPT TO:<%s>" % rc)
+        assert r.code == 250, r
+    r = conn.cmd("DATA")
+    assert r.code == 354, r
+    conn.send(body + b".\r\n")
+    return conn.reply()
+
+
+def make_cert(directory, cn="mx.moat.test"):
+    """A CA and a server certificate signed by it, made with the openssl CLI."""
+    ca_key = os.path.join(directory, "ca.key")
+    ca = os.path.join(directory, "ca.pem")
+    key = os.path.join(directory, "server.key")
+    csr = os.path.join(directory, "server.csr")
+    cert = os.path.join(directory, "server.pem")
+    ext = os.path.join(directory, "ext.cnf")
+    run = lambda *a: subprocess.run(a, check=True, capture_output=True)
+    run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", ca,
+        "-days", "2", "-subj", "/CN=moat test CA")
+    run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr,
+        "-subj", "/CN=" + cn)
+    with open(ext, "w") as f:
+        f.write("subjectAltName=DNS:%s\n" % cn)
+    run("openssl", "x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
+        "-out", cert, "-days", "2", "-extfile", ext)
+    for p in (key, cert, ca):
+        os.chmod(p, 0o644)  # readable by the 'moat' user after the privilege drop
+    return ca, cert, key

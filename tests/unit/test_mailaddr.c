@@ -1,0 +1,488 @@
+/*
+ * test_mailaddr.c - table-driven tests of the envelope address parser
+ * (RFC 5321 4.1.2, 4.5.3.1; RFC 6531), relay tricks first.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "common/mailaddr.h"
+
+static int failures;
+
+/* Report one mismatch of a table row and count it. */
+static void __attribute__((format(printf, 2, 3)))
+mismatch(const char *row, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	print_error("%s: %s\n", row, msg);
+	failures++;
+}
+
+/* Printable form of n octets at s, for messages (rotating buffers). */
+static const char *
+esc(const char *s, size_t n)
+{
+	static char bufs[4][1200];
+	static int which;
+	char *b = bufs[which++ % 4];
+	size_t o = 0;
+
+	for (size_t i = 0; i < n && o + 8 < sizeof(bufs[0]); i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c >= 0x20 && c < 0x7f && c != '\\')
+			b[o++] = (char)c;
+		else
+			o += (size_t)snprintf(b + o, sizeof(bufs[0]) - o, "\\x%02x", c);
+	}
+	b[o] = '\0';
+	return b;
+}
+
+static const char *
+status_name(enum mailaddr_status st)
+{
+	static const char *const names[] = {
+		"OK",    "ESYNTAX", "ELOCAL_TOO_LONG", "EDOMAIN_TOO_LONG", "EPATH_TOO_LONG",
+		"E8BIT", "ENUL",    "EROUTING",
+	};
+
+	return (unsigned)st < sizeof(names) / sizeof(names[0]) ? names[st] : "?";
+}
+
+#define NUL_OK   MAILADDR_F_NULL_OK
+#define UTF8     MAILADDR_F_SMTPUTF8
+#define NOANGLES MAILADDR_F_NO_ANGLES
+
+struct addr_case {
+	const char *in;
+	size_t len; /* 0: strlen(in) */
+	unsigned flags;
+	enum mailaddr_status want;
+	const char *local; /* checked when want is OK */
+	const char *domain;
+	size_t consumed;   /* 0: the whole input */
+	bool is_null, literal, utf8;
+};
+
+static const struct addr_case addr_cases[] = {
+	/* plain addresses */
+	{"<user@example.com>", 0, 0, MAILADDR_OK, "user", "example.com", 0, false, false, false},
+	{"<User.Name+tag@Example.COM>", 0, 0, MAILADDR_OK, "User.Name+tag", "example.com", 0, false, false, false},
+	{"<a-b_c=d?e^f{g}|~`'*/#$&@x-y.example>", 0, 0, MAILADDR_OK, "a-b_c=d?e^f{g}|~`'*/#$&", "x-y.example", 0, false, false, false},
+	{"<1@2.3>", 0, 0, MAILADDR_OK, "1", "2.3", 0, false, false, false},
+	{"<postmaster@localhost>", 0, 0, MAILADDR_OK, "postmaster", "localhost", 0, false, false, false},
+	{"<u@d.test> SIZE=10", 0, 0, MAILADDR_OK, "u", "d.test", 10, false, false, false},
+	{"<u@d.test>>", 0, 0, MAILADDR_OK, "u", "d.test", 10, false, false, false},
+	{"user@example.com", 0, NOANGLES, MAILADDR_OK, "user", "example.com", 0, false, false, false},
+	{"<user@example.com>", 0, NOANGLES, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+	{"user@example.com", 0, 0, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+	{"<user@example.com", 0, 0, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+	{"", 0, 0, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+	{"", 0, NOANGLES, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+	{"<", 0, 0, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+
+	/* the null path */
+	{"<>", 0, NUL_OK, MAILADDR_OK, "", "", 2, true, false, false},
+	{"<> BODY=8BITMIME", 0, NUL_OK, MAILADDR_OK, "", "", 2, true, false, false},
+	{"<>", 0, 0, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+	{"<@a.test:>", 0, NUL_OK, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+
+	/* source routes: parsed, validated and dropped */
+	{"<@relay.test:user@example.com>", 0, 0, MAILADDR_OK, "user", "example.com", 0, false, false, false},
+	{"<@other.test:user@protected.test>", 0, 0, MAILADDR_OK, "user", "protected.test", 0, false, false, false},
+	{"<@a.test,@B.test:user@example.com>", 0, 0, MAILADDR_OK, "user", "example.com", 0, false, false, false},
+	{"<@a.test:user@example.com>", 0, NOANGLES, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+	{"<@a.test,user@example.com>", 0, 0, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+	{"<@a.test,b.test:user@example.com>", 0, 0, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+	{"<@a.test:@b.test:user@example.com>", 0, 0, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+	{"<@[192.0.2.1]:user@example.com>", 0, 0, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+	{"<@a.test.:user@example.com>", 0, 0, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+	{"<@:user@example.com>", 0, 0, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+	{"<@example.com>", 0, 0, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+
+	/* relay tricks in the local part */
+	{"<user%other.test@example.com>", 0, 0, MAILADDR_EROUTING, NULL, NULL, 0, false, false, false},
+	{"<user%other.test@example.com>", 0, NOANGLES, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+	{"user%other.test@example.com", 0, NOANGLES, MAILADDR_EROUTING, NULL, NULL, 0, false, false, false},
+	{"<other.test!user@example.com>", 0, 0, MAILADDR_EROUTING, NULL, NULL, 0, false, false, false},
+	{"<a!b!user@example.com>", 0, 0, MAILADDR_EROUTING, NULL, NULL, 0, false, false, false},
+	{"<\"user@other.test\"@example.com>", 0, 0, MAILADDR_EROUTING, NULL, NULL, 0, false, false, false},
+	{"<\"user%other.test\"@example.com>", 0, 0, MAILADDR_EROUTING, NULL, NULL, 0, false, false, false},
+	{"<\"other.test!user\"@example.com>", 0, 0, MAILADDR_EROUTING, NULL, NULL, 0, false, false, false},
+	{"<\"user\\@other.test\"@example.com>", 0, 0, MAILADDR_EROUTING, NULL, NULL, 0, false, false, false},
+	{"<@relay.test:user%other.test@example.com>", 0, 0, MAILADDR_EROUTING, NULL, NULL, 0, false, false, false},
+	{"<user@other.test@example.com>", 0, 0, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+	{"<user@other.test%example.com>", 0, 0, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+	{"<user@example.com@>", 0, 0, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+
+	/* quoted local parts */
+	{"<\"john\"@example.com>", 0, 0, MAILADDR_OK, "john", "example.com", 0, false, false, false},
+	{"<\"john.smith\"@example.com>", 0, 0, MAILADDR_OK, "john.smith", "example.com", 0, false, false, false},
+	{"<\"\\j\\o\\h\\n\"@example.com>", 0, 0, MAILADDR_OK, "john", "example.com", 0, false, false, false},
+	{"<\"john..smith\"@example.com>", 0, 0, MAILADDR_OK, "\"john..smith\"", "example.com", 0, false, false, false},
+	{"<\".john\"@example.com>", 0, 0, MAILADDR_OK, "\".john\"", "example.com", 0, false, false, false},
+	{"<\"john.\"@example.com>", 0, 0, MAILADDR_OK, "\"john.\"", "example.com", 0, false, false, false},
+	{"<\"a b\"@example.com>", 0, 0, MAILADDR_OK, "\"a b\"", "example.com", 0, false, false, false},
+	{"<\"a\\ b\"@example.com>", 0, 0, MAILADDR_OK, "\"a b\"", "example.com", 0, false, false, false},
+	{"<\"a\\\"b\"@example.com>", 0, 0, MAILADDR_OK, "\"a\\\"b\"", "example.com", 0, false, false, false},
+	{"<\"a\\\\b\"@example.com>", 0, 0, MAILADDR_OK, "\"a\\\\b\"", "example.com", 0, false, false, false},
+	{"<\"a,b\"@example.com>", 0, 0, MAILADDR_OK, "\"a,b\"", "example.com", 0, false, false, false},
+	{"<\"a>b\"@example.com>", 0, 0, MAILADDR_OK, "\"a>b\"", "example.com", 0, false, false, false},
+	{"<\"\"@example.com>", 0, 0, MAILADDR_OK, "\"\"", "example.com", 0, false, false, false},
+	{"<\"john\"smith@example.com>", 0, 0, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+	{"<john\"smith\"@example.com>", 0, 0, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+	{"<\"john@example.com>", 0, 0, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+	{"<\"john\\\"@example.com>", 0, 0, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+
+	/* dot-string local parts */
+	{"<.user@example.com>", 0, 0, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+	{"<user.@example.com>", 0, 0, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+	{"<us..er@example.com>", 0, 0, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+	{"<.@example.com>", 0, 0, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+	{"<a(b)@example.com>", 0, 0, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+	{"<a[b@example.com>", 0, 0, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+	{"<a\\b@example.com>", 0, 0, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+
+	/* domains */
+	{"<user@example.com.>", 0, 0, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+	{"user@example.com.", 0, NOANGLES, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+	{"<user@.example.com>", 0, 0, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+	{"<user@example..com>", 0, 0, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+	{"<user@>", 0, 0, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+	{"<user>", 0, 0, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+	{"<user@->", 0, 0, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+	{"<user@-x.test>", 0, 0, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+	{"<user@x-.test>", 0, 0, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+	{"<user@x--y.test>", 0, 0, MAILADDR_OK, "user", "x--y.test", 0, false, false, false},
+	{"<user@x_y.test>", 0, 0, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+	{"<user@EXAMPLE.Com>", 0, 0, MAILADDR_OK, "user", "example.com", 0, false, false, false},
+
+	/* whitespace is never part of a path */
+	{"<user @example.com>", 0, 0, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+	{"< user@example.com>", 0, 0, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+	{"<user@example.com >", 0, 0, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+	{"<user@ example.com>", 0, 0, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+	{"<user\t@example.com>", 0, 0, MAILADDR_ENUL, NULL, NULL, 0, false, false, false},
+
+	/* address literals: parsed and flagged */
+	{"<user@[192.0.2.1]>", 0, 0, MAILADDR_OK, "user", "[192.0.2.1]", 0, false, true, false},
+	{"<user@[0.0.0.0]>", 0, 0, MAILADDR_OK, "user", "[0.0.0.0]", 0, false, true, false},
+	{"<user@[255.255.255.255]>", 0, 0, MAILADDR_OK, "user", "[255.255.255.255]", 0, false, true, false},
+	{"<user@[IPv6:2001:DB8::1]>", 0, 0, MAILADDR_OK, "user", "[ipv6:2001:db8::1]", 0, false, true, false},
+	{"<user@[ipv6:::1]>", 0, 0, MAILADDR_OK, "user", "[ipv6:::1]", 0, false, true, false},
+	{"<user@[IPv6:::]>", 0, 0, MAILADDR_OK, "user", "[ipv6:::]", 0, false, true, false},
+	{"<user@[IPv6:1:2:3:4:5:6:7:8]>", 0, 0, MAILADDR_OK, "user", "[ipv6:1:2:3:4:5:6:7:8]", 0, false, true, false},
+	{"<user@[IPv6:1:2:3:4:5:6:192.0.2.1]>", 0, 0, MAILADDR_OK, "user", "[ipv6:1:2:3:4:5:6:192.0.2.1]", 0, false, true, false},
+	{"<user@[IPv6:::ffff:192.0.2.1]>", 0, 0, MAILADDR_OK, "user", "[ipv6:::ffff:192.0.2.1]", 0, false, true, false},
+	{"<user@[IPv6:1:2:3:4:5:6::]>", 0, 0, MAILADDR_OK, "user", "[ipv6:1:2:3:4:5:6::]", 0, false, true, false},
+	{"<user@[x-tag:any.thing]>", 0, 0, MAILADDR_OK, "user", "[x-tag:any.thing]", 0, false, true, false},
+	{"<user@[256.0.0.1]>", 0, 0, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+	{"<user@[1.2.3]>", 0, 0, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+	{"<user@[1.2.3.4.5]>", 0, 0, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+	{"<user@[1.2.3.]>", 0, 0, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+	{"<user@[010.0.0.1]>", 0, 0, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+	{"<user@[1234.0.0.1]>", 0, 0, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+	{"<user@[example.com]>", 0, 0, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+	{"<user@[]>", 0, 0, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+	{"<user@[192.0.2.1>", 0, 0, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+	{"<user@[192.0.2.1]x>", 0, 0, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+	{"<user@[192.0.2.1].test>", 0, 0, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+	{"<user@[IPv6:1:2:3:4:5:6:7]>", 0, 0, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+	{"<user@[IPv6:1:2:3:4:5:6:7:8:9]>", 0, 0, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+	{"<user@[IPv6:1:2:3:4:5:6:7::]>", 0, 0, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+	{"<user@[IPv6:1::2::3]>", 0, 0, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+	{"<user@[IPv6:12345::]>", 0, 0, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+	{"<user@[IPv6::1]>", 0, 0, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+	{"<user@[IPv6:1:]>", 0, 0, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+	{"<user@[IPv6:g::1]>", 0, 0, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+	{"<user@[IPv6:192.0.2.1]>", 0, 0, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+	{"<user@[IPv6:1:2:3:4:5:6:7:192.0.2.1]>", 0, 0, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+	{"<user@[IPv6:1:2:3:4:5::192.0.2.1]>", 0, 0, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+	{"<user@[tag:]>", 0, 0, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+	{"<user@[tag-:x]>", 0, 0, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+	{"<user@[:x]>", 0, 0, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+	{"<user@[a:b[c]>", 0, 0, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+	{"<user@[a:b\\c]>", 0, 0, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+	{"<user@[1.2.3.4 ]>", 0, 0, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+
+	/* NUL and controls */
+	{"<us\0er@example.com>", 19, 0, MAILADDR_ENUL, NULL, NULL, 0, false, false, false},
+	{"<user@example.com\0>", 19, 0, MAILADDR_ENUL, NULL, NULL, 0, false, false, false},
+	{"<user@exa\rmple.com>", 0, 0, MAILADDR_ENUL, NULL, NULL, 0, false, false, false},
+	{"<user@example.com\r\n>", 0, 0, MAILADDR_ENUL, NULL, NULL, 0, false, false, false},
+	{"<\"a\x01\"@example.com>", 0, 0, MAILADDR_ENUL, NULL, NULL, 0, false, false, false},
+	{"<\"a\\\x01\"@example.com>", 0, 0, MAILADDR_ENUL, NULL, NULL, 0, false, false, false},
+	{"<us\x7f" "er@example.com>", 0, 0, MAILADDR_ENUL, NULL, NULL, 0, false, false, false},
+	{"<a b\0@example.com>", 18, 0, MAILADDR_ENUL, NULL, NULL, 0, false, false, false},
+	{"user\0@example.com", 17, NOANGLES, MAILADDR_ENUL, NULL, NULL, 0, false, false, false},
+	{"<u@x.test>\0", 11, 0, MAILADDR_OK, "u", "x.test", 10, false, false, false},
+	{"<\"a>b\0\"@example.com>", 20, 0, MAILADDR_ENUL, NULL, NULL, 0, false, false, false},
+
+	/* 8-bit without SMTPUTF8 */
+	{"<j\xc3\xb6rg@example.com>", 0, 0, MAILADDR_E8BIT, NULL, NULL, 0, false, false, false},
+	{"<user@b\xc3\xbc" "cher.test>", 0, 0, MAILADDR_E8BIT, NULL, NULL, 0, false, false, false},
+	{"<\"j\xc3\xb6rg\"@example.com>", 0, 0, MAILADDR_E8BIT, NULL, NULL, 0, false, false, false},
+	{"<user@[1.2.3.4]\xc3\xb6>", 0, 0, MAILADDR_E8BIT, NULL, NULL, 0, false, false, false},
+	{"<j\xff@example.com>", 0, 0, MAILADDR_E8BIT, NULL, NULL, 0, false, false, false},
+
+	/* UTF-8 with SMTPUTF8 (RFC 6531) */
+	{"<j\xc3\xb6rg@example.com>", 0, UTF8, MAILADDR_OK, "j\xc3\xb6rg", "example.com", 0, false, false, true},
+	{"<user@B\xc3\x9c" "CHER.test>", 0, UTF8, MAILADDR_OK, "user", "b\xc3\x9c" "cher.test", 0, false, false, true},
+	{"<\"j\xc3\xb6rg\"@example.com>", 0, UTF8, MAILADDR_OK, "j\xc3\xb6rg", "example.com", 0, false, false, true},
+	{"<\"j\xc3\xb6 rg\"@example.com>", 0, UTF8, MAILADDR_OK, "\"j\xc3\xb6 rg\"", "example.com", 0, false, false, true},
+	{"<\xe2\x82\xac@\xf0\x9f\x98\x80.test>", 0, UTF8, MAILADDR_OK, "\xe2\x82\xac", "\xf0\x9f\x98\x80.test", 0, false, false, true},
+	{"<user@example.com>", 0, UTF8, MAILADDR_OK, "user", "example.com", 0, false, false, false},
+	{"<\xc0\xaf@example.com>", 0, UTF8, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},         /* overlong '/' */
+	{"<\xe0\x80\xaf@example.com>", 0, UTF8, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},     /* overlong, 3 octets */
+	{"<\xf0\x80\x80\xaf@example.com>", 0, UTF8, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false}, /* overlong, 4 octets */
+	{"<\xed\xa0\x80@example.com>", 0, UTF8, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},     /* surrogate */
+	{"<\xf4\x90\x80\x80@example.com>", 0, UTF8, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false}, /* above U+10FFFF */
+	{"<\xf5\x80\x80\x80@example.com>", 0, UTF8, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+	{"<\xc3@example.com>", 0, UTF8, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false}, /* truncated */
+	{"<\x80@example.com>", 0, UTF8, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false}, /* lone continuation */
+	{"<\xff@example.com>", 0, UTF8, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+	{"<user@\xc3.test>", 0, UTF8, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+	{"<\xc2\x85@example.com>", 0, UTF8, MAILADDR_ENUL, NULL, NULL, 0, false, false, false}, /* C1 control NEL */
+	{"<\"a\\\xc3\xb6\"@example.com>", 0, UTF8, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+	{"<user@[1.2.3.4\xc3\xb6]>", 0, UTF8, MAILADDR_ESYNTAX, NULL, NULL, 0, false, false, false},
+	{"<j\xc3\xb6rg%x@example.com>", 0, UTF8, MAILADDR_EROUTING, NULL, NULL, 0, false, false, false},
+};
+
+static void
+test_addr_table(void **state)
+{
+	char row[64];
+
+	(void)state;
+	failures = 0;
+	for (size_t i = 0; i < sizeof(addr_cases) / sizeof(addr_cases[0]); i++) {
+		const struct addr_case *c = &addr_cases[i];
+		size_t len = c->len ? c->len : strlen(c->in), consumed = 12345;
+		struct mailaddr a;
+		enum mailaddr_status st;
+
+		snprintf(row, sizeof(row), "row %zu", i);
+		st = mailaddr_parse(c->in, len, c->flags, &a, &consumed);
+		if (st != c->want) {
+			mismatch(row, "%s flags %u: status got %s, want %s", esc(c->in, len),
+			         c->flags, status_name(st), status_name(c->want));
+			continue;
+		}
+		if (st != MAILADDR_OK)
+			continue;
+		if (strcmp(a.local, c->local) != 0)
+			mismatch(row, "%s: local got '%s', want '%s'", esc(c->in, len),
+			         esc(a.local, strlen(a.local)), esc(c->local, strlen(c->local)));
+		if (strcmp(a.domain, c->domain) != 0)
+			mismatch(row, "%s: domain got '%s', want '%s'", esc(c->in, len),
+			         esc(a.domain, strlen(a.domain)), esc(c->domain, strlen(c->domain)));
+		if (consumed != (c->consumed ? c->consumed : len))
+			mismatch(row, "%s: consumed got %zu, want %zu", esc(c->in, len), consumed,
+			         c->consumed ? c->consumed : len);
+		if (a.is_null != c->is_null || a.literal != c->literal || a.utf8 != c->utf8)
+			mismatch(row, "%s: is_null/literal/utf8 got %d/%d/%d, want %d/%d/%d",
+			         esc(c->in, len), a.is_null, a.literal, a.utf8, c->is_null,
+			         c->literal, c->utf8);
+	}
+	if (failures)
+		fail_msg("%d mismatches", failures);
+}
+
+/* A domain of exactly n octets made of labels of at most 63 octets. */
+static void
+make_domain(char *buf, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		buf[i] = (i % 64 == 63) ? '.' : (char)('a' + i % 26);
+	if (n > 0 && buf[n - 1] == '.')
+		buf[n - 1] = 'z';
+	buf[n] = '\0';
+}
+
+struct len_case {
+	const char *name;
+	size_t local_len;  /* octets of 'l', or of the quoted form when quoted */
+	bool quoted;
+	size_t domain_len; /* octets, from make_domain() */
+	size_t label_len;  /* when set: a single label of this many octets */
+	unsigned flags;
+	enum mailaddr_status want;
+};
+
+static const struct len_case len_cases[] = {
+	{"local 64", 64, false, 10, 0, 0, MAILADDR_OK},
+	{"local 65", 65, false, 10, 0, 0, MAILADDR_ELOCAL_TOO_LONG},
+	{"local 63", 63, false, 10, 0, 0, MAILADDR_OK},
+	{"quoted local 64 on the wire", 64, true, 10, 0, 0, MAILADDR_OK},
+	{"quoted local 65 on the wire", 65, true, 10, 0, 0, MAILADDR_ELOCAL_TOO_LONG},
+	{"label 63", 1, false, 0, 63, 0, MAILADDR_OK},
+	{"label 64", 1, false, 0, 64, 0, MAILADDR_ESYNTAX},
+	{"path 256", 1, false, 252, 0, 0, MAILADDR_OK},
+	{"path 257", 1, false, 253, 0, 0, MAILADDR_EPATH_TOO_LONG},
+	{"path 255", 1, false, 251, 0, 0, MAILADDR_OK},
+	{"bare mailbox 254", 1, false, 252, 0, NOANGLES, MAILADDR_OK},
+	{"bare mailbox 255", 1, false, 253, 0, NOANGLES, MAILADDR_EPATH_TOO_LONG},
+	{"domain 255", 1, false, 255, 0, 0, MAILADDR_EPATH_TOO_LONG},
+	{"domain 256", 1, false, 256, 0, 0, MAILADDR_EDOMAIN_TOO_LONG},
+	{"domain 256 bare", 1, false, 256, 0, NOANGLES, MAILADDR_EDOMAIN_TOO_LONG},
+	{"domain 1000", 1, false, 1000, 0, 0, MAILADDR_EDOMAIN_TOO_LONG},
+	{"local 64 + domain 189", 64, false, 189, 0, 0, MAILADDR_OK},
+	{"local 64 + domain 190", 64, false, 190, 0, 0, MAILADDR_EPATH_TOO_LONG},
+};
+
+static void
+test_addr_lengths(void **state)
+{
+	static char in[2048], domain[1100];
+
+	(void)state;
+	failures = 0;
+	for (size_t i = 0; i < sizeof(len_cases) / sizeof(len_cases[0]); i++) {
+		const struct len_case *c = &len_cases[i];
+		bool angles = !(c->flags & NOANGLES);
+		size_t n = 0, consumed;
+		struct mailaddr a;
+		enum mailaddr_status st;
+
+		if (c->label_len) {
+			memset(domain, 'd', c->label_len);
+			memcpy(domain + c->label_len, ".test", 6);
+		} else
+			make_domain(domain, c->domain_len);
+		if (angles)
+			in[n++] = '<';
+		if (c->quoted) {
+			in[n++] = '"';
+			memset(in + n, 'q', c->local_len - 2);
+			n += c->local_len - 2;
+			in[n - 1] = ' '; /* keep it quoted */
+			in[n++] = '"';
+		} else {
+			memset(in + n, 'l', c->local_len);
+			n += c->local_len;
+		}
+		n += (size_t)snprintf(in + n, sizeof(in) - n, "@%s%s", domain, angles ? ">" : "");
+		st = mailaddr_parse(in, n, c->flags, &a, &consumed);
+		if (st != c->want)
+			mismatch(c->name, "status got %s, want %s", status_name(st),
+			         status_name(c->want));
+		else if (st == MAILADDR_OK && (strlen(a.local) > MAILADDR_LOCAL_MAX ||
+		                               strcmp(a.domain, domain) != 0 || consumed != n))
+			mismatch(c->name, "local %zu octets, domain ok %d, consumed %zu of %zu",
+			         strlen(a.local), strcmp(a.domain, domain) == 0, consumed, n);
+	}
+	if (failures)
+		fail_msg("%d mismatches", failures);
+}
+
+/* Every prefix of a valid path must fail cleanly, never read past len. */
+static void
+test_addr_prefixes(void **state)
+{
+	static const char *const paths[] = {
+		"<@a.test,@b.test:\"x y\"@[IPv6:2001:db8::1]>",
+		"<j\xc3\xb6rg@example.com>",
+		"<user@[192.0.2.1]>",
+	};
+
+	(void)state;
+	failures = 0;
+	for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+		size_t len = strlen(paths[i]);
+
+		for (size_t n = 0; n < len; n++) {
+			char *copy = malloc(n ? n : 1); /* exact size, for ASan */
+			struct mailaddr a;
+
+			assert_non_null(copy);
+			memcpy(copy, paths[i], n);
+			if (mailaddr_parse(copy, n, UTF8, &a, NULL) == MAILADDR_OK)
+				mismatch(esc(paths[i], len), "prefix %zu parsed, want an error", n);
+			free(copy);
+		}
+		{
+			struct mailaddr a;
+
+			if (mailaddr_parse(paths[i], len, UTF8, &a, NULL) != MAILADDR_OK)
+				mismatch(esc(paths[i], len), "whole path: want OK");
+		}
+	}
+	if (failures)
+		fail_msg("%d mismatches", failures);
+}
+
+static void
+test_addr_format(void **state)
+{
+	static const struct {
+		const char *in;
+		unsigned flags;
+		size_t bufsize;
+		const char *want;
+	} cases[] = {
+		{"<User@Example.COM>", 0, MAILADDR_FORMAT_MAX, "User@example.com"},
+		{"<\"a b\"@x.test>", 0, MAILADDR_FORMAT_MAX, "\"a b\"@x.test"},
+		{"<>", NUL_OK, MAILADDR_FORMAT_MAX, ""},
+		{"<u@[IPv6:::1]>", 0, MAILADDR_FORMAT_MAX, "u@[ipv6:::1]"},
+		{"<user@example.com>", 0, 5, "user"},
+		{"<user@example.com>", 0, 1, ""},
+	};
+
+	(void)state;
+	failures = 0;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char buf[MAILADDR_FORMAT_MAX];
+		struct mailaddr a;
+		const char *got;
+
+		if (mailaddr_parse(cases[i].in, strlen(cases[i].in), cases[i].flags, &a, NULL) !=
+		    MAILADDR_OK) {
+			mismatch(cases[i].in, "did not parse");
+			continue;
+		}
+		got = mailaddr_format(&a, buf, cases[i].bufsize);
+		if (got != buf || strcmp(got, cases[i].want) != 0)
+			mismatch(cases[i].in, "format got '%s', want '%s'", got, cases[i].want);
+	}
+	if (failures)
+		fail_msg("%d mismatches", failures);
+}
+
+static void
+test_addr_strerror(void **state)
+{
+	(void)state;
+	for (int st = MAILADDR_OK; st <= MAILADDR_EROUTING; st++) {
+		const char *s = mailaddr_strerror((enum mailaddr_status)st);
+
+	(void)state;
+		assert_non_null(s);
+		assert_true(strlen(s) > 0);
+	}
+	assert_string_equal(mailaddr_strerror(MAILADDR_ESYNTAX), "syntax error in address");
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_addr_table),    cmocka_unit_test(test_addr_lengths),
+		cmocka_unit_test(test_addr_prefixes), cmocka_unit_test(test_addr_format),
+		cmocka_unit_test(test_addr_strerror),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
