@@ -74,7 +74,9 @@ def snapshot(pid):
     for p in pids:
         rss += read_kib(f"/proc/{p}/status", "VmRSS") or 0
         pss += read_kib(f"/proc/{p}/smaps_rollup", "Pss") or 0
-    return {"own": own, "tree_rss": rss, "tree_pss": pss, "procs": len(pids)}
+    avail = read_kib("/proc/meminfo", "MemAvailable")
+    return {"own": own, "tree_rss": rss, "tree_pss": pss, "procs": len(pids),
+            "avail": avail}
 
 
 def raise_nofile(n):
@@ -200,6 +202,9 @@ def main():
           f"RSS sum {before['tree_rss']} -> {after['tree_rss']} KiB, "
           f"Pss sum {before['tree_pss']} -> {after['tree_pss']} KiB "
           f"({(after['tree_pss'] - before['tree_pss']) / max(n, 1):.1f} KiB/session)")
+    used = before["avail"] - after["avail"]
+    print(f"idle: system MemAvailable dropped by {used} KiB "
+          f"({used / max(n, 1):.1f} KiB/session, includes kernel socket memory and this client)")
     key = "tree_rss" if args.tree else "own"
     b, a = before[key], after[key]
     if n != args.sessions or dropped:

@@ -201,6 +201,7 @@ PF_DIR=""
 #   DIR/queue  queue_directory (hold queue: DIR/queue/hold)
 #   DIR/data   data_directory
 #   DIR/log    maillog
+# PF_EXTRA_MAINCF (if set) is appended to main.cf.
 pf_setup() {
 	local dir=$1 port=$2 plimit=$3
 	mkdir -p "$dir/etc" "$dir/queue" "$dir/data" "$dir/log"
@@ -249,6 +250,7 @@ in_flow_delay = 0
 # no /dev/log here: log to a file through postlogd
 maillog_file = $dir/log/maillog
 maillog_file_prefixes = /var, /dev/stdout, $dir/log
+${PF_EXTRA_MAINCF:-}
 EOF
 	# No chroot anywhere ("n" in the 5th column).
 	cat >"$dir/etc/master.cf" <<EOF

@@ -94,6 +94,7 @@ struct smtp_session {
 	bool tls_done;
 	unsigned errors;
 	unsigned messages;
+	const char *close_reason; /* static text, for the disconnect log line */
 	bool skip_line;        /* discarding the rest of an over-long command line */
 	bool quit_after_reply; /* shutting down: 421 after the transaction */
 

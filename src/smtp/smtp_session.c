@@ -167,6 +167,7 @@ smtp_close_after(struct smtp_session *s, const char *reply, const char *reason)
 	if (reply)
 		smtp_reply(s, "%s", reply);
 	log_debug("event=closing sid=%llu reason=\"%s\"", (unsigned long long)s->sid, reason);
+	s->close_reason = reason;
 	bufferevent_disable(s->bev, EV_READ);
 	if (s->msg && s->state != SMTP_S_COMMIT) {
 		spool_msg_abort(s->msg);
@@ -1194,7 +1195,8 @@ smtp_session_close(struct smtp_session *s, const char *reason)
 	log_info("event=disconnect sid=%llu client=%s messages=%u errors=%u duration_ms=%llu "
 	         "reason=\"%s\"",
 	         (unsigned long long)s->sid, s->addr, s->messages, s->errors,
-	         (unsigned long long)(clock_ms() - s->started_ms), reason ? reason : "done");
+	         (unsigned long long)(clock_ms() - s->started_ms),
+	         reason ? reason : s->close_reason ? s->close_reason : "closed");
 	if (s->timer)
 		event_free(s->timer);
 	s->timer = NULL;

@@ -220,9 +220,22 @@ class Moatd:
         d = os.path.join(self.data, "incoming")
         return sorted(os.listdir(d)) if os.path.isdir(d) else []
 
+    @staticmethod
+    def maildir_component(part):
+        """The directory name moatd's maildir route uses for an address part."""
+        out = []
+        for i, c in enumerate(part.encode()):
+            c = c + 32 if 65 <= c <= 90 else c
+            if (97 <= c <= 122 or 48 <= c <= 57 or chr(c) in "-_+=" or (c == 46 and i > 0)):
+                out.append(chr(c))
+            else:
+                out.append("%%%02x" % c)
+        return "".join(out)
+
     def maildir(self, rcpt):
         local, domain = rcpt.rsplit("@", 1)
-        d = os.path.join(self.data, "maildir", domain.lower(), local.lower(), "new")
+        d = os.path.join(self.data, "maildir", self.maildir_component(domain),
+                         self.maildir_component(local), "new")
         if not os.path.isdir(d):
             return []
         out = []
