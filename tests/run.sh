@@ -56,7 +56,7 @@ unit_suite() { # name builddir
 	local name=$1 dir=$2 p=0 f=0 t out
 	echo "== suite $name"
 	for t in "$dir"/tests/unit/test_*; do
-		[ -x "$t" ] || continue
+		[ -f "$t" ] && [ -x "$t" ] || continue
 		out=$(CMOCKA_MESSAGE_OUTPUT=TAP "$t" 2>&1)
 		local rc=$?
 		p=$((p + $(echo "$out" | grep -cE '^ok ')))
@@ -126,9 +126,9 @@ if command -v clang >/dev/null && CC=clang build build-fuzz -Dfuzz=true --buildt
 	fp=0
 	ff=0
 	for t in build-fuzz/fuzz/fuzz_*; do
-		[ -x "$t" ] || continue
+		[ -f "$t" ] && [ -x "$t" ] || continue
 		name=$(basename "$t")
-		corpus=fuzz/corpus/${name#fuzz_}
+		corpus=fuzz/corpus/$name
 		work=$OUT/fuzz-$name
 		mkdir -p "$work"
 		cp -r "$corpus"/. "$work"/ 2>/dev/null

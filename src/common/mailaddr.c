@@ -12,10 +12,17 @@
  * octet before the first '>' into ENUL / E8BIT, so that those octets get
  * their own status whatever syntax error precedes them.
  *
- * Stricter than the grammar, on purpose: labels over 63 octets (RFC 1035),
- * IPv4 literals with leading zeros ("[010.0.0.1]" is 10.0.0.1 to RFC 5321
- * but 8.0.0.1 to inet_aton()), and C1 controls (U+0080..U+009F) encoded
- * as UTF-8, which are refused like their 7-bit counterparts.
+ * Stricter than the grammar, on purpose:
+ *  - labels over 63 octets (RFC 1035);
+ *  - an all-numeric last label (RFC 3696 2): "u@192.0.2.1" names no
+ *    domain, and getaddrinfo() would take it for an address;
+ *  - IPv4 literals with leading zeros: "[010.0.0.1]" is 10.0.0.1 to
+ *    RFC 5321 but 8.0.0.1 to inet_aton();
+ *  - C1 controls (U+0080..U+009F) in UTF-8, refused like 7-bit controls;
+ *  - as in Postfix, any General-address-literal: no tag but IPv6 was ever
+ *    registered, so none is routable, while its dcontent may hold '@',
+ *    ':' or '>' that a later reading of the formatted address could take
+ *    for structure ("u@[x:a@evil.test]").
  *
  * The wire length of the local part (quotes and escapes included) is what
  * MAILADDR_LOCAL_MAX bounds; the canonical form is never longer.
@@ -23,7 +30,6 @@
 #include "mailaddr.h"
 #include "util.h"
 
-#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -52,16 +58,7 @@ is_hex(unsigned char c)
 static bool
 is_atext(unsigned char c)
 {
-	if (is_alnum(c))
-		return true;
-	switch (c) {
-	case '!': case '#': case '$': case '%': case '&': case '\'': case '*':
-	case '+': case '-': case '/': case '=': case '?': case '^': case '_':
-	case '`': case '{': case '|': case '}': case '~':
-		return true;
-	default:
-		return false;
-	}
+	return is_alnum(c) || (c != '\0' && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL);
 }
 
 /* RFC 5321 qtextSMTP, ASCII part. */
@@ -182,7 +179,7 @@ parse_domain(struct cursor *c, char *out, bool *utf8)
 
 	for (;;) {
 		size_t label = c->pos;
-		bool hyphen = false;
+		bool hyphen = false, digits = true;
 
 		while (c->pos < c->len) {
 			unsigned char ch = c->s[c->pos];
@@ -199,19 +196,25 @@ parse_domain(struct cursor *c, char *out, bool *utf8)
 				*utf8 = true;
 			} else
 				break;
+			if (ch < '0' || ch > '9')
+				digits = false;
 			if (c->pos + w - start > MAILADDR_DOMAIN_MAX)
 				return MAILADDR_EDOMAIN_TOO_LONG;
 			if (out != NULL)
 				for (size_t i = 0; i < w; i++)
-					out[c->pos - start + i] = (char)ascii_lower(c->s[c->pos + i]);
+					out[c->pos - start + i] =
+					        (char)ascii_lower(c->s[c->pos + i]);
 			c->pos += w;
 		}
 		if (c->pos == label)
 			return cur_fail(c);
 		if (hyphen || c->pos - label > MAILADDR_LABEL_MAX)
 			return MAILADDR_ESYNTAX;
-		if (c->pos >= c->len || c->s[c->pos] != '.')
+		if (c->pos >= c->len || c->s[c->pos] != '.') {
+			if (digits)
+				return MAILADDR_ESYNTAX; /* an all-numeric TLD */
 			break;
+		}
 		if (out != NULL)
 			out[c->pos - start] = '.';
 		c->pos++;
@@ -294,24 +297,12 @@ ipv6_valid(const unsigned char *p, size_t n)
 	return dcolon ? groups <= 6 : groups == 8;
 }
 
-/* Ldh-str: *( ALPHA / DIGIT / "-" ) Let-dig. */
-static bool
-ldh_str_valid(const unsigned char *p, size_t n)
-{
-	if (n == 0 || !is_alnum(p[n - 1]))
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (!is_alnum(p[i]) && p[i] != '-')
-			return false;
-	return true;
-}
-
-/* address-literal at the cursor ('['), lower-cased into out, brackets kept. */
+/* IPv4 or IPv6 address-literal at the cursor ('['), lower-cased into out, brackets kept. */
 static enum mailaddr_status
 parse_literal(struct cursor *c, char *out)
 {
 	size_t start = c->pos, end = c->pos + 1, n, blen;
-	const unsigned char *body, *colon;
+	const unsigned char *body;
 
 	while (end < c->len && is_dcontent(c->s[end]))
 		end++;
@@ -324,18 +315,11 @@ parse_literal(struct cursor *c, char *out)
 		return MAILADDR_EDOMAIN_TOO_LONG;
 	body = c->s + start + 1;
 	blen = n - 2;
-	if ((colon = memchr(body, ':', blen)) == NULL) {
-		if (!ipv4_valid(body, blen))
+	if (blen > 5 && mem_ieq((const char *)body, "IPv6:", 5)) {
+		if (!ipv6_valid(body + 5, blen - 5))
 			return MAILADDR_ESYNTAX;
-	} else {
-		size_t tlen = (size_t)(colon - body), rlen = blen - tlen - 1;
-
-		if (tlen == 4 && mem_ieq((const char *)body, "IPv6", 4)) {
-			if (!ipv6_valid(colon + 1, rlen))
-				return MAILADDR_ESYNTAX;
-		} else if (!ldh_str_valid(body, tlen) || rlen == 0)
-			return MAILADDR_ESYNTAX; /* General-address-literal */
-	}
+	} else if (!ipv4_valid(body, blen))
+		return MAILADDR_ESYNTAX; /* nor a General-address-literal: see the top */
 	for (size_t i = 0; i < n; i++)
 		out[i] = (char)ascii_lower(c->s[start + i]);
 	out[n] = '\0';

@@ -84,7 +84,7 @@ static inline void
 data_grow(struct smtp_data_scan *ds, size_t n)
 {
 	ds->line_len += n;
-	if (ds->line_len > SMTP_TEXT_LINE_MAX - 2)
+	if (ds->line_len > ds->line_max - 2)
 		ds->flags |= SMTP_DATA_LONG_LINE;
 	if (ds->in_header) {
 		ds->header_bytes += n;
@@ -143,11 +143,13 @@ data_emit(struct smtp_data_scan *ds, const unsigned char *p, size_t n, smtp_data
 }
 
 void
-smtp_data_init(struct smtp_data_scan *ds, enum smtp_data_mode mode, size_t header_max)
+smtp_data_init(struct smtp_data_scan *ds, enum smtp_data_mode mode, size_t header_max,
+               size_t line_max)
 {
 	memset(ds, 0, sizeof(*ds));
 	ds->mode = mode;
 	ds->header_max = header_max;
+	ds->line_max = line_max < 3 ? 3 : line_max;
 	ds->in_header = true;
 	ds->hdr_match = 1;
 	/* the CRLF of the DATA command counts as the previous line end */
@@ -222,7 +224,7 @@ smtp_data_feed(struct smtp_data_scan *ds, const char *in, size_t len, smtp_data_
 				run = ++p;
 				ds->state = DATA_DOT_CR;
 			} else {
-				data_grow(ds, 1); /* the stuffing dot, dropped */
+				/* the stuffing dot, dropped: not part of the line (4.5.3.1.6) */
 				ds->state = DATA_TEXT;
 			}
 			break;
@@ -237,7 +239,7 @@ smtp_data_feed(struct smtp_data_scan *ds, const char *in, size_t len, smtp_data_
 			data_emit(ds, run, (size_t)(p - run), emit, ctx);
 			data_emit(ds, &cr, 1, emit, ctx);
 			ds->flags |= SMTP_DATA_BARE_CR;
-			data_grow(ds, 2);
+			data_grow(ds, 1);
 			ds->hdr_match = 0;
 			ds->state = DATA_TEXT;
 			break;

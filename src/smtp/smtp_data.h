@@ -35,7 +35,7 @@ enum smtp_data_mode {
 /* Flags accumulated over the message (struct smtp_data_scan.flags). */
 #define SMTP_DATA_BARE_CR        0x01
 #define SMTP_DATA_BARE_LF        0x02
-#define SMTP_DATA_LONG_LINE      0x04 /* a line over SMTP_TEXT_LINE_MAX incl. CRLF */
+#define SMTP_DATA_LONG_LINE      0x04 /* a line over line_max incl. CRLF */
 #define SMTP_DATA_HEADER_TOO_BIG 0x08 /* header block over header_max */
 #define SMTP_DATA_NUL            0x10 /* a NUL octet */
 #define SMTP_DATA_8BIT           0x20 /* an octet >= 0x80 */
@@ -50,6 +50,7 @@ struct smtp_data_scan {
 	bool in_header;         /* still in the header block */
 	size_t header_bytes;    /* octets of the header block so far */
 	size_t header_max;      /* limit for SMTP_DATA_HEADER_TOO_BIG */
+	size_t line_max;        /* limit for SMTP_DATA_LONG_LINE, octets incl. CRLF */
 	unsigned hdr_match;     /* progress matching "received:" at line start */
 	/* results */
 	unsigned flags;         /* SMTP_DATA_* */
@@ -57,7 +58,13 @@ struct smtp_data_scan {
 	uint64_t size;          /* payload octets emitted (after unstuffing) */
 };
 
-void smtp_data_init(struct smtp_data_scan *ds, enum smtp_data_mode mode, size_t header_max);
+/*
+ * line_max: longest text line in octets including CRLF and not counting a
+ * stuffing dot (RFC 5321 4.5.3.1.6: SMTP_TEXT_LINE_MAX unless configured
+ * higher); header_max: largest header block in octets.
+ */
+void smtp_data_init(struct smtp_data_scan *ds, enum smtp_data_mode mode, size_t header_max,
+                    size_t line_max);
 
 /*
  * Feed len input octets. Payload goes to emit(ctx, ...) (possibly several

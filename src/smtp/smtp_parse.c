@@ -23,16 +23,13 @@ static const struct {
 	const char *name;
 	enum smtp_verb verb;
 } smtp_verbs[] = {
-	{"HELO", SMTP_VERB_HELO},     {"EHLO", SMTP_VERB_EHLO},
-	{"MAIL", SMTP_VERB_MAIL},     {"RCPT", SMTP_VERB_RCPT},
-	{"DATA", SMTP_VERB_DATA},     {"BDAT", SMTP_VERB_BDAT},
-	{"RSET", SMTP_VERB_RSET},     {"NOOP", SMTP_VERB_NOOP},
-	{"QUIT", SMTP_VERB_QUIT},     {"VRFY", SMTP_VERB_VRFY},
-	{"EXPN", SMTP_VERB_EXPN},     {"HELP", SMTP_VERB_HELP},
-	{"STARTTLS", SMTP_VERB_STARTTLS}, {"AUTH", SMTP_VERB_AUTH},
-	{"GET", SMTP_VERB_HTTP},      {"POST", SMTP_VERB_HTTP},
-	{"CONNECT", SMTP_VERB_HTTP},  {"HEAD", SMTP_VERB_HTTP},
-	{"PUT", SMTP_VERB_HTTP},
+        {"HELO", SMTP_VERB_HELO},         {"EHLO", SMTP_VERB_EHLO},    {"MAIL", SMTP_VERB_MAIL},
+        {"RCPT", SMTP_VERB_RCPT},         {"DATA", SMTP_VERB_DATA},    {"BDAT", SMTP_VERB_BDAT},
+        {"RSET", SMTP_VERB_RSET},         {"NOOP", SMTP_VERB_NOOP},    {"QUIT", SMTP_VERB_QUIT},
+        {"VRFY", SMTP_VERB_VRFY},         {"EXPN", SMTP_VERB_EXPN},    {"HELP", SMTP_VERB_HELP},
+        {"STARTTLS", SMTP_VERB_STARTTLS}, {"AUTH", SMTP_VERB_AUTH},    {"GET", SMTP_VERB_HTTP},
+        {"POST", SMTP_VERB_HTTP},         {"CONNECT", SMTP_VERB_HTTP}, {"HEAD", SMTP_VERB_HTTP},
+        {"PUT", SMTP_VERB_HTTP},
 };
 
 /* Case-insensitive comparison of s (n octets) with the NUL-terminated word. */
@@ -130,8 +127,8 @@ param_next(const char **sp, const char *end, struct smtp_param *p)
 	/* esmtp-keyword = (ALPHA / DIGIT) *(ALPHA / DIGIT / "-") */
 	for (size_t i = 0; i < p->key_len; i++) {
 		unsigned char c = (unsigned char)p->key[i];
-		bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		             (c >= '0' && c <= '9');
+		bool alnum =
+		        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
 
 		if (!alnum && (i == 0 || c != '-'))
 			return -1;
@@ -249,9 +246,9 @@ rcpt_param_notify(const struct smtp_param *p, unsigned ext, void *arg)
 		const char *name;
 		unsigned bit;
 	} words[] = {
-		{"SUCCESS", SMTP_NOTIFY_SUCCESS},
-		{"FAILURE", SMTP_NOTIFY_FAILURE},
-		{"DELAY", SMTP_NOTIFY_DELAY},
+	        {"SUCCESS", SMTP_NOTIFY_SUCCESS},
+	        {"FAILURE", SMTP_NOTIFY_FAILURE},
+	        {"DELAY", SMTP_NOTIFY_DELAY},
 	};
 	struct smtp_rcpt_params *out = arg;
 	const char *s, *end, *comma;
@@ -311,22 +308,22 @@ rcpt_param_orcpt(const struct smtp_param *p, unsigned ext, void *arg)
 }
 
 static const struct param_def mail_params[] = {
-	{"SIZE", SMTP_EXT_SIZE, mail_param_size},
-	{"BODY", SMTP_EXT_8BITMIME | SMTP_EXT_BINARYMIME, mail_param_body},
-	{"SMTPUTF8", SMTP_EXT_SMTPUTF8, mail_param_smtputf8},
-	{"RET", SMTP_EXT_DSN, mail_param_ret},
-	{"ENVID", SMTP_EXT_DSN, mail_param_envid},
+        {"SIZE", SMTP_EXT_SIZE, mail_param_size},
+        {"BODY", SMTP_EXT_8BITMIME | SMTP_EXT_BINARYMIME, mail_param_body},
+        {"SMTPUTF8", SMTP_EXT_SMTPUTF8, mail_param_smtputf8},
+        {"RET", SMTP_EXT_DSN, mail_param_ret},
+        {"ENVID", SMTP_EXT_DSN, mail_param_envid},
 };
 
 static const struct param_def rcpt_params[] = {
-	{"NOTIFY", SMTP_EXT_DSN, rcpt_param_notify},
-	{"ORCPT", SMTP_EXT_DSN, rcpt_param_orcpt},
+        {"NOTIFY", SMTP_EXT_DSN, rcpt_param_notify},
+        {"ORCPT", SMTP_EXT_DSN, rcpt_param_orcpt},
 };
 
 /* Walk a parameter list, dispatching each keyword to its entry in defs. */
 static enum smtp_param_status
-params_parse(const char *s, size_t len, unsigned ext, const struct param_def *defs,
-             size_t ndefs, void *out, const char **bad_param, size_t *bad_len)
+params_parse(const char *s, size_t len, unsigned ext, const struct param_def *defs, size_t ndefs,
+             void *out, const char **bad_param, size_t *bad_len)
 {
 	const char *p = s, *end = s + len;
 	struct smtp_param prm;
@@ -379,8 +376,7 @@ smtp_mail_params_parse(const char *s, size_t len, unsigned ext, struct smtp_mail
                        const char **bad_param, size_t *bad_len)
 {
 	memset(out, 0, sizeof(*out));
-	return params_parse(s, len, ext, mail_params, nitems(mail_params), out, bad_param,
-	                    bad_len);
+	return params_parse(s, len, ext, mail_params, nitems(mail_params), out, bad_param, bad_len);
 }
 
 enum smtp_param_status
@@ -388,8 +384,7 @@ smtp_rcpt_params_parse(const char *s, size_t len, unsigned ext, struct smtp_rcpt
                        const char **bad_param, size_t *bad_len)
 {
 	memset(out, 0, sizeof(*out));
-	return params_parse(s, len, ext, rcpt_params, nitems(rcpt_params), out, bad_param,
-	                    bad_len);
+	return params_parse(s, len, ext, rcpt_params, nitems(rcpt_params), out, bad_param, bad_len);
 }
 
 int

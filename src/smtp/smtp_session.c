@@ -245,7 +245,8 @@ smtp_message_begin(struct smtp_session *s, enum smtp_data_mode mode)
 	int n;
 
 	s->msg = spool_msg_new(s->srv->spool);
-	smtp_data_init(&s->scan, mode, (size_t)s->cfg->smtp_max_header_size);
+	smtp_data_init(&s->scan, mode, (size_t)s->cfg->smtp_max_header_size,
+	               (size_t)s->cfg->smtp_max_line_length);
 	s->too_big = false;
 	s->data_start_ms = clock_ms();
 	s->data_wire = 0;

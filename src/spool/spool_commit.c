@@ -46,7 +46,7 @@ writev_all(int fd, struct iovec *iov, int iovcnt)
 	return 0;
 }
 
-/* Write the rest of one message to its incoming file and make it stable. */
+/* Write the rest of one message to its incoming file (not yet synced). */
 static int
 spool_commit_write(struct spool *s, struct spool_msg *m)
 {
@@ -81,8 +81,6 @@ spool_commit_write(struct spool *s, struct spool_msg *m)
 			goto out;
 		}
 	}
-	if (fdatasync(m->fd) < 0)
-		goto out;
 	r = 0;
 out:
 	free(env);
@@ -104,9 +102,26 @@ spool_commit_batch(struct spool *s, struct spool_msg_list *batch)
 	struct spool_msg *m;
 	int renamed = 0;
 
+	/* All writes first, then all syncs: no file creation waits behind a commit. */
 	TAILQ_FOREACH(m, batch, entry)
 	{
 		if (m->err == 0 && spool_commit_write(s, m) < 0)
+			m->err = errno ? errno : EIO;
+	}
+	/*
+	 * Start write-back of every file before waiting for any: with delayed
+	 * allocation, this allocates all their blocks in the running journal
+	 * transaction, so the first fdatasync() commits them all and the
+	 * others find nothing left to do.
+	 */
+	TAILQ_FOREACH(m, batch, entry)
+	{
+		if (m->err == 0)
+			sync_file_range(m->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+	}
+	TAILQ_FOREACH(m, batch, entry)
+	{
+		if (m->err == 0 && fdatasync(m->fd) < 0)
 			m->err = errno ? errno : EIO;
 		if (m->fd >= 0) {
 			close(m->fd);

@@ -16,14 +16,13 @@
 
 #include "smtp/smtp_data.h"
 
-#define ALL SIZE_MAX /* want_consumed: the whole input */
+#define ALL     SIZE_MAX /* want_consumed: the whole input */
 #define HDR_MAX 65536
 
 static int failures;
 
 /* Report one mismatch and count it. */
-static void __attribute__((format(printf, 2, 3)))
-mismatch(const char *row, const char *fmt, ...)
+static void __attribute__((format(printf, 2, 3))) mismatch(const char *row, const char *fmt, ...)
 {
 	char msg[2048];
 	va_list ap;
@@ -110,7 +109,7 @@ run(struct result *r, enum smtp_data_mode mode, size_t header_max, const char *i
 	size_t start = 0;
 
 	memset(r, 0, sizeof(*r));
-	smtp_data_init(&r->ds, mode, header_max);
+	smtp_data_init(&r->ds, mode, header_max, SMTP_TEXT_LINE_MAX);
 	for (size_t k = 0; k <= ncuts && !r->done; k++) {
 		size_t end = k < ncuts ? cuts[k] : len, n;
 
@@ -138,16 +137,18 @@ same_result(const char *row, const char *how, const struct result *a, const stru
 	if (a->ds.flags != b->ds.flags || a->ds.received != b->ds.received ||
 	    a->ds.size != b->ds.size || a->ds.header_bytes != b->ds.header_bytes ||
 	    a->ds.in_header != b->ds.in_header)
-		mismatch(row, "%s: flags/received/size/header_bytes got %#x/%u/%llu/%zu, "
-		         "want %#x/%u/%llu/%zu", how, b->ds.flags, b->ds.received,
-		         (unsigned long long)b->ds.size, b->ds.header_bytes, a->ds.flags,
-		         a->ds.received, (unsigned long long)a->ds.size, a->ds.header_bytes);
+		mismatch(row,
+		         "%s: flags/received/size/header_bytes got %#x/%u/%llu/%zu, "
+		         "want %#x/%u/%llu/%zu",
+		         how, b->ds.flags, b->ds.received, (unsigned long long)b->ds.size,
+		         b->ds.header_bytes, a->ds.flags, a->ds.received,
+		         (unsigned long long)a->ds.size, a->ds.header_bytes);
 }
 
 /* The input fed whole, then at every single cut, then octet by octet. */
 static void
-run_all_splits(struct result *whole, const char *row, enum smtp_data_mode mode,
-               size_t header_max, const char *in, size_t len)
+run_all_splits(struct result *whole, const char *row, enum smtp_data_mode mode, size_t header_max,
+               const char *in, size_t len)
 {
 	struct result r;
 	size_t *cuts = calloc(len + 1, sizeof(*cuts));
@@ -191,99 +192,98 @@ struct data_case {
 #define MAILCMD "MAIL FROM:<x@y.test>\r\n"
 
 static const struct data_case dot_cases[] = {
-	/* the terminator */
-	{"empty message", ".\r\n", 0, true, ALL, "", 0, 0, 0},
-	{"simple", "Subject: hi\r\n\r\nbody\r\n.\r\n", 0, true, ALL, "Subject: hi\r\n\r\nbody\r\n", 0,
-	 0, 0},
-	{"leftover not consumed", "a\r\n.\r\n" MAILCMD, 0, true, 6, "a\r\n", 0, 0, 0},
-	{"leftover dot line", "a\r\n.\r\n.\r\n", 0, true, 6, "a\r\n", 0, 0, 0},
-	{"leftover after empty", ".\r\nQUIT\r\n", 0, true, 3, "", 0, 0, 0},
-	{"no terminator yet", "a\r\nb\r\n", 0, false, ALL, "a\r\nb\r\n", 0, 0, 0},
-	{"held dot", "a\r\n.", 0, false, ALL, "a\r\n", 0, 0, 0},
-	{"held dot CR", "a\r\n.\r", 0, false, ALL, "a\r\n", 0, 0, 0},
-	{"trailing CR", "a\r", 0, false, ALL, "a\r", 0, 0, 0},
-	{"empty line then end", "\r\n.\r\n", 0, true, ALL, "\r\n", 0, 0, 0},
-	{"dot CR CR LF", "a\r\n.\r\r\n.\r\n", 0, true, ALL, "a\r\n\r\r\n", 0, SMTP_DATA_BARE_CR, 0},
-	{"dot CR x", "a\r\n.\rx\r\n.\r\n", 0, true, ALL, "a\r\n\rx\r\n", 0, SMTP_DATA_BARE_CR, 0},
+        /* the terminator */
+        {"empty message", ".\r\n", 0, true, ALL, "", 0, 0, 0},
+        {"simple", "Subject: hi\r\n\r\nbody\r\n.\r\n", 0, true, ALL, "Subject: hi\r\n\r\nbody\r\n",
+         0, 0, 0},
+        {"leftover not consumed", "a\r\n.\r\n" MAILCMD, 0, true, 6, "a\r\n", 0, 0, 0},
+        {"leftover dot line", "a\r\n.\r\n.\r\n", 0, true, 6, "a\r\n", 0, 0, 0},
+        {"leftover after empty", ".\r\nQUIT\r\n", 0, true, 3, "", 0, 0, 0},
+        {"no terminator yet", "a\r\nb\r\n", 0, false, ALL, "a\r\nb\r\n", 0, 0, 0},
+        {"held dot", "a\r\n.", 0, false, ALL, "a\r\n", 0, 0, 0},
+        {"held dot CR", "a\r\n.\r", 0, false, ALL, "a\r\n", 0, 0, 0},
+        {"trailing CR", "a\r", 0, false, ALL, "a\r", 0, 0, 0},
+        {"empty line then end", "\r\n.\r\n", 0, true, ALL, "\r\n", 0, 0, 0},
+        {"dot CR CR LF", "a\r\n.\r\r\n.\r\n", 0, true, ALL, "a\r\n\r\r\n", 0, SMTP_DATA_BARE_CR, 0},
+        {"dot CR x", "a\r\n.\rx\r\n.\r\n", 0, true, ALL, "a\r\n\rx\r\n", 0, SMTP_DATA_BARE_CR, 0},
 
-	/* dot-stuffing */
-	{"stuffed dot", "..\r\n.\r\n", 0, true, ALL, ".\r\n", 0, 0, 0},
-	{"stuffed lines", "..x\r\n...y\r\n.\r\n", 0, true, ALL, ".x\r\n..y\r\n", 0, 0, 0},
-	{"unstuffed leading dot", ".x\r\n.\r\n", 0, true, ALL, "x\r\n", 0, 0, 0},
-	{"dot space", "a\r\n. \r\n.\r\n", 0, true, ALL, "a\r\n \r\n", 0, 0, 0},
-	{"dot inside lines", "a.\r\n.b\r\na.b\r\n.\r\n", 0, true, ALL, "a.\r\nb\r\na.b\r\n", 0, 0,
-	 0},
-	{"dot after empty line", "\r\n..\r\n\r\n.\r\n", 0, true, ALL, "\r\n.\r\n\r\n", 0, 0, 0},
+        /* dot-stuffing */
+        {"stuffed dot", "..\r\n.\r\n", 0, true, ALL, ".\r\n", 0, 0, 0},
+        {"stuffed lines", "..x\r\n...y\r\n.\r\n", 0, true, ALL, ".x\r\n..y\r\n", 0, 0, 0},
+        {"unstuffed leading dot", ".x\r\n.\r\n", 0, true, ALL, "x\r\n", 0, 0, 0},
+        {"dot space", "a\r\n. \r\n.\r\n", 0, true, ALL, "a\r\n \r\n", 0, 0, 0},
+        {"dot inside lines", "a.\r\n.b\r\na.b\r\n.\r\n", 0, true, ALL, "a.\r\nb\r\na.b\r\n", 0, 0,
+         0},
+        {"dot after empty line", "\r\n..\r\n\r\n.\r\n", 0, true, ALL, "\r\n.\r\n\r\n", 0, 0, 0},
 
-	/* SMTP smuggling: none of these end the data */
-	{"LF . LF", "hello\n.\n" MAILCMD, 0, false, ALL, "hello\n.\n" MAILCMD, 0,
-	 SMTP_DATA_BARE_LF, 0},
-	{"CR . CR", "hello\r.\r" MAILCMD, 0, false, ALL, "hello\r.\r" MAILCMD, 0,
-	 SMTP_DATA_BARE_CR, 0},
-	{"CRLF . LF", "hello\r\n.\n" MAILCMD, 0, false, ALL, "hello\r\n\n" MAILCMD, 0,
-	 SMTP_DATA_BARE_LF, 0},
-	{"LF . CRLF", "hello\n.\r\n" MAILCMD, 0, false, ALL, "hello\n.\r\n" MAILCMD, 0,
-	 SMTP_DATA_BARE_LF, 0},
-	{"CRLF . CR", "hello\r\n.\r" MAILCMD, 0, false, ALL, "hello\r\n\r" MAILCMD, 0,
-	 SMTP_DATA_BARE_CR, 0},
-	{"CR . CRLF", "hello\r.\r\n" MAILCMD, 0, false, ALL, "hello\r.\r\n" MAILCMD, 0,
-	 SMTP_DATA_BARE_CR, 0},
-	{"LF . LF first", "\n.\n" MAILCMD, 0, false, ALL, "\n.\n" MAILCMD, 0, SMTP_DATA_BARE_LF, 0},
-	{"LF . CRLF first", "\n.\r\n" MAILCMD, 0, false, ALL, "\n.\r\n" MAILCMD, 0,
-	 SMTP_DATA_BARE_LF, 0},
-	{"CR . CRLF first", "\r.\r\n" MAILCMD, 0, false, ALL, "\r.\r\n" MAILCMD, 0,
-	 SMTP_DATA_BARE_CR, 0},
-	{". LF first", ".\n" MAILCMD, 0, false, ALL, "\n" MAILCMD, 0, SMTP_DATA_BARE_LF, 0},
-	{". CR first", ".\r" MAILCMD, 0, false, ALL, "\r" MAILCMD, 0, SMTP_DATA_BARE_CR, 0},
-	{"CRLF LF . CRLF", "a\r\n\n.\r\n" MAILCMD, 0, false, ALL, "a\r\n\n.\r\n" MAILCMD, 0,
-	 SMTP_DATA_BARE_LF, 0},
-	{"CRLF . LF CRLF", "a\r\n.\n\r\n" MAILCMD, 0, false, ALL, "a\r\n\n\r\n" MAILCMD, 0,
-	 SMTP_DATA_BARE_LF, 0},
-	{"CR CR . CR LF", "a\r\r.\r\n" MAILCMD, 0, false, ALL, "a\r\r.\r\n" MAILCMD, 0,
-	 SMTP_DATA_BARE_CR, 0},
-	{"LF CR . CR LF", "a\n\r.\r\n" MAILCMD, 0, false, ALL, "a\n\r.\r\n" MAILCMD, 0,
-	 SMTP_DATA_BARE_CR | SMTP_DATA_BARE_LF, 0},
-	{"CRLF . NUL CRLF", "a\r\n.\0\r\n.\r\n", 10, true, ALL, "a\r\n\0\r\n", 6, SMTP_DATA_NUL,
-	 0},
-	/* a real CRLF . CRLF after a bare one does end the data (flagged) */
-	{"LF then real end", "a\n\r\n.\r\n" MAILCMD, 0, true, 7, "a\n\r\n", 0, SMTP_DATA_BARE_LF,
-	 0},
-	{"CR then real end", "a\r\r\n.\r\n" MAILCMD, 0, true, 7, "a\r\r\n", 0, SMTP_DATA_BARE_CR,
-	 0},
+        /* SMTP smuggling: none of these end the data */
+        {"LF . LF", "hello\n.\n" MAILCMD, 0, false, ALL, "hello\n.\n" MAILCMD, 0, SMTP_DATA_BARE_LF,
+         0},
+        {"CR . CR", "hello\r.\r" MAILCMD, 0, false, ALL, "hello\r.\r" MAILCMD, 0, SMTP_DATA_BARE_CR,
+         0},
+        {"CRLF . LF", "hello\r\n.\n" MAILCMD, 0, false, ALL, "hello\r\n\n" MAILCMD, 0,
+         SMTP_DATA_BARE_LF, 0},
+        {"LF . CRLF", "hello\n.\r\n" MAILCMD, 0, false, ALL, "hello\n.\r\n" MAILCMD, 0,
+         SMTP_DATA_BARE_LF, 0},
+        {"CRLF . CR", "hello\r\n.\r" MAILCMD, 0, false, ALL, "hello\r\n\r" MAILCMD, 0,
+         SMTP_DATA_BARE_CR, 0},
+        {"CR . CRLF", "hello\r.\r\n" MAILCMD, 0, false, ALL, "hello\r.\r\n" MAILCMD, 0,
+         SMTP_DATA_BARE_CR, 0},
+        {"LF . LF first", "\n.\n" MAILCMD, 0, false, ALL, "\n.\n" MAILCMD, 0, SMTP_DATA_BARE_LF, 0},
+        {"LF . CRLF first", "\n.\r\n" MAILCMD, 0, false, ALL, "\n.\r\n" MAILCMD, 0,
+         SMTP_DATA_BARE_LF, 0},
+        {"CR . CRLF first", "\r.\r\n" MAILCMD, 0, false, ALL, "\r.\r\n" MAILCMD, 0,
+         SMTP_DATA_BARE_CR, 0},
+        {". LF first", ".\n" MAILCMD, 0, false, ALL, "\n" MAILCMD, 0, SMTP_DATA_BARE_LF, 0},
+        {". CR first", ".\r" MAILCMD, 0, false, ALL, "\r" MAILCMD, 0, SMTP_DATA_BARE_CR, 0},
+        {"CRLF LF . CRLF", "a\r\n\n.\r\n" MAILCMD, 0, false, ALL, "a\r\n\n.\r\n" MAILCMD, 0,
+         SMTP_DATA_BARE_LF, 0},
+        {"CRLF . LF CRLF", "a\r\n.\n\r\n" MAILCMD, 0, false, ALL, "a\r\n\n\r\n" MAILCMD, 0,
+         SMTP_DATA_BARE_LF, 0},
+        {"CR CR . CR LF", "a\r\r.\r\n" MAILCMD, 0, false, ALL, "a\r\r.\r\n" MAILCMD, 0,
+         SMTP_DATA_BARE_CR, 0},
+        {"LF CR . CR LF", "a\n\r.\r\n" MAILCMD, 0, false, ALL, "a\n\r.\r\n" MAILCMD, 0,
+         SMTP_DATA_BARE_CR | SMTP_DATA_BARE_LF, 0},
+        {"CRLF . NUL CRLF", "a\r\n.\0\r\n.\r\n", 10, true, ALL, "a\r\n\0\r\n", 6, SMTP_DATA_NUL, 0},
+        /* a real CRLF . CRLF after a bare one does end the data (flagged) */
+        {"LF then real end", "a\n\r\n.\r\n" MAILCMD, 0, true, 7, "a\n\r\n", 0, SMTP_DATA_BARE_LF,
+         0},
+        {"CR then real end", "a\r\r\n.\r\n" MAILCMD, 0, true, 7, "a\r\r\n", 0, SMTP_DATA_BARE_CR,
+         0},
 
-	/* octet classes */
-	{"NUL", "a\0b\r\n.\r\n", 8, true, ALL, "a\0b\r\n", 5, SMTP_DATA_NUL, 0},
-	{"8-bit", "caf\xc3\xa9\r\n.\r\n", 0, true, ALL, "caf\xc3\xa9\r\n", 0, SMTP_DATA_8BIT, 0},
-	{"NUL and 8-bit", "\xff\0\r\n.\r\n", 7, true, ALL, "\xff\0\r\n", 4,
-	 SMTP_DATA_NUL | SMTP_DATA_8BIT, 0},
+        /* octet classes */
+        {"NUL", "a\0b\r\n.\r\n", 8, true, ALL, "a\0b\r\n", 5, SMTP_DATA_NUL, 0},
+        {"8-bit", "caf\xc3\xa9\r\n.\r\n", 0, true, ALL, "caf\xc3\xa9\r\n", 0, SMTP_DATA_8BIT, 0},
+        {"NUL and 8-bit", "\xff\0\r\n.\r\n", 7, true, ALL, "\xff\0\r\n", 4,
+         SMTP_DATA_NUL | SMTP_DATA_8BIT, 0},
 
-	/* Received: counting, header block only */
-	{"received fields",
-	 "Received: from a\r\n\tby b\r\nreceived : from c\r\nRECEIVED\t:d\r\n"
-	 "Received-SPF: pass\r\nX-Received: x\r\n Received: folded\r\nReceived\r\n"
-	 "Receive: x\r\nReceivedx: y\r\nSubject: s\r\n\r\nReceived: in body\r\n.\r\n",
-	 0, true, ALL,
-	 "Received: from a\r\n\tby b\r\nreceived : from c\r\nRECEIVED\t:d\r\n"
-	 "Received-SPF: pass\r\nX-Received: x\r\n Received: folded\r\nReceived\r\n"
-	 "Receive: x\r\nReceivedx: y\r\nSubject: s\r\n\r\nReceived: in body\r\n",
-	 0, 0, 3},
-	{"folded received",
-	 "Received: from a.test\r\n\tby b.test;\r\n Mon, 1 Jan 2024\r\n"
-	 "Received: from c.test\r\n by d.test\r\n\r\n.\r\n",
-	 0, true, ALL,
-	 "Received: from a.test\r\n\tby b.test;\r\n Mon, 1 Jan 2024\r\n"
-	 "Received: from c.test\r\n by d.test\r\n\r\n",
-	 0, 0, 2},
-	{"received after stuffing dot", ".Received: x\r\n\r\n.\r\n", 0, true, ALL,
-	 "Received: x\r\n\r\n", 0, 0, 1},
-	{"received after bare LF", "Subject: a\nReceived: x\r\n\r\n.\r\n", 0, true, ALL,
-	 "Subject: a\nReceived: x\r\n\r\n", 0, SMTP_DATA_BARE_LF, 0},
-	{"received with NUL", "Recei\0ved: x\r\n\r\n.\r\n", 19, true, ALL, "Recei\0ved: x\r\n\r\n",
-	 16, SMTP_DATA_NUL, 0},
-	{"received in body only", "\r\nReceived: x\r\n.\r\n", 0, true, ALL, "\r\nReceived: x\r\n",
-	 0, 0, 0},
-	{"received body after bare CR line", "Subject: a\r\n\r\r\nReceived: x\r\n\r\n.\r\n", 0, true,
-	 ALL, "Subject: a\r\n\r\r\nReceived: x\r\n\r\n", 0, SMTP_DATA_BARE_CR, 1},
+        /* Received: counting, header block only */
+        {"received fields",
+         "Received: from a\r\n\tby b\r\nreceived : from c\r\nRECEIVED\t:d\r\n"
+         "Received-SPF: pass\r\nX-Received: x\r\n Received: folded\r\nReceived\r\n"
+         "Receive: x\r\nReceivedx: y\r\nSubject: s\r\n\r\nReceived: in body\r\n.\r\n",
+         0, true, ALL,
+         "Received: from a\r\n\tby b\r\nreceived : from c\r\nRECEIVED\t:d\r\n"
+         "Received-SPF: pass\r\nX-Received: x\r\n Received: folded\r\nReceived\r\n"
+         "Receive: x\r\nReceivedx: y\r\nSubject: s\r\n\r\nReceived: in body\r\n",
+         0, 0, 3},
+        {"folded received",
+         "Received: from a.test\r\n\tby b.test;\r\n Mon, 1 Jan 2024\r\n"
+         "Received: from c.test\r\n by d.test\r\n\r\n.\r\n",
+         0, true, ALL,
+         "Received: from a.test\r\n\tby b.test;\r\n Mon, 1 Jan 2024\r\n"
+         "Received: from c.test\r\n by d.test\r\n\r\n",
+         0, 0, 2},
+        {"received after stuffing dot", ".Received: x\r\n\r\n.\r\n", 0, true, ALL,
+         "Received: x\r\n\r\n", 0, 0, 1},
+        {"received after bare LF", "Subject: a\nReceived: x\r\n\r\n.\r\n", 0, true, ALL,
+         "Subject: a\nReceived: x\r\n\r\n", 0, SMTP_DATA_BARE_LF, 0},
+        {"received with NUL", "Recei\0ved: x\r\n\r\n.\r\n", 19, true, ALL, "Recei\0ved: x\r\n\r\n",
+         16, SMTP_DATA_NUL, 0},
+        {"received in body only", "\r\nReceived: x\r\n.\r\n", 0, true, ALL, "\r\nReceived: x\r\n",
+         0, 0, 0},
+        {"received body after bare CR line", "Subject: a\r\n\r\r\nReceived: x\r\n\r\n.\r\n", 0,
+         true, ALL, "Subject: a\r\n\r\r\nReceived: x\r\n\r\n", 0, SMTP_DATA_BARE_CR, 1},
 };
 
 static void
@@ -324,15 +324,15 @@ test_data_smuggling(void **state)
 		const char *payload; /* what seq becomes */
 		unsigned flag;
 	} seqs[] = {
-		{"\n.\n", "\n.\n", SMTP_DATA_BARE_LF},
-		{"\r.\r", "\r.\r", SMTP_DATA_BARE_CR},
-		{"\r\n.\n", "\r\n\n", SMTP_DATA_BARE_LF},
-		{"\n.\r\n", "\n.\r\n", SMTP_DATA_BARE_LF},
-		{"\r\n.\r", "\r\n\r", SMTP_DATA_BARE_CR},
-		{"\r.\r\n", "\r.\r\n", SMTP_DATA_BARE_CR},
-		{"\n\n.\n\n", "\n\n.\n\n", SMTP_DATA_BARE_LF},
-		{"\r\n.\r\r\n", "\r\n\r\r\n", SMTP_DATA_BARE_CR},
-		{"\r\r\n.\n", "\r\r\n\n", SMTP_DATA_BARE_CR | SMTP_DATA_BARE_LF},
+	        {"\n.\n", "\n.\n", SMTP_DATA_BARE_LF},
+	        {"\r.\r", "\r.\r", SMTP_DATA_BARE_CR},
+	        {"\r\n.\n", "\r\n\n", SMTP_DATA_BARE_LF},
+	        {"\n.\r\n", "\n.\r\n", SMTP_DATA_BARE_LF},
+	        {"\r\n.\r", "\r\n\r", SMTP_DATA_BARE_CR},
+	        {"\r.\r\n", "\r.\r\n", SMTP_DATA_BARE_CR},
+	        {"\n\n.\n\n", "\n\n.\n\n", SMTP_DATA_BARE_LF},
+	        {"\r\n.\r\r\n", "\r\n\r\r\n", SMTP_DATA_BARE_CR},
+	        {"\r\r\n.\n", "\r\r\n\n", SMTP_DATA_BARE_CR | SMTP_DATA_BARE_LF},
 	};
 	static const char head[] = "Subject: t\r\n\r\nhello";
 	static const char smuggled[] = "RCPT TO:<v@x.test>\r\nDATA\r\n";
@@ -348,14 +348,16 @@ test_data_smuggling(void **state)
 		n = (size_t)snprintf(in, sizeof(in), "%s%s%s", head, seqs[i].seq, smuggled);
 		run_all_splits(&r, row, SMTP_DATA_MODE_DOT, HDR_MAX, in, n);
 		if (r.done || r.consumed != n)
-			mismatch(row, "done/consumed got %d/%zu, want 0/%zu", r.done, r.consumed, n);
+			mismatch(row, "done/consumed got %d/%zu, want 0/%zu", r.done, r.consumed,
+			         n);
 		if (r.ds.flags != seqs[i].flag)
 			mismatch(row, "flags got %#x, want %#x", r.ds.flags, seqs[i].flag);
 		free(r.out.buf);
 
 		/* now the real end: everything before ".\r\n" is the message */
 		n += (size_t)snprintf(in + n, sizeof(in) - n, ".\r\n");
-		wn = (size_t)snprintf(want, sizeof(want), "%s%s%s", head, seqs[i].payload, smuggled);
+		wn = (size_t)snprintf(want, sizeof(want), "%s%s%s", head, seqs[i].payload,
+		                      smuggled);
 		run_all_splits(&r, row, SMTP_DATA_MODE_DOT, HDR_MAX, in, n);
 		if (!r.done || r.consumed != n)
 			mismatch(row, "with terminator: done/consumed got %d/%zu, want 1/%zu",
@@ -418,27 +420,30 @@ test_data_line_length(void **state)
 		const char *suffix;
 		unsigned flags;
 	} cases[] = {
-		{"998", SMTP_DATA_MODE_DOT, "", 998, "\r\n.\r\n", 0},
-		{"999", SMTP_DATA_MODE_DOT, "", 999, "\r\n.\r\n", SMTP_DATA_LONG_LINE},
-		{"997", SMTP_DATA_MODE_DOT, "", 997, "\r\n.\r\n", 0},
-		{"stuffed 998", SMTP_DATA_MODE_DOT, "..", 998, "\r\n.\r\n", 0},
-		{"stuffed 999", SMTP_DATA_MODE_DOT, "..", 999, "\r\n.\r\n", SMTP_DATA_LONG_LINE},
-		{"second line 999", SMTP_DATA_MODE_DOT, "a\r\n", 1002, "\r\n.\r\n",
-		 SMTP_DATA_LONG_LINE},
-		{"bare CR counts", SMTP_DATA_MODE_DOT, "\r", 999, "\r\n.\r\n",
-		 SMTP_DATA_LONG_LINE | SMTP_DATA_BARE_CR},
-		{"bare LF counts", SMTP_DATA_MODE_DOT, "\n", 999, "\r\n.\r\n",
-		 SMTP_DATA_LONG_LINE | SMTP_DATA_BARE_LF},
-		{"bare CR 998", SMTP_DATA_MODE_DOT, "\r", 998, "\r\n.\r\n", SMTP_DATA_BARE_CR},
-		{"last line unterminated 999", SMTP_DATA_MODE_DOT, "", 999, "", SMTP_DATA_LONG_LINE},
-		{"raw 998", SMTP_DATA_MODE_RAW, "", 998, "\r\n", 0},
-		{"raw 999", SMTP_DATA_MODE_RAW, "", 999, "\r\n", SMTP_DATA_LONG_LINE},
-		{"raw dot 999", SMTP_DATA_MODE_RAW, ".", 999, "\r\n", SMTP_DATA_LONG_LINE},
-		{"raw 998 no CRLF", SMTP_DATA_MODE_RAW, "", 998, "", 0},
-		{"raw 998 then CR", SMTP_DATA_MODE_RAW, "", 998, "\r",
-		 SMTP_DATA_LONG_LINE | SMTP_DATA_BARE_CR},
-		{"long line in body", SMTP_DATA_MODE_DOT, "H: v\r\n\r\n", 1008, "\r\nshort\r\n.\r\n",
-		 SMTP_DATA_LONG_LINE},
+	        {"998", SMTP_DATA_MODE_DOT, "", 998, "\r\n.\r\n", 0},
+	        {"999", SMTP_DATA_MODE_DOT, "", 999, "\r\n.\r\n", SMTP_DATA_LONG_LINE},
+	        {"997", SMTP_DATA_MODE_DOT, "", 997, "\r\n.\r\n", 0},
+	        {"stuffed 998", SMTP_DATA_MODE_DOT, "..", 998, "\r\n.\r\n", 0},
+	        /* the stuffing dot does not count (RFC 5321 4.5.3.1.6) */
+	        {"stuffed 999", SMTP_DATA_MODE_DOT, "..", 999, "\r\n.\r\n", 0},
+	        {"stuffed 1000", SMTP_DATA_MODE_DOT, "..", 1000, "\r\n.\r\n", SMTP_DATA_LONG_LINE},
+	        {"second line 999", SMTP_DATA_MODE_DOT, "a\r\n", 1002, "\r\n.\r\n",
+	         SMTP_DATA_LONG_LINE},
+	        {"bare CR counts", SMTP_DATA_MODE_DOT, "\r", 999, "\r\n.\r\n",
+	         SMTP_DATA_LONG_LINE | SMTP_DATA_BARE_CR},
+	        {"bare LF counts", SMTP_DATA_MODE_DOT, "\n", 999, "\r\n.\r\n",
+	         SMTP_DATA_LONG_LINE | SMTP_DATA_BARE_LF},
+	        {"bare CR 998", SMTP_DATA_MODE_DOT, "\r", 998, "\r\n.\r\n", SMTP_DATA_BARE_CR},
+	        {"last line unterminated 999", SMTP_DATA_MODE_DOT, "", 999, "",
+	         SMTP_DATA_LONG_LINE},
+	        {"raw 998", SMTP_DATA_MODE_RAW, "", 998, "\r\n", 0},
+	        {"raw 999", SMTP_DATA_MODE_RAW, "", 999, "\r\n", SMTP_DATA_LONG_LINE},
+	        {"raw dot 999", SMTP_DATA_MODE_RAW, ".", 999, "\r\n", SMTP_DATA_LONG_LINE},
+	        {"raw 998 no CRLF", SMTP_DATA_MODE_RAW, "", 998, "", 0},
+	        {"raw 998 then CR", SMTP_DATA_MODE_RAW, "", 998, "\r",
+	         SMTP_DATA_LONG_LINE | SMTP_DATA_BARE_CR},
+	        {"long line in body", SMTP_DATA_MODE_DOT, "H: v\r\n\r\n", 1008,
+	         "\r\nshort\r\n.\r\n", SMTP_DATA_LONG_LINE},
 	};
 
 	(void)state;
@@ -472,18 +477,19 @@ test_data_header_block(void **state)
 		size_t header_bytes;
 		unsigned flags;
 	} cases[] = {
-		{"at the limit", "Subject: 0123456789\r\n\r\nbody\r\n.\r\n", 21, 21, 0},
-		{"one over", "Subject: 0123456789\r\n\r\nbody\r\n.\r\n", 20, 21,
-		 SMTP_DATA_HEADER_TOO_BIG},
-		{"body not counted", "A: b\r\n\r\n0123456789012345678901234567890\r\n.\r\n", 6, 6, 0},
-		{"two fields", "A: b\r\nC: d\r\n\r\n.\r\n", 12, 12, 0},
-		{"no empty line", "A: b\r\nC: d\r\n.\r\n", 11, 12, SMTP_DATA_HEADER_TOO_BIG},
-		{"stuffed dot counts", "..A: b\r\n\r\n.\r\n", 8, 8, 0},
-		{"empty header", "\r\nA: b\r\n.\r\n", 0, 0, 0},
-		{"bare LF line is not empty", "A: b\r\n\n\r\nC: d\r\n\r\n.\r\n", 100, 15,
-		 SMTP_DATA_BARE_LF},
-		{"mid-line over the limit", "Subject: 0123456789012345678901234567890123456789", 10,
-		 49, SMTP_DATA_HEADER_TOO_BIG},
+	        {"at the limit", "Subject: 0123456789\r\n\r\nbody\r\n.\r\n", 21, 21, 0},
+	        {"one over", "Subject: 0123456789\r\n\r\nbody\r\n.\r\n", 20, 21,
+	         SMTP_DATA_HEADER_TOO_BIG},
+	        {"body not counted", "A: b\r\n\r\n0123456789012345678901234567890\r\n.\r\n", 6, 6,
+	         0},
+	        {"two fields", "A: b\r\nC: d\r\n\r\n.\r\n", 12, 12, 0},
+	        {"no empty line", "A: b\r\nC: d\r\n.\r\n", 11, 12, SMTP_DATA_HEADER_TOO_BIG},
+	        {"stuffing dot not counted", "..A: b\r\n\r\n.\r\n", 7, 7, 0},
+	        {"empty header", "\r\nA: b\r\n.\r\n", 0, 0, 0},
+	        {"bare LF line is not empty", "A: b\r\n\n\r\nC: d\r\n\r\n.\r\n", 100, 15,
+	         SMTP_DATA_BARE_LF},
+	        {"mid-line over the limit", "Subject: 0123456789012345678901234567890123456789", 10,
+	         49, SMTP_DATA_HEADER_TOO_BIG},
 	};
 
 	(void)state;
@@ -520,16 +526,16 @@ test_data_raw(void **state)
 		unsigned flags;
 		unsigned received;
 	} cases[] = {
-		{"terminator is data", "a\r\n.\r\nb\r\n", 0, 0, 0},
-		{"dots are data", "..\r\n.x\r\n.", 0, 0, 0},
-		{"trailing CR", "a\r\nb\r", 0, SMTP_DATA_BARE_CR, 0},
-		{"bare CR", "a\rb\r\n", 0, SMTP_DATA_BARE_CR, 0},
-		{"bare LF", "a\nb\r\n", 0, SMTP_DATA_BARE_LF, 0},
-		{"smuggling", "a\r\n.\n" MAILCMD ".\r\n", 0, SMTP_DATA_BARE_LF, 0},
-		{"NUL", "a\0b", 3, SMTP_DATA_NUL, 0},
-		{"8-bit", "\x80", 0, SMTP_DATA_8BIT, 0},
-		{"received", "Received: a\r\nReceived: b\r\n\r\nReceived: c\r\n", 0, 0, 2},
-		{"empty", "", 0, 0, 0},
+	        {"terminator is data", "a\r\n.\r\nb\r\n", 0, 0, 0},
+	        {"dots are data", "..\r\n.x\r\n.", 0, 0, 0},
+	        {"trailing CR", "a\r\nb\r", 0, SMTP_DATA_BARE_CR, 0},
+	        {"bare CR", "a\rb\r\n", 0, SMTP_DATA_BARE_CR, 0},
+	        {"bare LF", "a\nb\r\n", 0, SMTP_DATA_BARE_LF, 0},
+	        {"smuggling", "a\r\n.\n" MAILCMD ".\r\n", 0, SMTP_DATA_BARE_LF, 0},
+	        {"NUL", "a\0b", 3, SMTP_DATA_NUL, 0},
+	        {"8-bit", "\x80", 0, SMTP_DATA_8BIT, 0},
+	        {"received", "Received: a\r\nReceived: b\r\n\r\nReceived: c\r\n", 0, 0, 2},
+	        {"empty", "", 0, 0, 0},
 	};
 
 	(void)state;
@@ -566,7 +572,7 @@ test_data_raw_chunks(void **state)
 	bool done = true;
 
 	(void)state;
-	smtp_data_init(&ds, SMTP_DATA_MODE_RAW, HDR_MAX);
+	smtp_data_init(&ds, SMTP_DATA_MODE_RAW, HDR_MAX, SMTP_TEXT_LINE_MAX);
 	assert_int_equal(smtp_data_feed(&ds, "a\r", 2, sink_emit, &out, &done), 2);
 	assert_false(done);
 	assert_int_equal(smtp_data_feed(&ds, "\nb\r", 3, sink_emit, &out, &done), 3);
@@ -580,7 +586,7 @@ test_data_raw_chunks(void **state)
 
 	/* finish() has no effect in DOT mode */
 	memset(&out, 0, sizeof(out));
-	smtp_data_init(&ds, SMTP_DATA_MODE_DOT, HDR_MAX);
+	smtp_data_init(&ds, SMTP_DATA_MODE_DOT, HDR_MAX, SMTP_TEXT_LINE_MAX);
 	assert_int_equal(smtp_data_feed(&ds, "a\r", 2, sink_emit, &out, &done), 2);
 	smtp_data_finish(&ds);
 	assert_int_equal(ds.flags, 0);
@@ -596,7 +602,7 @@ test_data_after_done(void **state)
 	bool done = false;
 
 	(void)state;
-	smtp_data_init(&ds, SMTP_DATA_MODE_DOT, HDR_MAX);
+	smtp_data_init(&ds, SMTP_DATA_MODE_DOT, HDR_MAX, SMTP_TEXT_LINE_MAX);
 	assert_int_equal(smtp_data_feed(&ds, "x\r\n.\r\nNOOP\r\n", 12, sink_emit, &out, &done), 6);
 	assert_true(done);
 	done = false;
@@ -629,7 +635,7 @@ test_data_runs(void **state)
 		in[n++] = '\n';
 	}
 	memcpy(in + n, ".\r\n", 3);
-	smtp_data_init(&ds, SMTP_DATA_MODE_DOT, HDR_MAX);
+	smtp_data_init(&ds, SMTP_DATA_MODE_DOT, HDR_MAX, SMTP_TEXT_LINE_MAX);
 	assert_int_equal(smtp_data_feed(&ds, in, n + 3, sink_emit, &out, &done), n + 3);
 	assert_true(done);
 	assert_int_equal(out.calls, 1);
@@ -639,7 +645,7 @@ test_data_runs(void **state)
 	free(out.buf);
 
 	/* no callback at all is allowed: the scan still counts */
-	smtp_data_init(&ds, SMTP_DATA_MODE_DOT, HDR_MAX);
+	smtp_data_init(&ds, SMTP_DATA_MODE_DOT, HDR_MAX, SMTP_TEXT_LINE_MAX);
 	assert_int_equal(smtp_data_feed(&ds, in, n + 3, NULL, NULL, &done), n + 3);
 	assert_int_equal(ds.size, n);
 }
@@ -648,15 +654,15 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_data_dot_table),
-		cmocka_unit_test(test_data_smuggling),
-		cmocka_unit_test(test_data_terminator_splits),
-		cmocka_unit_test(test_data_line_length),
-		cmocka_unit_test(test_data_header_block),
-		cmocka_unit_test(test_data_raw),
-		cmocka_unit_test(test_data_raw_chunks),
-		cmocka_unit_test(test_data_after_done),
-		cmocka_unit_test(test_data_runs),
+	        cmocka_unit_test(test_data_dot_table),
+	        cmocka_unit_test(test_data_smuggling),
+	        cmocka_unit_test(test_data_terminator_splits),
+	        cmocka_unit_test(test_data_line_length),
+	        cmocka_unit_test(test_data_header_block),
+	        cmocka_unit_test(test_data_raw),
+	        cmocka_unit_test(test_data_raw_chunks),
+	        cmocka_unit_test(test_data_after_done),
+	        cmocka_unit_test(test_data_runs),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
