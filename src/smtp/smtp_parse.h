@@ -18,6 +18,9 @@
 #include "../common/mailaddr.h"
 
 #define SMTP_CMD_LINE_MAX   512 /* RFC 5321 4.5.3.1.4, octets incl. CRLF */
+/* MAIL and RCPT may be longer by what their parameters add (RFC 3461 4.1:
+ * ENVID/RET 100, ORCPT/NOTIFY 500; RFC 1870: SIZE 26). */
+#define SMTP_CMD_LINE_PARAMS_MAX (SMTP_CMD_LINE_MAX + 500 + 100 + 26)
 #define SMTP_ENVID_MAX      100 /* RFC 3461 4.4, decoded octets */
 #define SMTP_ORCPT_MAX      500 /* RFC 3461 4.2, xtext-encoded octets */
 #define SMTP_HELO_MAX       255
@@ -55,7 +58,7 @@ struct smtp_cmd {
 enum smtp_parse_status {
 	SMTP_PARSE_OK = 0,
 	SMTP_PARSE_EMPTY,      /* empty line: 500 5.5.2 */
-	SMTP_PARSE_BADCHAR,    /* NUL, bare CR or 8-bit in the verb: 500 5.5.2 */
+	SMTP_PARSE_BADCHAR,    /* NUL, CR or LF anywhere, 8-bit in the verb: 500 5.5.2 */
 	SMTP_PARSE_SYNTAX,     /* MAIL without FROM:, RCPT without TO: etc.: 501 5.5.4 */
 };
 

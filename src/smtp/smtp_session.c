@@ -228,7 +228,8 @@ smtp_emit(void *arg, const char *p, size_t n)
 
 	if (s->too_big || s->msg == NULL)
 		return;
-	if (spool_msg_size(s->msg) + n > s->cfg->smtp_max_message_size) {
+	/* The client's octets (RFC 1870), not counting moat's Received header. */
+	if (s->scan.size > s->cfg->smtp_max_message_size) {
 		s->too_big = true;
 		return;
 	}
@@ -556,13 +557,13 @@ smtp_command(struct smtp_session *s, const char *line, size_t len, bool more)
 static bool
 smtp_input_line(struct smtp_session *s, struct evbuffer *in)
 {
-	char line[SMTP_CMD_LINE_MAX];
+	char line[SMTP_CMD_LINE_PARAMS_MAX];
 	struct evbuffer_ptr eol;
-	size_t eol_len = 0, avail = evbuffer_get_length(in);
+	size_t eol_len = 0, avail = evbuffer_get_length(in), len;
 
 	eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF);
 	if (eol.pos < 0) {
-		if (avail < SMTP_CMD_LINE_MAX)
+		if (avail < SMTP_CMD_LINE_PARAMS_MAX)
 			return false;
 		/* Too long and no end in sight: drop it up to its end, reply once. */
 		evbuffer_drain(in, avail);
@@ -572,19 +573,26 @@ smtp_input_line(struct smtp_session *s, struct evbuffer *in)
 		}
 		return false;
 	}
+	len = (size_t)eol.pos;
 	if (s->skip_line) {
-		evbuffer_drain(in, (size_t)eol.pos + eol_len);
+		evbuffer_drain(in, len + eol_len);
 		s->skip_line = false;
 		return true;
 	}
-	if ((size_t)eol.pos + 2 > SMTP_CMD_LINE_MAX) {
-		evbuffer_drain(in, (size_t)eol.pos + eol_len);
+	if (len + 2 > SMTP_CMD_LINE_PARAMS_MAX) {
+		evbuffer_drain(in, len + eol_len);
 		smtp_reply(s, "500 5.5.2 Line too long");
 		return true;
 	}
-	evbuffer_remove(in, line, (size_t)eol.pos);
+	evbuffer_remove(in, line, len);
 	evbuffer_drain(in, eol_len);
-	smtp_command(s, line, (size_t)eol.pos, evbuffer_get_length(in) > 0);
+	/* Only MAIL and RCPT get the room their parameters need. */
+	if (len + 2 > SMTP_CMD_LINE_MAX && !(len >= 4 && (mem_ieq(line, "MAIL", 4) ||
+	                                                  mem_ieq(line, "RCPT", 4)))) {
+		smtp_reply(s, "500 5.5.2 Line too long");
+		return true;
+	}
+	smtp_command(s, line, len, evbuffer_get_length(in) > 0);
 	if (!s->closed && s->state != SMTP_S_CLOSING && s->state != SMTP_S_STARTTLS &&
 	    (1u << s->state) & SMTP_COMMAND_STATES)
 		smtp_timer_set(s, s->cfg->smtp_command_timeout);
@@ -814,7 +822,7 @@ smtp_cmd_rcpt(struct smtp_session *s, const struct smtp_cmd *cmd)
 		goto rejected;
 	}
 	for (size_t i = 0; i < s->env.nrcpts; i++) {
-		if (strcmp(s->env.rcpts[i].addr, buf) == 0) {
+		if (str_ieq(s->env.rcpts[i].addr, buf)) {
 			smtp_reply(s, "250 2.1.5 Ok");
 			return; /* the same recipient twice gets one copy */
 		}
@@ -855,6 +863,9 @@ smtp_cmd_bdat(struct smtp_session *s, const struct smtp_cmd *cmd)
 	s->chunk_left = size;
 	s->chunk_last = last;
 	s->chunk_discard = false;
+	/* The data rate is measured per chunk, not over the client's pauses. */
+	s->data_start_ms = clock_ms();
+	s->data_wire = 0;
 	if (!s->esmtp) {
 		s->chunk_discard = true;
 		s->chunk_error = s->state == SMTP_S_GREETED ? "503 5.5.1 Send EHLO first"
