@@ -204,7 +204,7 @@ def main():
           f"({(after['tree_pss'] - before['tree_pss']) / max(n, 1):.1f} KiB/session)")
     used = before["avail"] - after["avail"]
     print(f"idle: system MemAvailable dropped by {used} KiB "
-          f"({used / max(n, 1):.1f} KiB/session, includes kernel socket memory and this client)")
+          f"({used / max(n, 1):.1f} KiB/session, whole system: the server, kernel socket buffers, this client)")
     key = "tree_rss" if args.tree else "own"
     b, a = before[key], after[key]
     if n != args.sessions or dropped:
@@ -216,4 +216,7 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        sys.exit(130)

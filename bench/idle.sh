@@ -47,6 +47,7 @@ run_idle() {
 if [[ $ONLY != postfix ]]; then
 	moat_build
 	moat_user
+	moat_ident
 	MOAT_MAX_PER_IP=$((SESSIONS > 10000 ? SESSIONS : 10000))
 	MOAT_MAX_SESSIONS=$((SESSIONS > 20000 ? SESSIONS : 20000))
 	moat_start "$BENCH_OUT/moat"

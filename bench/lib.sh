@@ -12,10 +12,13 @@ PY=/usr/bin/python3
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_DIR=$(cd "$BENCH_DIR/.." && pwd)
 MOATD=$REPO_DIR/build/moatd
+MOATD_RUN=$MOATD   # the copy that is run: see moat_build
 
 BENCH_PIDS=()      # background pids we started (moatd, helpers)
 BENCH_POSTFIX=()   # config dirs of Postfix instances we started
 BENCH_OUT=""       # the per-invocation temp dir under bench/out/
+BENCH_DATA=""      # where daemons keep their queues: BENCH_OUT or a loop mount
+BENCH_MOUNT=""     # the loop-mounted file system we made, if any
 BENCH_OK=0         # set to 1 by a script that finished cleanly
 
 log() { printf '%s\n' "$*" >&2; }
@@ -69,6 +72,13 @@ bench_cleanup() {
 	trap - EXIT INT TERM
 	for p in "${BENCH_PIDS[@]}"; do stop_pid "$p"; done
 	for p in "${BENCH_POSTFIX[@]}"; do pf_stop "$p"; done
+	if [[ -n $BENCH_MOUNT ]] && mountpoint -q "$BENCH_MOUNT"; then
+		if [[ $BENCH_OK -eq 1 && ${BENCH_KEEP:-0} != 1 ]]; then
+			umount "$BENCH_MOUNT" 2>/dev/null || umount -l "$BENCH_MOUNT" || true
+		else
+			log "bench: $BENCH_MOUNT is still mounted; umount it before removing $BENCH_OUT"
+		fi
+	fi
 	if [[ -n $BENCH_OUT && -d $BENCH_OUT ]]; then
 		if [[ $BENCH_OK -eq 1 ]]; then
 			[[ ${BENCH_KEEP:-0} == 1 ]] || rm -rf "$BENCH_OUT"
@@ -77,6 +87,40 @@ bench_cleanup() {
 		fi
 	fi
 	exit "$rc"
+}
+
+# bench_fs: choose where the queues live (sets BENCH_DATA) and describe it.
+#   BENCH_FS unset or "dir": directories under BENCH_OUT, on whatever file
+#     system holds bench/out.
+#   BENCH_FS=loop[:SIZE]: a fresh ext4 file system (mkfs.ext4 defaults, so
+#     with a journal) in a sparse image BENCH_OUT/fs.img, loop-mounted on
+#     BENCH_OUT/fs; SIZE as for truncate(1), default 8G.  Unmounted at exit.
+bench_fs() {
+	local mode=${BENCH_FS:-dir} size dev fstype note=""
+	case $mode in
+	dir)
+		BENCH_DATA=$BENCH_OUT
+		;;
+	loop | loop:*)
+		size=${mode#loop}
+		size=${size#:}
+		size=${size:-8G}
+		truncate -s "$size" "$BENCH_OUT/fs.img"
+		mkfs.ext4 -q -F "$BENCH_OUT/fs.img" || die "mkfs.ext4 $BENCH_OUT/fs.img failed"
+		mkdir -p "$BENCH_OUT/fs"
+		mount -o loop "$BENCH_OUT/fs.img" "$BENCH_OUT/fs" || die "cannot loop-mount $BENCH_OUT/fs.img (BENCH_FS=loop needs mount and loop devices)"
+		BENCH_MOUNT=$BENCH_OUT/fs
+		chmod 755 "$BENCH_MOUNT"
+		BENCH_DATA=$BENCH_MOUNT
+		;;
+	*) die "BENCH_FS must be dir or loop[:SIZE]" ;;
+	esac
+	read -r dev fstype < <(findmnt -n -o SOURCE,FSTYPE -T "$BENCH_DATA")
+	if [[ $fstype == ext4 && -r /sys/fs/ext4/${dev##*/}/journal_task ]] &&
+		[[ $(cat "/sys/fs/ext4/${dev##*/}/journal_task") == "<none>" ]]; then
+		note=" WITHOUT a journal: creating files is slow for minutes after many files were deleted nearby (ext4 skips recently deleted inodes only when there is no journal); BENCH_FS=loop avoids it"
+	fi
+	echo "queues on: $BENCH_DATA ($fstype on $dev$note)"
 }
 
 # A free TCP port on 127.0.0.1 (asked from the kernel; there is a tiny race
@@ -119,6 +163,19 @@ moat_build() {
 	fi
 	ninja -C "$REPO_DIR/build" >&2 || die "ninja -C build failed"
 	[[ -x $MOATD ]] || die "$MOATD was not built"
+	# Run a copy, so that every run measures the same binary even if
+	# build/moatd is rebuilt meanwhile.
+	MOATD_RUN=$BENCH_OUT/moatd
+	cp "$MOATD" "$MOATD_RUN"
+}
+
+# One line saying which moatd is measured (the tree may be dirty).
+moat_ident() {
+	local rev sum built
+	rev=$(git -C "$REPO_DIR" describe --always --dirty 2>/dev/null) || rev="no git"
+	sum=$(sha256sum "$MOATD_RUN" | cut -c1-12)
+	built=$(date -r "$MOATD" '+%F %T')
+	echo "moatd: $MOATD (run as a copy, sha256 $sum) built $built, tree $rev"
 }
 
 moat_user() {
@@ -163,7 +220,7 @@ moat_start() {
 	chmod 755 "$MOAT_DIR"
 	MOAT_PORT=$(free_port)
 	moat_conf "$MOAT_DIR" "$MOAT_PORT" >"$MOAT_DIR/moatd.conf"
-	"$MOATD" -c "$MOAT_DIR/moatd.conf" >"$MOAT_DIR/moatd.log" 2>&1 &
+	"$MOATD_RUN" -c "$MOAT_DIR/moatd.conf" >"$MOAT_DIR/moatd.log" 2>&1 &
 	MOAT_PID=$!
 	bench_track_pid "$MOAT_PID"
 	if ! wait_220 "$MOAT_PORT" 30 "$MOAT_PID"; then
@@ -180,6 +237,27 @@ moat_start() {
 }
 
 moat_alive() { kill -0 "$MOAT_PID" 2>/dev/null; }
+
+# After a failure: is moatd still running, and if not, how did it end?
+moat_diag() {
+	local rc=0 pid=$MOAT_PID
+	sleep 1 # a moatd that is shutting down gets a moment to finish
+	if moat_alive; then
+		log "bench: moatd (pid $pid) is still running"
+	else
+		wait "$pid" || rc=$?
+		bench_untrack_pid "$pid"
+		MOAT_PID=""
+		if ((rc > 128)); then
+			log "bench: moatd (pid $pid) was killed by signal $((rc - 128)) ($(kill -l $((rc - 128))))"
+		else
+			log "bench: moatd (pid $pid) exited with status $rc; this script sent it no signal" \
+				"(a 421 4.3.2 'Service shutting down' with status 0 means a SIGTERM/SIGINT from elsewhere)"
+		fi
+	fi
+	log "---- $MOAT_DIR/moatd.log (last 30 lines):"
+	tail -n 30 "$MOAT_DIR/moatd.log" >&2 || true
+}
 
 moat_stop() {
 	[[ -n $MOAT_PID ]] || return 0

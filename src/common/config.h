@@ -94,12 +94,16 @@ struct config_listen_list {
 	X(smtp_data_timeout, DURATION, "3m", 1000, 86400000,                                       \
 	  "Time without any data octets during DATA/BDAT (RFC 5321 4.5.3.2.5 data block).")       \
 	X(smtp_min_data_rate, UINT, "500", 0, 1073741824,                                          \
-	  "Bytes/s a DATA/BDAT transfer must average after its first 30 s; 0 disables. Slower: "  \
-	  "421 4.4.2.")                                                                            \
+	  "Bytes/s a DATA/BDAT transfer must average once it has run smtp_min_data_rate_after; "  \
+	  "0 disables. Slower: 421 4.4.2.")                                                        \
+	X(smtp_min_data_rate_after, DURATION, "30s", 0, 3600000,                                   \
+	  "How long a DATA/BDAT transfer may run before smtp_min_data_rate is enforced.")         \
 	X(smtp_shutdown_timeout, DURATION, "30s", 0, 3600000,                                      \
 	  "On SIGTERM, how long transactions in progress may take to finish before moatd exits.") \
 	X(spool_min_free, SIZE, "100M", 0, UINT64_MAX / 2,                                         \
 	  "Free space the spool file system must keep; below it MAIL gets 452 4.3.1.")             \
+	X(spool_writers, UINT, "16", 1, 64,                                                        \
+	  "Threads that write and sync accepted messages in parallel (group commit).")            \
 	X(delivery_paused, BOOL, "no", 0, 0,                                                       \
 	  "Accept and queue mail but deliver nothing (maintenance; benchmarks).")
 

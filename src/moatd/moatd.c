@@ -6,7 +6,7 @@
  * Start-up: load the config (any error names file and line and stops
  * here) -> bind the listeners (as root, if started as root) -> drop to
  * the configured user -> open the spool and recover it (incoming/ is
- * emptied, queue/ goes to delivery) -> start the committer and delivery
+ * emptied, queue/ goes to delivery) -> start the commit and delivery
  * threads -> accept connections.
  *
  * Signals (handled on the event loop): SIGHUP reloads the config file and
@@ -222,8 +222,9 @@ main(int argc, char **argv)
 	                          m.cfg->delivery_paused, MOATD_RETRY_MS);
 	if ((queued = spool_recover(m.spool, moatd_recovered, m.delivery)) < 0)
 		fatal("spool recovery in %s", m.cfg->data_dir);
-	if (spool_start(m.spool, m.base, moatd_committed, m.delivery) < 0)
-		fatalx("cannot start the spool committer");
+	if (spool_start(m.spool, m.base, (unsigned)m.cfg->spool_writers, moatd_committed,
+	                m.delivery) < 0)
+		fatalx("cannot start the spool commit threads");
 	if (delivery_start(m.delivery) < 0)
 		fatalx("cannot start the delivery thread");
 
@@ -241,7 +242,7 @@ main(int argc, char **argv)
 	         m.cfg->delivery_paused ? "paused" : "on");
 	event_base_dispatch(m.base);
 
-	/* Sessions are gone; let the committer finish, then delivery. */
+	/* Sessions are gone; let the commit threads finish, then delivery. */
 	spool_stop(m.spool);
 	delivery_free(m.delivery);
 	smtp_server_free(m.smtp);

@@ -49,7 +49,6 @@
 #define SMTP_INPUT_MAX      (64 * 1024)
 #define SMTP_OUTPUT_MAX     (64 * 1024)
 #define SMTP_CLOSE_LINGER   10000 /* ms to flush a last reply */
-#define SMTP_RATE_GRACE_MS  30000 /* smtp_min_data_rate applies after this */
 #define SMTP_REPLY_MAX      512
 
 static const char *const smtp_state_names[SMTP_S_COUNT] = {
@@ -383,7 +382,7 @@ smtp_rate_check(struct smtp_session *s, size_t n)
 	if (s->cfg->smtp_min_data_rate == 0)
 		return;
 	elapsed = clock_ms() - s->data_start_ms;
-	if (elapsed > SMTP_RATE_GRACE_MS &&
+	if (elapsed > s->cfg->smtp_min_data_rate_after && elapsed > 0 &&
 	    s->data_wire * 1000 / elapsed < s->cfg->smtp_min_data_rate)
 		smtp_close_after(s, "421 4.4.2 Data rate too low, closing connection",
 		                 "min data rate");

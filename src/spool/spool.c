@@ -1,6 +1,6 @@
 /*
  * spool.c - queue files: ids, writing, the on-disk format, reading,
- * recovery (see spool.h; the committer thread is in spool_commit.c).
+ * recovery (see spool.h; the commit threads are in spool_commit.c).
  *
  * Queue file layout (all integers big-endian):
  *   "MOATQ1\r\n"
@@ -59,8 +59,10 @@ spool_open(const char *data_dir, uint64_t min_free, char *err, size_t errsize)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	s->id_counter = (uint32_t)(ts.tv_nsec ^ getpid());
 	pthread_mutex_init(&s->lock, NULL);
-	pthread_cond_init(&s->cond, NULL);
+	pthread_cond_init(&s->cond_pending, NULL);
+	pthread_cond_init(&s->cond_renamed, NULL);
 	TAILQ_INIT(&s->pending);
+	TAILQ_INIT(&s->renamed);
 	TAILQ_INIT(&s->done);
 	return s;
 fail:

@@ -10,15 +10,14 @@
  * Commit protocol (what a 250 means): the file is written under
  * data_dir/incoming/, fdatasync()ed, renamed into data_dir/queue/ and the
  * queue directory fsync()ed; only then does the commit callback run and
- * the session send its 250. Commits from many sessions are done in batches
- * by one committer thread, so that sessions finishing at the same moment
- * share the file system's journal commit and one directory fsync (group
- * commit). On start, incoming/ is emptied (nothing there was ever
+ * the session send its 250. Commits from many sessions run in parallel on
+ * a pool of writer threads and share directory fsyncs (group commit, see
+ * spool_commit.c). On start, incoming/ is emptied (nothing there was ever
  * acknowledged) and every file in queue/ is handed to delivery.
  *
- * Small messages are kept in memory until the commit and written by the
- * committer thread; past SPOOL_MEM_MAX the body spills to the incoming
- * file as it arrives.
+ * Small messages are kept in memory until the commit and written by a
+ * commit thread; past SPOOL_MEM_MAX the body spills to the incoming file
+ * as it arrives.
  */
 #ifndef MOAT_SPOOL_H
 #define MOAT_SPOOL_H
@@ -77,9 +76,13 @@ void spool_close(struct spool *s);
 
 /* Called on the loop thread for each committed message (delivery hook). */
 typedef void (*spool_committed_fn)(void *arg, const char *id);
-/* Start the committer thread; completions are delivered on base's loop. */
-int spool_start(struct spool *s, struct event_base *base, spool_committed_fn fn, void *arg);
-/* Finish pending commits and stop the committer thread. */
+/*
+ * Start the commit threads (writers of them, plus one directory syncer);
+ * completions are delivered on base's loop.
+ */
+int spool_start(struct spool *s, struct event_base *base, unsigned writers,
+                spool_committed_fn fn, void *arg);
+/* Finish pending commits and stop the commit threads. */
 void spool_stop(struct spool *s);
 
 /*

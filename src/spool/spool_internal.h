@@ -13,6 +13,7 @@
 #define SPOOL_MAGIC_LEN 8
 #define SPOOL_REC_HDR   5 /* type octet + 32-bit big-endian length */
 #define SPOOL_END_LEN   12 /* 64-bit body length + CRC-32 */
+#define SPOOL_WRITERS_MAX 64
 #define SPOOL_REC_MAX   (1u << 20) /* envelope records; the body has its own bound */
 
 /* Record types. Lower-case types are informational and may be added freely. */
@@ -59,19 +60,22 @@ struct spool {
 	bool room;
 	uint32_t id_counter;
 
-	/* committer thread */
-	pthread_t thread;
+	/* commit threads (spool_commit.c) */
+	pthread_t writers[SPOOL_WRITERS_MAX];
+	unsigned nwriters, writers_alive;
+	pthread_t dirsyncer;
 	bool running, stopping;
 	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	struct spool_msg_list pending; /* loop -> committer */
-	struct spool_msg_list done;    /* committer -> loop */
+	pthread_cond_t cond_pending;   /* writers wait here */
+	pthread_cond_t cond_renamed;   /* the directory syncer waits here */
+	struct spool_msg_list pending; /* loop -> writers */
+	struct spool_msg_list renamed; /* writers -> directory syncer */
+	struct spool_msg_list done;    /* directory syncer -> loop */
 	struct event *done_ev;
 	spool_committed_fn committed_fn;
 	void *committed_arg;
 };
 
-void spool_commit_batch(struct spool *s, struct spool_msg_list *batch);
 void spool_msg_free(struct spool_msg *m);
 /* Serialise the envelope records and END into a malloc'd buffer. */
 char *spool_env_serialise(const struct spool_msg *m, size_t *len);
