@@ -14,41 +14,7 @@
 
 #include "common/mailaddr.h"
 
-static int failures;
-
-/* Report one mismatch of a table row and count it. */
-static void __attribute__((format(printf, 2, 3))) mismatch(const char *row, const char *fmt, ...)
-{
-	char msg[512];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	print_error("%s: %s\n", row, msg);
-	failures++;
-}
-
-/* Printable form of n octets at s, for messages (rotating buffers). */
-static const char *
-esc(const char *s, size_t n)
-{
-	static char bufs[4][1200];
-	static int which;
-	char *b = bufs[which++ % 4];
-	size_t o = 0;
-
-	for (size_t i = 0; i < n && o + 8 < sizeof(bufs[0]); i++) {
-		unsigned char c = (unsigned char)s[i];
-
-		if (c >= 0x20 && c < 0x7f && c != '\\')
-			b[o++] = (char)c;
-		else
-			o += (size_t)snprintf(b + o, sizeof(bufs[0]) - o, "\\x%02x", c);
-	}
-	b[o] = '\0';
-	return b;
-}
+#include "table.h"
 
 static const char *
 status_name(enum mailaddr_status st)
@@ -313,7 +279,7 @@ test_addr_table(void **state)
 	char row[64];
 
 	(void)state;
-	failures = 0;
+	table_reset();
 	for (size_t i = 0; i < sizeof(addr_cases) / sizeof(addr_cases[0]); i++) {
 		const struct addr_case *c = &addr_cases[i];
 		size_t len = c->len ? c->len : strlen(c->in), consumed = 12345;
@@ -323,29 +289,29 @@ test_addr_table(void **state)
 		snprintf(row, sizeof(row), "row %zu", i);
 		st = mailaddr_parse(c->in, len, c->flags, &a, &consumed);
 		if (st != c->want) {
-			mismatch(row, "%s flags %u: status got %s, want %s", esc(c->in, len),
+			table_mismatch(row, "%s flags %u: status got %s, want %s", table_esc(c->in, len),
 			         c->flags, status_name(st), status_name(c->want));
 			continue;
 		}
 		if (st != MAILADDR_OK)
 			continue;
 		if (strcmp(a.local, c->local) != 0)
-			mismatch(row, "%s: local got '%s', want '%s'", esc(c->in, len),
-			         esc(a.local, strlen(a.local)), esc(c->local, strlen(c->local)));
+			table_mismatch(row, "%s: local got '%s', want '%s'", table_esc(c->in, len),
+			         table_esc(a.local, strlen(a.local)), table_esc(c->local, strlen(c->local)));
 		if (strcmp(a.domain, c->domain) != 0)
-			mismatch(row, "%s: domain got '%s', want '%s'", esc(c->in, len),
-			         esc(a.domain, strlen(a.domain)),
-			         esc(c->domain, strlen(c->domain)));
+			table_mismatch(row, "%s: domain got '%s', want '%s'", table_esc(c->in, len),
+			         table_esc(a.domain, strlen(a.domain)),
+			         table_esc(c->domain, strlen(c->domain)));
 		if (consumed != (c->consumed ? c->consumed : len))
-			mismatch(row, "%s: consumed got %zu, want %zu", esc(c->in, len), consumed,
+			table_mismatch(row, "%s: consumed got %zu, want %zu", table_esc(c->in, len), consumed,
 			         c->consumed ? c->consumed : len);
 		if (a.is_null != c->is_null || a.literal != c->literal || a.utf8 != c->utf8)
-			mismatch(row, "%s: is_null/literal/utf8 got %d/%d/%d, want %d/%d/%d",
-			         esc(c->in, len), a.is_null, a.literal, a.utf8, c->is_null,
+			table_mismatch(row, "%s: is_null/literal/utf8 got %d/%d/%d, want %d/%d/%d",
+			         table_esc(c->in, len), a.is_null, a.literal, a.utf8, c->is_null,
 			         c->literal, c->utf8);
 	}
-	if (failures)
-		fail_msg("%d mismatches", failures);
+	if (table_failures)
+		fail_msg("%d mismatches", table_failures);
 }
 
 /* A domain of exactly n octets made of labels of at most 63 octets. */
@@ -397,7 +363,7 @@ test_addr_lengths(void **state)
 	struct mailaddr lit;
 
 	(void)state;
-	failures = 0;
+	table_reset();
 	for (size_t i = 0; i < sizeof(len_cases) / sizeof(len_cases[0]); i++) {
 		const struct len_case *c = &len_cases[i];
 		bool angles = !(c->flags & NOANGLES);
@@ -425,11 +391,11 @@ test_addr_lengths(void **state)
 		n += (size_t)snprintf(in + n, sizeof(in) - n, "@%s%s", domain, angles ? ">" : "");
 		st = mailaddr_parse(in, n, c->flags, &a, &consumed);
 		if (st != c->want)
-			mismatch(c->name, "status got %s, want %s", status_name(st),
+			table_mismatch(c->name, "status got %s, want %s", status_name(st),
 			         status_name(c->want));
 		else if (st == MAILADDR_OK && (strlen(a.local) > MAILADDR_LOCAL_MAX ||
 		                               strcmp(a.domain, domain) != 0 || consumed != n))
-			mismatch(c->name, "local %zu octets, domain ok %d, consumed %zu of %zu",
+			table_mismatch(c->name, "local %zu octets, domain ok %d, consumed %zu of %zu",
 			         strlen(a.local), strcmp(a.domain, domain) == 0, consumed, n);
 	}
 	/* an address literal is bounded like a domain */
@@ -437,9 +403,9 @@ test_addr_lengths(void **state)
 	memset(in + 11, '5', 250);
 	memcpy(in + 261, "]>", 2);
 	if (mailaddr_parse(in, 263, 0, &lit, NULL) != MAILADDR_EDOMAIN_TOO_LONG)
-		mismatch("literal of 258 octets", "want EDOMAIN_TOO_LONG");
-	if (failures)
-		fail_msg("%d mismatches", failures);
+		table_mismatch("literal of 258 octets", "want EDOMAIN_TOO_LONG");
+	if (table_failures)
+		fail_msg("%d mismatches", table_failures);
 }
 
 /* Every prefix of a valid path must fail cleanly, never read past len. */
@@ -453,7 +419,7 @@ test_addr_prefixes(void **state)
 	};
 
 	(void)state;
-	failures = 0;
+	table_reset();
 	for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
 		size_t len = strlen(paths[i]);
 
@@ -464,18 +430,18 @@ test_addr_prefixes(void **state)
 			assert_non_null(copy);
 			memcpy(copy, paths[i], n);
 			if (mailaddr_parse(copy, n, UTF8, &a, NULL) == MAILADDR_OK)
-				mismatch(esc(paths[i], len), "prefix %zu parsed, want an error", n);
+				table_mismatch(table_esc(paths[i], len), "prefix %zu parsed, want an error", n);
 			free(copy);
 		}
 		{
 			struct mailaddr a;
 
 			if (mailaddr_parse(paths[i], len, UTF8, &a, NULL) != MAILADDR_OK)
-				mismatch(esc(paths[i], len), "whole path: want OK");
+				table_mismatch(table_esc(paths[i], len), "whole path: want OK");
 		}
 	}
-	if (failures)
-		fail_msg("%d mismatches", failures);
+	if (table_failures)
+		fail_msg("%d mismatches", table_failures);
 }
 
 static void
@@ -496,7 +462,7 @@ test_addr_format(void **state)
 	};
 
 	(void)state;
-	failures = 0;
+	table_reset();
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		char buf[MAILADDR_FORMAT_MAX];
 		struct mailaddr a;
@@ -504,15 +470,15 @@ test_addr_format(void **state)
 
 		if (mailaddr_parse(cases[i].in, strlen(cases[i].in), cases[i].flags, &a, NULL) !=
 		    MAILADDR_OK) {
-			mismatch(cases[i].in, "did not parse");
+			table_mismatch(cases[i].in, "did not parse");
 			continue;
 		}
 		got = mailaddr_format(&a, buf, cases[i].bufsize);
 		if (got != buf || strcmp(got, cases[i].want) != 0)
-			mismatch(cases[i].in, "format got '%s', want '%s'", got, cases[i].want);
+			table_mismatch(cases[i].in, "format got '%s', want '%s'", got, cases[i].want);
 	}
-	if (failures)
-		fail_msg("%d mismatches", failures);
+	if (table_failures)
+		fail_msg("%d mismatches", table_failures);
 }
 
 static void

@@ -19,45 +19,7 @@
 #define ALL     SIZE_MAX /* want_consumed: the whole input */
 #define HDR_MAX 65536
 
-static int failures;
-
-/* Report one mismatch and count it. */
-static void __attribute__((format(printf, 2, 3))) mismatch(const char *row, const char *fmt, ...)
-{
-	char msg[2048];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	print_error("%s: %s\n", row, msg);
-	failures++;
-}
-
-/* Printable form of n octets at s, for messages (rotating buffers). */
-static const char *
-esc(const char *s, size_t n)
-{
-	static char bufs[4][600];
-	static int which;
-	char *b = bufs[which++ % 4];
-	size_t o = 0;
-
-	for (size_t i = 0; i < n && o + 8 < sizeof(bufs[0]); i++) {
-		unsigned char c = (unsigned char)s[i];
-
-		if (c >= 0x20 && c < 0x7f && c != '\\')
-			b[o++] = (char)c;
-		else if (c == '\r')
-			o += (size_t)snprintf(b + o, sizeof(bufs[0]) - o, "\\r");
-		else if (c == '\n')
-			o += (size_t)snprintf(b + o, sizeof(bufs[0]) - o, "\\n");
-		else
-			o += (size_t)snprintf(b + o, sizeof(bufs[0]) - o, "\\x%02x", c);
-	}
-	b[o] = '\0';
-	return b;
-}
+#include "table.h"
 
 /* Collects what the scanner emits. */
 struct sink {
@@ -115,7 +77,7 @@ run(struct result *r, enum smtp_data_mode mode, size_t header_max, const char *i
 
 		n = smtp_data_feed(&r->ds, in + start, end - start, sink_emit, &r->out, &r->done);
 		if (n > end - start || (!r->done && n != end - start))
-			mismatch(esc(in, len), "feed of %zu octets consumed %zu, done %d",
+			table_mismatch(table_esc(in, len), "feed of %zu octets consumed %zu, done %d",
 			         end - start, n, r->done);
 		r->consumed += n;
 		start = end;
@@ -129,15 +91,15 @@ static void
 same_result(const char *row, const char *how, const struct result *a, const struct result *b)
 {
 	if (a->done != b->done || a->consumed != b->consumed)
-		mismatch(row, "%s: done/consumed got %d/%zu, want %d/%zu", how, b->done,
+		table_mismatch(row, "%s: done/consumed got %d/%zu, want %d/%zu", how, b->done,
 		         b->consumed, a->done, a->consumed);
 	if (!same_bytes(a->out.buf, a->out.len, b->out.buf, b->out.len))
-		mismatch(row, "%s: payload got '%s', want '%s'", how, esc(b->out.buf, b->out.len),
-		         esc(a->out.buf, a->out.len));
+		table_mismatch(row, "%s: payload got '%s', want '%s'", how, table_esc(b->out.buf, b->out.len),
+		         table_esc(a->out.buf, a->out.len));
 	if (a->ds.flags != b->ds.flags || a->ds.received != b->ds.received ||
 	    a->ds.size != b->ds.size || a->ds.header_bytes != b->ds.header_bytes ||
 	    a->ds.in_header != b->ds.in_header)
-		mismatch(row,
+		table_mismatch(row,
 		         "%s: flags/received/size/header_bytes got %#x/%u/%llu/%zu, "
 		         "want %#x/%u/%llu/%zu",
 		         how, b->ds.flags, b->ds.received, (unsigned long long)b->ds.size,
@@ -156,9 +118,9 @@ run_all_splits(struct result *whole, const char *row, enum smtp_data_mode mode, 
 	assert_non_null(cuts);
 	run(whole, mode, header_max, in, len, NULL, 0);
 	if (whole->out.empty_call)
-		mismatch(row, "emit() called for zero octets");
+		table_mismatch(row, "emit() called for zero octets");
 	if (whole->ds.size != whole->out.len)
-		mismatch(row, "size got %llu, want the %zu octets emitted",
+		table_mismatch(row, "size got %llu, want the %zu octets emitted",
 		         (unsigned long long)whole->ds.size, whole->out.len);
 	for (size_t i = 0; i <= len; i++) {
 		char how[64];
@@ -290,7 +252,7 @@ static void
 test_data_dot_table(void **state)
 {
 	(void)state;
-	failures = 0;
+	table_reset();
 	for (size_t i = 0; i < sizeof(dot_cases) / sizeof(dot_cases[0]); i++) {
 		const struct data_case *c = &dot_cases[i];
 		size_t len = c->len ? c->len : strlen(c->in);
@@ -300,19 +262,19 @@ test_data_dot_table(void **state)
 
 		run_all_splits(&r, c->name, SMTP_DATA_MODE_DOT, HDR_MAX, c->in, len);
 		if (r.done != c->done || r.consumed != consumed)
-			mismatch(c->name, "done/consumed got %d/%zu, want %d/%zu", r.done,
+			table_mismatch(c->name, "done/consumed got %d/%zu, want %d/%zu", r.done,
 			         r.consumed, c->done, consumed);
 		if (!same_bytes(r.out.buf, r.out.len, c->payload, plen))
-			mismatch(c->name, "payload got '%s', want '%s'", esc(r.out.buf, r.out.len),
-			         esc(c->payload, plen));
+			table_mismatch(c->name, "payload got '%s', want '%s'", table_esc(r.out.buf, r.out.len),
+			         table_esc(c->payload, plen));
 		if (r.ds.flags != c->flags)
-			mismatch(c->name, "flags got %#x, want %#x", r.ds.flags, c->flags);
+			table_mismatch(c->name, "flags got %#x, want %#x", r.ds.flags, c->flags);
 		if (r.ds.received != c->received)
-			mismatch(c->name, "received got %u, want %u", r.ds.received, c->received);
+			table_mismatch(c->name, "received got %u, want %u", r.ds.received, c->received);
 		free(r.out.buf);
 	}
-	if (failures)
-		fail_msg("%d mismatches", failures);
+	if (table_failures)
+		fail_msg("%d mismatches", table_failures);
 }
 
 /* Each smuggling sequence inside a message: never an end; the real one later is. */
@@ -338,20 +300,20 @@ test_data_smuggling(void **state)
 	static const char smuggled[] = "RCPT TO:<v@x.test>\r\nDATA\r\n";
 
 	(void)state;
-	failures = 0;
+	table_reset();
 	for (size_t i = 0; i < sizeof(seqs) / sizeof(seqs[0]); i++) {
 		char in[256], want[256], row[64];
 		size_t n, wn;
 		struct result r;
 
-		snprintf(row, sizeof(row), "sequence '%s'", esc(seqs[i].seq, strlen(seqs[i].seq)));
+		snprintf(row, sizeof(row), "sequence '%s'", table_esc(seqs[i].seq, strlen(seqs[i].seq)));
 		n = (size_t)snprintf(in, sizeof(in), "%s%s%s", head, seqs[i].seq, smuggled);
 		run_all_splits(&r, row, SMTP_DATA_MODE_DOT, HDR_MAX, in, n);
 		if (r.done || r.consumed != n)
-			mismatch(row, "done/consumed got %d/%zu, want 0/%zu", r.done, r.consumed,
+			table_mismatch(row, "done/consumed got %d/%zu, want 0/%zu", r.done, r.consumed,
 			         n);
 		if (r.ds.flags != seqs[i].flag)
-			mismatch(row, "flags got %#x, want %#x", r.ds.flags, seqs[i].flag);
+			table_mismatch(row, "flags got %#x, want %#x", r.ds.flags, seqs[i].flag);
 		free(r.out.buf);
 
 		/* now the real end: everything before ".\r\n" is the message */
@@ -360,18 +322,18 @@ test_data_smuggling(void **state)
 		                      smuggled);
 		run_all_splits(&r, row, SMTP_DATA_MODE_DOT, HDR_MAX, in, n);
 		if (!r.done || r.consumed != n)
-			mismatch(row, "with terminator: done/consumed got %d/%zu, want 1/%zu",
+			table_mismatch(row, "with terminator: done/consumed got %d/%zu, want 1/%zu",
 			         r.done, r.consumed, n);
 		if (!same_bytes(r.out.buf, r.out.len, want, wn))
-			mismatch(row, "payload got '%s', want '%s'", esc(r.out.buf, r.out.len),
-			         esc(want, wn));
+			table_mismatch(row, "payload got '%s', want '%s'", table_esc(r.out.buf, r.out.len),
+			         table_esc(want, wn));
 		if (r.ds.flags != seqs[i].flag)
-			mismatch(row, "with terminator: flags got %#x, want %#x", r.ds.flags,
+			table_mismatch(row, "with terminator: flags got %#x, want %#x", r.ds.flags,
 			         seqs[i].flag);
 		free(r.out.buf);
 	}
-	if (failures)
-		fail_msg("%d mismatches", failures);
+	if (table_failures)
+		fail_msg("%d mismatches", table_failures);
 }
 
 /* The terminator split across two and three feed() calls at every offset. */
@@ -383,7 +345,7 @@ test_data_terminator_splits(void **state)
 	const size_t len = sizeof(in) - 1, end = len - 6;
 
 	(void)state;
-	failures = 0;
+	table_reset();
 	for (size_t i = 0; i <= len; i++) {
 		for (size_t j = i; j <= len; j++) {
 			size_t cuts[2] = {i, j};
@@ -393,19 +355,19 @@ test_data_terminator_splits(void **state)
 			snprintf(row, sizeof(row), "cuts %zu,%zu", i, j);
 			run(&r, SMTP_DATA_MODE_DOT, HDR_MAX, in, len, cuts, 2);
 			if (!r.done || r.consumed != end)
-				mismatch(row, "done/consumed got %d/%zu, want 1/%zu", r.done,
+				table_mismatch(row, "done/consumed got %d/%zu, want 1/%zu", r.done,
 				         r.consumed, end);
 			if (!same_bytes(r.out.buf, r.out.len, want, sizeof(want) - 1))
-				mismatch(row, "payload got '%s', want '%s'",
-				         esc(r.out.buf, r.out.len), want);
+				table_mismatch(row, "payload got '%s', want '%s'",
+				         table_esc(r.out.buf, r.out.len), want);
 			if (r.ds.flags != 0 || r.ds.size != sizeof(want) - 1)
-				mismatch(row, "flags/size got %#x/%llu, want 0/%zu", r.ds.flags,
+				table_mismatch(row, "flags/size got %#x/%llu, want 0/%zu", r.ds.flags,
 				         (unsigned long long)r.ds.size, sizeof(want) - 1);
 			free(r.out.buf);
 		}
 	}
-	if (failures)
-		fail_msg("%d mismatches", failures);
+	if (table_failures)
+		fail_msg("%d mismatches", table_failures);
 }
 
 /* Line length: 998 octets excl. CRLF are fine, 999 are not (wire octets). */
@@ -447,7 +409,7 @@ test_data_line_length(void **state)
 	};
 
 	(void)state;
-	failures = 0;
+	table_reset();
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		char in[2100];
 		size_t n = (size_t)snprintf(in, sizeof(in), "%s", cases[i].prefix);
@@ -458,12 +420,12 @@ test_data_line_length(void **state)
 		n += (size_t)snprintf(in + n, sizeof(in) - n, "%s", cases[i].suffix);
 		run_all_splits(&r, cases[i].name, cases[i].mode, HDR_MAX, in, n);
 		if (r.ds.flags != cases[i].flags)
-			mismatch(cases[i].name, "flags got %#x, want %#x", r.ds.flags,
+			table_mismatch(cases[i].name, "flags got %#x, want %#x", r.ds.flags,
 			         cases[i].flags);
 		free(r.out.buf);
 	}
-	if (failures)
-		fail_msg("%d mismatches", failures);
+	if (table_failures)
+		fail_msg("%d mismatches", table_failures);
 }
 
 /* The header block: counted up to the empty line, flagged over the limit, never cut. */
@@ -493,7 +455,7 @@ test_data_header_block(void **state)
 	};
 
 	(void)state;
-	failures = 0;
+	table_reset();
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		size_t len = strlen(cases[i].in);
 		struct result r;
@@ -501,18 +463,18 @@ test_data_header_block(void **state)
 		run_all_splits(&r, cases[i].name, SMTP_DATA_MODE_DOT, cases[i].header_max,
 		               cases[i].in, len);
 		if (r.ds.header_bytes != cases[i].header_bytes)
-			mismatch(cases[i].name, "header_bytes got %zu, want %zu", r.ds.header_bytes,
+			table_mismatch(cases[i].name, "header_bytes got %zu, want %zu", r.ds.header_bytes,
 			         cases[i].header_bytes);
 		if (r.ds.flags != cases[i].flags)
-			mismatch(cases[i].name, "flags got %#x, want %#x", r.ds.flags,
+			table_mismatch(cases[i].name, "flags got %#x, want %#x", r.ds.flags,
 			         cases[i].flags);
 		if (strstr(cases[i].in, ".\r\n") != NULL && r.consumed != len)
-			mismatch(cases[i].name, "consumed got %zu, want %zu: never stop early",
+			table_mismatch(cases[i].name, "consumed got %zu, want %zu: never stop early",
 			         r.consumed, len);
 		free(r.out.buf);
 	}
-	if (failures)
-		fail_msg("%d mismatches", failures);
+	if (table_failures)
+		fail_msg("%d mismatches", table_failures);
 }
 
 /* BDAT: raw octets, no terminator, a trailing CR settled by finish(). */
@@ -539,28 +501,28 @@ test_data_raw(void **state)
 	};
 
 	(void)state;
-	failures = 0;
+	table_reset();
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		size_t len = cases[i].len ? cases[i].len : strlen(cases[i].in);
 		struct result r;
 
 		run_all_splits(&r, cases[i].name, SMTP_DATA_MODE_RAW, HDR_MAX, cases[i].in, len);
 		if (r.done || r.consumed != len)
-			mismatch(cases[i].name, "done/consumed got %d/%zu, want 0/%zu", r.done,
+			table_mismatch(cases[i].name, "done/consumed got %d/%zu, want 0/%zu", r.done,
 			         r.consumed, len);
 		if (!same_bytes(r.out.buf, r.out.len, cases[i].in, len))
-			mismatch(cases[i].name, "payload got '%s', want the input",
-			         esc(r.out.buf, r.out.len));
+			table_mismatch(cases[i].name, "payload got '%s', want the input",
+			         table_esc(r.out.buf, r.out.len));
 		if (r.ds.flags != cases[i].flags)
-			mismatch(cases[i].name, "flags got %#x, want %#x", r.ds.flags,
+			table_mismatch(cases[i].name, "flags got %#x, want %#x", r.ds.flags,
 			         cases[i].flags);
 		if (r.ds.received != cases[i].received)
-			mismatch(cases[i].name, "received got %u, want %u", r.ds.received,
+			table_mismatch(cases[i].name, "received got %u, want %u", r.ds.received,
 			         cases[i].received);
 		free(r.out.buf);
 	}
-	if (failures)
-		fail_msg("%d mismatches", failures);
+	if (table_failures)
+		fail_msg("%d mismatches", table_failures);
 }
 
 /* A CR at the end of one BDAT chunk and LF at the start of the next is a CRLF. */

@@ -14,41 +14,7 @@
 
 #include "smtp/smtp_parse.h"
 
-static int failures;
-
-/* Report one mismatch of a table row and count it. */
-static void __attribute__((format(printf, 2, 3))) mismatch(const char *row, const char *fmt, ...)
-{
-	char msg[1024];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	print_error("%s: %s\n", row, msg);
-	failures++;
-}
-
-/* Printable form of n octets at s, for messages (rotating buffers). */
-static const char *
-esc(const char *s, size_t n)
-{
-	static char bufs[4][1200];
-	static int which;
-	char *b = bufs[which++ % 4];
-	size_t o = 0;
-
-	for (size_t i = 0; i < n && o + 8 < sizeof(bufs[0]); i++) {
-		unsigned char c = (unsigned char)s[i];
-
-		if (c >= 0x20 && c < 0x7f && c != '\\')
-			b[o++] = (char)c;
-		else
-			o += (size_t)snprintf(b + o, sizeof(bufs[0]) - o, "\\x%02x", c);
-	}
-	b[o] = '\0';
-	return b;
-}
+#include "table.h"
 
 /* ---- command lines ---- */
 
@@ -133,35 +99,35 @@ static void
 test_cmd_table(void **state)
 {
 	(void)state;
-	failures = 0;
+	table_reset();
 	for (size_t i = 0; i < sizeof(cmd_cases) / sizeof(cmd_cases[0]); i++) {
 		const struct cmd_case *c = &cmd_cases[i];
 		size_t len = c->len ? c->len : strlen(c->line);
-		const char *row = esc(c->line, len);
+		const char *row = table_esc(c->line, len);
 		struct smtp_cmd cmd;
 		enum smtp_parse_status st;
 
 		st = smtp_cmd_parse(c->line, len, &cmd);
 		if (st != c->want) {
-			mismatch(row, "status got %d, want %d", st, c->want);
+			table_mismatch(row, "status got %d, want %d", st, c->want);
 			continue;
 		}
 		if (st != SMTP_PARSE_OK && st != SMTP_PARSE_SYNTAX)
 			continue;
 		if (cmd.verb != c->verb)
-			mismatch(row, "verb got %d, want %d", cmd.verb, c->verb);
+			table_mismatch(row, "verb got %d, want %d", cmd.verb, c->verb);
 		if (cmd.verb_text != c->line)
-			mismatch(row, "verb_text does not point at the line");
+			table_mismatch(row, "verb_text does not point at the line");
 		if (st != SMTP_PARSE_OK)
 			continue;
 		if (cmd.arg_len != strlen(c->arg) || memcmp(cmd.arg, c->arg, cmd.arg_len) != 0)
-			mismatch(row, "arg got '%s', want '%s'", esc(cmd.arg, cmd.arg_len),
-			         esc(c->arg, strlen(c->arg)));
+			table_mismatch(row, "arg got '%s', want '%s'", table_esc(cmd.arg, cmd.arg_len),
+			         table_esc(c->arg, strlen(c->arg)));
 		if (cmd.arg < c->line || cmd.arg + cmd.arg_len > c->line + len)
-			mismatch(row, "arg points outside the line");
+			table_mismatch(row, "arg points outside the line");
 	}
-	if (failures)
-		fail_msg("%d mismatches", failures);
+	if (table_failures)
+		fail_msg("%d mismatches", table_failures);
 }
 
 static void
@@ -295,43 +261,43 @@ static void
 test_mail_params(void **state)
 {
 	(void)state;
-	failures = 0;
+	table_reset();
 	for (size_t i = 0; i < sizeof(mail_cases) / sizeof(mail_cases[0]); i++) {
 		const struct mail_case *c = &mail_cases[i];
-		const char *row = esc(c->s, strlen(c->s)), *bad = NULL;
+		const char *row = table_esc(c->s, strlen(c->s)), *bad = NULL;
 		struct smtp_mail_params mp;
 		enum smtp_param_status st;
 		size_t bad_len = 0;
 
 		st = smtp_mail_params_parse(c->s, strlen(c->s), c->ext, &mp, &bad, &bad_len);
 		if (st != c->want) {
-			mismatch(row, "ext %#x: status got %d, want %d", c->ext, st, c->want);
+			table_mismatch(row, "ext %#x: status got %d, want %d", c->ext, st, c->want);
 			continue;
 		}
 		if (st != SMTP_PARAM_OK) {
 			if (bad == NULL || bad_len != strlen(c->bad) ||
 			    memcmp(bad, c->bad, bad_len))
-				mismatch(row, "bad_param got '%s', want '%s'",
-				         bad ? esc(bad, bad_len) : "(null)", c->bad);
+				table_mismatch(row, "bad_param got '%s', want '%s'",
+				         bad ? table_esc(bad, bad_len) : "(null)", c->bad);
 			continue;
 		}
 		if (mp.has_size != c->has_size || mp.size != c->size)
-			mismatch(row, "size got %d/%llu, want %d/%llu", mp.has_size,
+			table_mismatch(row, "size got %d/%llu, want %d/%llu", mp.has_size,
 			         (unsigned long long)mp.size, c->has_size,
 			         (unsigned long long)c->size);
 		if (mp.body != c->body)
-			mismatch(row, "body got %d, want %d", mp.body, c->body);
+			table_mismatch(row, "body got %d, want %d", mp.body, c->body);
 		if (mp.smtputf8 != c->smtputf8)
-			mismatch(row, "smtputf8 got %d, want %d", mp.smtputf8, c->smtputf8);
+			table_mismatch(row, "smtputf8 got %d, want %d", mp.smtputf8, c->smtputf8);
 		if (mp.ret != c->ret)
-			mismatch(row, "ret got %d, want %d", mp.ret, c->ret);
+			table_mismatch(row, "ret got %d, want %d", mp.ret, c->ret);
 		if (mp.has_envid != (c->envid != NULL) ||
 		    (c->envid != NULL && strcmp(mp.envid, c->envid) != 0))
-			mismatch(row, "envid got %d/'%s', want '%s'", mp.has_envid, mp.envid,
+			table_mismatch(row, "envid got %d/'%s', want '%s'", mp.has_envid, mp.envid,
 			         c->envid ? c->envid : "(none)");
 	}
-	if (failures)
-		fail_msg("%d mismatches", failures);
+	if (table_failures)
+		fail_msg("%d mismatches", table_failures);
 }
 
 /* ENVID: 100 decoded octets pass, 101 fail, however they are encoded. */
@@ -349,7 +315,7 @@ test_mail_envid_limit(void **state)
 	};
 
 	(void)state;
-	failures = 0;
+	table_reset();
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		char s[512], row[64];
 		struct smtp_mail_params mp;
@@ -363,12 +329,12 @@ test_mail_envid_limit(void **state)
 		         cases[i].hex ? " hexchars" : " octets");
 		st = smtp_mail_params_parse(s, n, SMTP_EXT_DSN, &mp, NULL, NULL);
 		if (st != cases[i].want)
-			mismatch(row, "status got %d, want %d", st, cases[i].want);
+			table_mismatch(row, "status got %d, want %d", st, cases[i].want);
 		else if (st == SMTP_PARAM_OK && strlen(mp.envid) != n - 7)
-			mismatch(row, "envid length got %zu, want %zu", strlen(mp.envid), n - 7);
+			table_mismatch(row, "envid length got %zu, want %zu", strlen(mp.envid), n - 7);
 	}
-	if (failures)
-		fail_msg("%d mismatches", failures);
+	if (table_failures)
+		fail_msg("%d mismatches", table_failures);
 }
 
 /* ---- RCPT parameters ---- */
@@ -444,35 +410,35 @@ static void
 test_rcpt_params(void **state)
 {
 	(void)state;
-	failures = 0;
+	table_reset();
 	for (size_t i = 0; i < sizeof(rcpt_cases) / sizeof(rcpt_cases[0]); i++) {
 		const struct rcpt_case *c = &rcpt_cases[i];
-		const char *row = esc(c->s, strlen(c->s)), *bad = NULL;
+		const char *row = table_esc(c->s, strlen(c->s)), *bad = NULL;
 		struct smtp_rcpt_params rp;
 		enum smtp_param_status st;
 		size_t bad_len = 0;
 
 		st = smtp_rcpt_params_parse(c->s, strlen(c->s), c->ext, &rp, &bad, &bad_len);
 		if (st != c->want) {
-			mismatch(row, "ext %#x: status got %d, want %d", c->ext, st, c->want);
+			table_mismatch(row, "ext %#x: status got %d, want %d", c->ext, st, c->want);
 			continue;
 		}
 		if (st != SMTP_PARAM_OK) {
 			if (bad == NULL || bad_len != strlen(c->bad) ||
 			    memcmp(bad, c->bad, bad_len))
-				mismatch(row, "bad_param got '%s', want '%s'",
-				         bad ? esc(bad, bad_len) : "(null)", c->bad);
+				table_mismatch(row, "bad_param got '%s', want '%s'",
+				         bad ? table_esc(bad, bad_len) : "(null)", c->bad);
 			continue;
 		}
 		if (rp.notify != c->notify)
-			mismatch(row, "notify got %#x, want %#x", rp.notify, c->notify);
+			table_mismatch(row, "notify got %#x, want %#x", rp.notify, c->notify);
 		if (rp.has_orcpt != (c->orcpt != NULL) ||
 		    (c->orcpt != NULL && strcmp(rp.orcpt, c->orcpt) != 0))
-			mismatch(row, "orcpt got %d/'%s', want '%s'", rp.has_orcpt, rp.orcpt,
+			table_mismatch(row, "orcpt got %d/'%s', want '%s'", rp.has_orcpt, rp.orcpt,
 			         c->orcpt ? c->orcpt : "(none)");
 	}
-	if (failures)
-		fail_msg("%d mismatches", failures);
+	if (table_failures)
+		fail_msg("%d mismatches", table_failures);
 }
 
 /* ORCPT: a value of 500 octets passes, 501 fails. */
@@ -490,7 +456,7 @@ test_rcpt_orcpt_limit(void **state)
 	};
 
 	(void)state;
-	failures = 0;
+	table_reset();
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		char s[1024], row[64];
 		struct smtp_rcpt_params rp;
@@ -502,13 +468,13 @@ test_rcpt_orcpt_limit(void **state)
 		snprintf(row, sizeof(row), "ORCPT value of %zu octets", cases[i].total);
 		st = smtp_rcpt_params_parse(s, n, SMTP_EXT_DSN, &rp, NULL, NULL);
 		if (st != cases[i].want)
-			mismatch(row, "status got %d, want %d", st, cases[i].want);
+			table_mismatch(row, "status got %d, want %d", st, cases[i].want);
 		else if (st == SMTP_PARAM_OK && strlen(rp.orcpt) != cases[i].total)
-			mismatch(row, "orcpt length got %zu, want %zu", strlen(rp.orcpt),
+			table_mismatch(row, "orcpt length got %zu, want %zu", strlen(rp.orcpt),
 			         cases[i].total);
 	}
-	if (failures)
-		fail_msg("%d mismatches", failures);
+	if (table_failures)
+		fail_msg("%d mismatches", table_failures);
 }
 
 /* ---- BDAT, HELO, xtext ---- */
@@ -550,20 +516,20 @@ test_bdat(void **state)
 	};
 
 	(void)state;
-	failures = 0;
+	table_reset();
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		uint64_t size = 12345;
 		bool last = false;
 		int r = smtp_bdat_parse(cases[i].s, strlen(cases[i].s), &size, &last);
 
 		if (r != cases[i].want)
-			mismatch(cases[i].s, "got %d, want %d", r, cases[i].want);
+			table_mismatch(cases[i].s, "got %d, want %d", r, cases[i].want);
 		else if (r == 0 && (size != cases[i].size || last != cases[i].last))
-			mismatch(cases[i].s, "got %llu/%d, want %llu/%d", (unsigned long long)size,
+			table_mismatch(cases[i].s, "got %llu/%d, want %llu/%d", (unsigned long long)size,
 			         last, (unsigned long long)cases[i].size, cases[i].last);
 	}
-	if (failures)
-		fail_msg("%d mismatches", failures);
+	if (table_failures)
+		fail_msg("%d mismatches", table_failures);
 }
 
 static void
@@ -591,26 +557,26 @@ test_helo(void **state)
 	char big[300], out[SMTP_HELO_MAX + 1], wide[300];
 
 	(void)state;
-	failures = 0;
+	table_reset();
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		int r;
 
 		memset(out, 'Z', sizeof(out));
 		r = smtp_helo_parse(cases[i].s, strlen(cases[i].s), out, cases[i].outsize);
 		if (r != cases[i].want)
-			mismatch(esc(cases[i].s, strlen(cases[i].s)), "got %d, want %d", r,
+			table_mismatch(table_esc(cases[i].s, strlen(cases[i].s)), "got %d, want %d", r,
 			         cases[i].want);
 		else if (r == 0 && strcmp(out, cases[i].out) != 0)
-			mismatch(cases[i].s, "out got '%s', want '%s'", out, cases[i].out);
+			table_mismatch(cases[i].s, "out got '%s', want '%s'", out, cases[i].out);
 	}
 	memset(big, 'h', sizeof(big));
 	if (smtp_helo_parse(big, SMTP_HELO_MAX, out, sizeof(out)) != 0 ||
 	    strlen(out) != SMTP_HELO_MAX)
-		mismatch("HELO of 255 octets", "got an error, want it copied");
+		table_mismatch("HELO of 255 octets", "got an error, want it copied");
 	if (smtp_helo_parse(big, SMTP_HELO_MAX + 1, wide, sizeof(wide)) != -1)
-		mismatch("HELO of 256 octets", "got 0, want -1");
-	if (failures)
-		fail_msg("%d mismatches", failures);
+		table_mismatch("HELO of 256 octets", "got 0, want -1");
+	if (table_failures)
+		fail_msg("%d mismatches", table_failures);
 }
 
 static void
@@ -637,7 +603,7 @@ test_xtext(void **state)
 	};
 
 	(void)state;
-	failures = 0;
+	table_reset();
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		char out[16];
 		size_t outlen = 999;
@@ -646,16 +612,16 @@ test_xtext(void **state)
 		r = smtp_xtext_decode(cases[i].s, strlen(cases[i].s), out, cases[i].outsize,
 		                      &outlen);
 		if (r != cases[i].want)
-			mismatch(esc(cases[i].s, strlen(cases[i].s)), "got %d, want %d", r,
+			table_mismatch(table_esc(cases[i].s, strlen(cases[i].s)), "got %d, want %d", r,
 			         cases[i].want);
 		else if (r == 0 &&
 		         (outlen != cases[i].outlen || memcmp(out, cases[i].out, outlen + 1) != 0))
-			mismatch(cases[i].s, "out got '%s' (%zu), want '%s' (%zu)",
-			         esc(out, outlen), outlen, esc(cases[i].out, cases[i].outlen),
+			table_mismatch(cases[i].s, "out got '%s' (%zu), want '%s' (%zu)",
+			         table_esc(out, outlen), outlen, table_esc(cases[i].out, cases[i].outlen),
 			         cases[i].outlen);
 	}
-	if (failures)
-		fail_msg("%d mismatches", failures);
+	if (table_failures)
+		fail_msg("%d mismatches", table_failures);
 }
 
 int
