@@ -4,7 +4,8 @@
 # after scripts/deps.sh --test.
 #
 # Suites: unit (cmocka), session (scripted SMTP over raw sockets), clients
-# (swaks, smtplib), crash (kill -9), docs (generated docs are current), then
+# (swaks, smtplib), crash (kill -9), style (clang-format), docs (generated
+# docs are current), then
 # unit+session again under AddressSanitizer+UBSan, then every libFuzzer
 # target over its seed corpus plus a short fuzzing run.
 set -u
@@ -95,6 +96,16 @@ unit_suite unit build
 py_suite session tests/session
 py_suite clients tests/clients
 py_suite crash tests/crash
+
+echo "== suite style"
+if clang-format --dry-run --Werror src/*/*.c src/*/*.h tests/unit/*.c tests/unit/*.h fuzz/*.c \
+	>"$OUT/style.log" 2>&1; then
+	note style 1 0
+else
+	head -n 30 "$OUT/style.log"
+	echo "clang-format disagrees with the code: run clang-format -i on the files above"
+	note style 0 1
+fi
 
 echo "== suite docs"
 if ./build/moatd --options | diff -u - <(sed -n '/^| name |/,/^$/p' docs/CONFIG.md | sed '/^$/d'); then

@@ -36,11 +36,11 @@ enum config_type {
 };
 
 static const char *const config_type_names[] = {
-	[CONFIG_T_STRING] = "string",     [CONFIG_T_PATH] = "path",
-	[CONFIG_T_BOOL] = "bool",         [CONFIG_T_UINT] = "integer",
-	[CONFIG_T_SIZE] = "size",         [CONFIG_T_DURATION] = "duration",
-	[CONFIG_T_LISTEN] = "addresses",  [CONFIG_T_LOGLEVEL] = "level",
-	[CONFIG_T_LOGTARGET] = "target",
+        [CONFIG_T_STRING] = "string",    [CONFIG_T_PATH] = "path",
+        [CONFIG_T_BOOL] = "bool",        [CONFIG_T_UINT] = "integer",
+        [CONFIG_T_SIZE] = "size",        [CONFIG_T_DURATION] = "duration",
+        [CONFIG_T_LISTEN] = "addresses", [CONFIG_T_LOGLEVEL] = "level",
+        [CONFIG_T_LOGTARGET] = "target",
 };
 
 struct config_option {
@@ -55,7 +55,7 @@ struct config_option {
 static const struct config_option config_options[] = {
 #define CONFIG_ROW(n, t, d, lo, hi, doc)                                                           \
 	{#n, CONFIG_T_##t, d, (uint64_t)(lo), (uint64_t)(hi), doc, offsetof(struct config, n)},
-	CONFIG_OPTIONS(CONFIG_ROW)
+        CONFIG_OPTIONS(CONFIG_ROW)
 #undef CONFIG_ROW
 };
 
@@ -175,8 +175,8 @@ config_parse_listen(struct config_parser *p, const char *name, const char *v,
 			return config_error(p, "%s: more than %d addresses", name,
 			                    CONFIG_LISTEN_MAX);
 		if (config_parse_listen_one(tok, &out->addr[out->n]) < 0)
-			return config_error(p, "%s: '%s' is not ADDRESS:PORT or [IPv6]:PORT",
-			                    name, tok);
+			return config_error(p, "%s: '%s' is not ADDRESS:PORT or [IPv6]:PORT", name,
+			                    tok);
 		out->n++;
 	}
 	if (out->n == 0)
@@ -251,9 +251,9 @@ config_set(struct config_parser *p, const struct config_option *o, const char *v
 	}
 	if (r < 0) {
 		static const char *const hint[] = {
-			[CONFIG_T_UINT] = "a whole number",
-			[CONFIG_T_SIZE] = "a size such as 4096, 64k, 50M or 1G",
-			[CONFIG_T_DURATION] = "a duration such as 500ms, 30s, 5m, 2h or 5d",
+		        [CONFIG_T_UINT] = "a whole number",
+		        [CONFIG_T_SIZE] = "a size such as 4096, 64k, 50M or 1G",
+		        [CONFIG_T_DURATION] = "a duration such as 500ms, 30s, 5m, 2h or 5d",
 		};
 		return config_error(p, "%s: '%s' is not %s", o->name, v, hint[o->type]);
 	}
@@ -310,8 +310,8 @@ config_domain_recipients(struct config_parser *p, struct config_domain *d, const
 		if (strcmp(a.domain, d->name) != 0)
 			return config_error(p, "recipients: '%s' is not in domain %s", tok,
 			                    d->name);
-		d->recipients = xrealloc(d->recipients,
-		                         (d->nrecipients + 1) * sizeof(*d->recipients));
+		d->recipients =
+		        xrealloc(d->recipients, (d->nrecipients + 1) * sizeof(*d->recipients));
 		d->recipients[d->nrecipients++] = xstrdup(a.local);
 	}
 	if (d->nrecipients == 0)
@@ -332,13 +332,13 @@ config_domain_set(struct config_parser *p, const char *key, const char *v)
 			return 0;
 		}
 		if (strncmp(v, "smtp:", 5) == 0 || strcmp(v, "mx") == 0)
-			return config_error(p, "route: '%s': SMTP routes are not available in "
-			                       "this version of moat (only 'maildir')",
+			return config_error(p,
+			                    "route: '%s': SMTP routes are not available in "
+			                    "this version of moat (only 'maildir')",
 			                    v);
 		return config_error(p, "route: '%s' is not 'maildir'", v);
 	}
-	return config_error(p, "unknown key '%s' in [domain %s] (recipients, route)", key,
-	                    d->name);
+	return config_error(p, "unknown key '%s' in [domain %s] (recipients, route)", key, d->name);
 }
 
 static int
@@ -365,8 +365,8 @@ config_section(struct config_parser *p, char *s)
 	free(probe);
 	for (size_t i = 0; i < p->c->ndomains; i++)
 		if (strcmp(p->c->domains[i].name, a.domain) == 0)
-			return config_error(p, "domain %s is already declared on line %u",
-			                    a.domain, p->c->domains[i].line);
+			return config_error(p, "domain %s is already declared on line %u", a.domain,
+			                    p->c->domains[i].line);
 	p->c->domains = xrealloc(p->c->domains, (p->c->ndomains + 1) * sizeof(*p->c->domains));
 	d = &p->c->domains[p->c->ndomains++];
 	memset(d, 0, sizeof(*d));

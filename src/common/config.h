@@ -40,14 +40,14 @@ struct config_listen_list {
 };
 
 /* Types: C type of the field and how the value is parsed. */
-#define CONFIG_CT_STRING   char *
-#define CONFIG_CT_PATH     char *
-#define CONFIG_CT_BOOL     bool
-#define CONFIG_CT_UINT     uint64_t
-#define CONFIG_CT_SIZE     uint64_t
-#define CONFIG_CT_DURATION uint64_t /* milliseconds */
-#define CONFIG_CT_LISTEN   struct config_listen_list
-#define CONFIG_CT_LOGLEVEL enum log_level
+#define CONFIG_CT_STRING    char *
+#define CONFIG_CT_PATH      char *
+#define CONFIG_CT_BOOL      bool
+#define CONFIG_CT_UINT      uint64_t
+#define CONFIG_CT_SIZE      uint64_t
+#define CONFIG_CT_DURATION  uint64_t /* milliseconds */
+#define CONFIG_CT_LISTEN    struct config_listen_list
+#define CONFIG_CT_LOGLEVEL  enum log_level
 #define CONFIG_CT_LOGTARGET enum log_target
 
 /*
@@ -56,9 +56,11 @@ struct config_listen_list {
  */
 #define CONFIG_OPTIONS(X)                                                                          \
 	X(hostname, STRING, "", 0, 0,                                                              \
-	  "Name moatd uses in its greeting, EHLO reply and Received header. Empty: the host name.") \
+	  "Name moatd uses in its greeting, EHLO reply and Received header. Empty: the host "      \
+	  "name.")                                                                                 \
 	X(smtp_listen, LISTEN, "127.0.0.1:2525", 0, 0,                                             \
-	  "SMTP listening addresses, comma separated: 127.0.0.1:25, [::1]:25, 0.0.0.0:25, [::]:25.") \
+	  "SMTP listening addresses, comma separated: 127.0.0.1:25, [::1]:25, 0.0.0.0:25, "        \
+	  "[::]:25.")                                                                              \
 	X(data_dir, PATH, "/var/lib/moat", 0, 0,                                                   \
 	  "Directory for the spool (incoming/, queue/, corrupt/) and local Maildirs (maildir/).")  \
 	X(user, STRING, "moat", 0, 0,                                                              \
@@ -66,44 +68,45 @@ struct config_listen_list {
 	X(log_level, LOGLEVEL, "info", 0, 0, "error, warn, info or debug.")                        \
 	X(log_target, LOGTARGET, "stderr", 0, 0, "stderr or syslog (facility mail).")              \
 	X(tls_cert, PATH, "", 0, 0,                                                                \
-	  "PEM certificate chain for STARTTLS. Empty: STARTTLS is not offered. Reloaded on SIGHUP.") \
+	  "PEM certificate chain for STARTTLS. Empty: STARTTLS is not offered. Reloaded on "       \
+	  "SIGHUP.")                                                                               \
 	X(tls_key, PATH, "", 0, 0, "PEM private key for tls_cert.")                                \
-	X(tls_ciphers, STRING, "HIGH:!aNULL:!MD5:!RC4:!3DES", 0, 0,                               \
-	  "OpenSSL cipher list for TLS 1.2 (TLS 1.3 suites are OpenSSL's defaults).")             \
+	X(tls_ciphers, STRING, "HIGH:!aNULL:!MD5:!RC4:!3DES", 0, 0,                                \
+	  "OpenSSL cipher list for TLS 1.2 (TLS 1.3 suites are OpenSSL's defaults).")              \
 	X(smtp_max_message_size, SIZE, "50M", 1024, 2147483647,                                    \
-	  "Largest message accepted, advertised in EHLO SIZE. Over it: 552 5.3.4.")               \
+	  "Largest message accepted, advertised in EHLO SIZE. Over it: 552 5.3.4.")                \
 	X(smtp_max_recipients, UINT, "1000", 1, 100000,                                            \
 	  "Recipients per message. Over it: 452 4.5.3 (RFC 5321 4.5.3.1.10).")                     \
 	X(smtp_max_header_size, SIZE, "256k", 1024, 67108864,                                      \
 	  "Size of the header block. Over it: 552 5.3.4.")                                         \
 	X(smtp_max_line_length, UINT, "1000", 1000, 1048576,                                       \
-	  "Longest text line in message data, octets incl. CRLF (RFC 5321 4.5.3.1.6). Over it: "  \
+	  "Longest text line in message data, octets incl. CRLF (RFC 5321 4.5.3.1.6). Over it: "   \
 	  "500 5.5.2.")                                                                            \
 	X(smtp_max_received, UINT, "50", 1, 1000,                                                  \
-	  "Received header fields a message may carry. Over it: 554 5.4.6 (mail loop).")         \
+	  "Received header fields a message may carry. Over it: 554 5.4.6 (mail loop).")           \
 	X(smtp_max_sessions, UINT, "1000", 1, 1000000,                                             \
-	  "Concurrent SMTP sessions in total. Over it: 421 4.7.0 at connect.")                    \
+	  "Concurrent SMTP sessions in total. Over it: 421 4.7.0 at connect.")                     \
 	X(smtp_max_sessions_per_ip, UINT, "50", 1, 1000000,                                        \
-	  "Concurrent SMTP sessions from one client address. Over it: 421 4.7.0 at connect.")     \
+	  "Concurrent SMTP sessions from one client address. Over it: 421 4.7.0 at connect.")      \
 	X(smtp_max_errors, UINT, "20", 1, 10000,                                                   \
 	  "Error replies in one session before moatd says 421 4.7.0 and disconnects.")             \
 	X(smtp_greeting_delay, DURATION, "1s", 0, 60000,                                           \
-	  "Wait before the 220 greeting; a client that talks first is dropped (554 5.5.0).")      \
+	  "Wait before the 220 greeting; a client that talks first is dropped (554 5.5.0).")       \
 	X(smtp_command_timeout, DURATION, "5m", 1000, 86400000,                                    \
-	  "Time for a client to send a whole command (RFC 5321 4.5.3.2.7: at least 5 minutes).")  \
+	  "Time for a client to send a whole command (RFC 5321 4.5.3.2.7: at least 5 minutes).")   \
 	X(smtp_data_timeout, DURATION, "3m", 1000, 86400000,                                       \
-	  "Time without any data octets during DATA/BDAT (RFC 5321 4.5.3.2.5 data block).")       \
+	  "Time without any data octets during DATA/BDAT (RFC 5321 4.5.3.2.5 data block).")        \
 	X(smtp_min_data_rate, UINT, "500", 0, 1073741824,                                          \
-	  "Bytes/s a DATA/BDAT transfer must average once it has run smtp_min_data_rate_after; "  \
+	  "Bytes/s a DATA/BDAT transfer must average once it has run smtp_min_data_rate_after; "   \
 	  "0 disables. Slower: 421 4.4.2.")                                                        \
 	X(smtp_min_data_rate_after, DURATION, "30s", 0, 3600000,                                   \
-	  "How long a DATA/BDAT transfer may run before smtp_min_data_rate is enforced.")         \
+	  "How long a DATA/BDAT transfer may run before smtp_min_data_rate is enforced.")          \
 	X(smtp_shutdown_timeout, DURATION, "30s", 0, 3600000,                                      \
-	  "On SIGTERM, how long transactions in progress may take to finish before moatd exits.") \
+	  "On SIGTERM, how long transactions in progress may take to finish before moatd exits.")  \
 	X(spool_min_free, SIZE, "100M", 0, UINT64_MAX / 2,                                         \
 	  "Free space the spool file system must keep; below it MAIL gets 452 4.3.1.")             \
 	X(spool_writers, UINT, "16", 1, 64,                                                        \
-	  "Threads that write and sync accepted messages in parallel (group commit).")            \
+	  "Threads that write and sync accepted messages in parallel (group commit).")             \
 	X(delivery_paused, BOOL, "no", 0, 0,                                                       \
 	  "Accept and queue mail but deliver nothing (maintenance; benchmarks).")
 

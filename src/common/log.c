@@ -16,10 +16,10 @@ static enum log_target log_target = LOG_TARGET_STDERR;
 static enum log_level log_level = LOG_LEVEL_INFO;
 
 static const char *const log_level_names[] = {
-	[LOG_LEVEL_ERROR] = "error",
-	[LOG_LEVEL_WARN] = "warn",
-	[LOG_LEVEL_INFO] = "info",
-	[LOG_LEVEL_DEBUG] = "debug",
+        [LOG_LEVEL_ERROR] = "error",
+        [LOG_LEVEL_WARN] = "warn",
+        [LOG_LEVEL_INFO] = "info",
+        [LOG_LEVEL_DEBUG] = "debug",
 };
 
 void
@@ -73,7 +73,8 @@ log_vmsg(enum log_level level, const char *fmt, va_list ap)
 		off += snprintf(line + off, sizeof(line) - (size_t)off, ".%03ldZ ",
 		                ts.tv_nsec / 1000000);
 	}
-	off += snprintf(line + off, sizeof(line) - (size_t)off, "level=%s ", log_level_names[level]);
+	off += snprintf(line + off, sizeof(line) - (size_t)off, "level=%s ",
+	                log_level_names[level]);
 	if (off < (int)sizeof(line))
 		vsnprintf(line + off, sizeof(line) - (size_t)off, fmt, ap);
 

@@ -27,13 +27,13 @@
 
 enum mailaddr_status {
 	MAILADDR_OK = 0,
-	MAILADDR_ESYNTAX,            /* not a Path/Mailbox: 501 5.1.3 (5.1.7 for a sender) */
-	MAILADDR_ELOCAL_TOO_LONG,    /* local part over 64 octets: 501 5.1.3 */
-	MAILADDR_EDOMAIN_TOO_LONG,   /* domain over 255 octets: 501 5.1.3 */
-	MAILADDR_EPATH_TOO_LONG,     /* path over 256 octets: 501 5.1.3 */
-	MAILADDR_E8BIT,              /* non-ASCII without SMTPUTF8: 553 5.6.7 */
-	MAILADDR_ENUL,               /* NUL or a control character: 501 5.1.3 */
-	MAILADDR_EROUTING,           /* %, ! or a quoted @ in the local part: 550 5.7.1 */
+	MAILADDR_ESYNTAX,          /* not a Path/Mailbox: 501 5.1.3 (5.1.7 for a sender) */
+	MAILADDR_ELOCAL_TOO_LONG,  /* local part over 64 octets: 501 5.1.3 */
+	MAILADDR_EDOMAIN_TOO_LONG, /* domain over 255 octets: 501 5.1.3 */
+	MAILADDR_EPATH_TOO_LONG,   /* path over 256 octets: 501 5.1.3 */
+	MAILADDR_E8BIT,            /* non-ASCII without SMTPUTF8: 553 5.6.7 */
+	MAILADDR_ENUL,             /* NUL or a control character: 501 5.1.3 */
+	MAILADDR_EROUTING,         /* %, ! or a quoted @ in the local part: 550 5.7.1 */
 };
 
 /* Flags for mailaddr_parse(). */
@@ -64,8 +64,8 @@ struct mailaddr {
  * MAILADDR_F_NO_ANGLES the whole of s must be the mailbox. On error *out
  * is unspecified.
  */
-enum mailaddr_status mailaddr_parse(const char *s, size_t len, unsigned flags,
-                                    struct mailaddr *out, size_t *consumed);
+enum mailaddr_status mailaddr_parse(const char *s, size_t len, unsigned flags, struct mailaddr *out,
+                                    size_t *consumed);
 
 /* "local@domain" (or "" for the null path) into buf; returns buf. */
 const char *mailaddr_format(const struct mailaddr *a, char *buf, size_t bufsize);

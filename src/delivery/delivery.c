@@ -18,7 +18,7 @@ struct delivery_item {
 	char id[SPOOL_ID_LEN + 1];
 	uint64_t not_before_ms; /* retry time, 0 = now */
 	unsigned attempts;
-	char **done;            /* recipients already delivered */
+	char **done; /* recipients already delivered */
 	size_t ndone;
 	struct delivery_item *next;
 };
@@ -130,7 +130,8 @@ delivery_one(struct delivery *d, struct delivery_item *it, struct policy *pol)
 	case SPOOL_ECORRUPT:
 		log_error("event=spool_corrupt id=%s action=set_aside", it->id);
 		if (spool_set_aside(d->spool, it->id) < 0)
-			log_error("event=spool_corrupt id=%s error=\"%s\"", it->id, strerror(errno));
+			log_error("event=spool_corrupt id=%s error=\"%s\"", it->id,
+			          strerror(errno));
 		return true;
 	case SPOOL_EIO:
 		log_error("event=spool_read_error id=%s reason=\"%s\"", it->id, strerror(errno));
@@ -144,8 +145,8 @@ delivery_one(struct delivery *d, struct delivery_item *it, struct policy *pol)
 		if (delivery_has_done(it, rcpt))
 			continue;
 		if (r == NULL) {
-			log_warn("event=deferred id=%s to=<%s> reason=\"no route for domain\"", it->id,
-			         rcpt);
+			log_warn("event=deferred id=%s to=<%s> reason=\"no route for domain\"",
+			         it->id, rcpt);
 			failed++;
 			continue;
 		}

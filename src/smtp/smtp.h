@@ -13,8 +13,8 @@ struct policy;
 struct spool;
 struct smtp_server;
 
-struct smtp_server *smtp_server_new(struct event_base *base, struct config *cfg,
-                                    struct policy *pol, struct spool *spool);
+struct smtp_server *smtp_server_new(struct event_base *base, struct config *cfg, struct policy *pol,
+                                    struct spool *spool);
 /* The spool, opened after privileges are dropped, before accepting. */
 void smtp_server_set_spool(struct smtp_server *srv, struct spool *spool);
 /* Bind every smtp_listen address (before privileges are dropped). */
@@ -28,8 +28,8 @@ void smtp_server_enable(struct smtp_server *srv);
  * (on failure the old one stays and -1 is returned with err). Live
  * sessions keep what they started with.
  */
-int smtp_server_reload(struct smtp_server *srv, struct config *cfg, struct policy *pol,
-                       char *err, size_t errsize);
+int smtp_server_reload(struct smtp_server *srv, struct config *cfg, struct policy *pol, char *err,
+                       size_t errsize);
 /*
  * SIGTERM: stop accepting, say 421 to idle sessions, let transactions in
  * progress finish for up to smtp_shutdown_timeout, then close the rest.

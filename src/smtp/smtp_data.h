@@ -28,8 +28,8 @@
 #define SMTP_TEXT_LINE_MAX 1000 /* RFC 5321 4.5.3.1.6, octets incl. CRLF */
 
 enum smtp_data_mode {
-	SMTP_DATA_MODE_DOT,  /* DATA: dot-stuffed, ends at CRLF.CRLF */
-	SMTP_DATA_MODE_RAW,  /* BDAT: raw octets, the caller knows the length */
+	SMTP_DATA_MODE_DOT, /* DATA: dot-stuffed, ends at CRLF.CRLF */
+	SMTP_DATA_MODE_RAW, /* BDAT: raw octets, the caller knows the length */
 };
 
 /* Flags accumulated over the message (struct smtp_data_scan.flags). */
@@ -46,16 +46,16 @@ struct smtp_data_scan {
 	/* private state, see smtp_data.c */
 	int state;
 	enum smtp_data_mode mode;
-	size_t line_len;        /* wire octets in the current line, excl. CRLF */
-	bool in_header;         /* still in the header block */
-	size_t header_bytes;    /* octets of the header block so far */
-	size_t header_max;      /* limit for SMTP_DATA_HEADER_TOO_BIG */
-	size_t line_max;        /* limit for SMTP_DATA_LONG_LINE, octets incl. CRLF */
-	unsigned hdr_match;     /* progress matching "received:" at line start */
+	size_t line_len;     /* wire octets in the current line, excl. CRLF */
+	bool in_header;      /* still in the header block */
+	size_t header_bytes; /* octets of the header block so far */
+	size_t header_max;   /* limit for SMTP_DATA_HEADER_TOO_BIG */
+	size_t line_max;     /* limit for SMTP_DATA_LONG_LINE, octets incl. CRLF */
+	unsigned hdr_match;  /* progress matching "received:" at line start */
 	/* results */
-	unsigned flags;         /* SMTP_DATA_* */
-	unsigned received;      /* Received: header fields seen in the header block */
-	uint64_t size;          /* payload octets emitted (after unstuffing) */
+	unsigned flags;    /* SMTP_DATA_* */
+	unsigned received; /* Received: header fields seen in the header block */
+	uint64_t size;     /* payload octets emitted (after unstuffing) */
 };
 
 /*
@@ -75,8 +75,8 @@ void smtp_data_init(struct smtp_data_scan *ds, enum smtp_data_mode mode, size_t 
  * commands). The CRLF before the "." belongs to the message and is
  * emitted. In RAW mode all octets are consumed and *done stays false.
  */
-size_t smtp_data_feed(struct smtp_data_scan *ds, const char *in, size_t len,
-                      smtp_data_emit_fn emit, void *ctx, bool *done);
+size_t smtp_data_feed(struct smtp_data_scan *ds, const char *in, size_t len, smtp_data_emit_fn emit,
+                      void *ctx, bool *done);
 
 /*
  * End of a RAW (BDAT LAST) message: settles a pending CR at the very end

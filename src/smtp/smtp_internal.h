@@ -95,8 +95,8 @@ struct smtp_session {
 	unsigned errors;
 	unsigned messages;
 	const char *close_reason; /* static text, for the disconnect log line */
-	bool skip_line;        /* discarding the rest of an over-long command line */
-	bool quit_after_reply; /* shutting down: 421 after the transaction */
+	bool skip_line;           /* discarding the rest of an over-long command line */
+	bool quit_after_reply;    /* shutting down: 421 after the transaction */
 
 	/* the transaction */
 	struct smtp_mail_params mp;
@@ -104,13 +104,13 @@ struct smtp_session {
 	struct spool_msg *msg;
 	struct smtp_data_scan scan;
 	bool too_big;
-	bool chunking;        /* the transaction uses BDAT */
-	uint64_t chunk_left;  /* octets of the current BDAT chunk still to read */
+	bool chunking;       /* the transaction uses BDAT */
+	uint64_t chunk_left; /* octets of the current BDAT chunk still to read */
 	bool chunk_last;
-	bool chunk_discard;   /* the chunk is read and thrown away */
+	bool chunk_discard;      /* the chunk is read and thrown away */
 	const char *chunk_error; /* reply after a discarded chunk */
 	uint64_t data_start_ms;
-	uint64_t data_wire;   /* octets read in DATA/BDAT, for the rate check */
+	uint64_t data_wire; /* octets read in DATA/BDAT, for the rate check */
 };
 
 void smtp_session_new(struct smtp_server *srv, int fd, struct sockaddr *sa, socklen_t salen);

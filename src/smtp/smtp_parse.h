@@ -17,13 +17,13 @@
 
 #include "../common/mailaddr.h"
 
-#define SMTP_CMD_LINE_MAX   512 /* RFC 5321 4.5.3.1.4, octets incl. CRLF */
+#define SMTP_CMD_LINE_MAX 512 /* RFC 5321 4.5.3.1.4, octets incl. CRLF */
 /* MAIL and RCPT may be longer by what their parameters add (RFC 3461 4.1:
  * ENVID/RET 100, ORCPT/NOTIFY 500; RFC 1870: SIZE 26). */
 #define SMTP_CMD_LINE_PARAMS_MAX (SMTP_CMD_LINE_MAX + 500 + 100 + 26)
-#define SMTP_ENVID_MAX      100 /* RFC 3461 4.4, decoded octets */
-#define SMTP_ORCPT_MAX      500 /* RFC 3461 4.2, xtext-encoded octets */
-#define SMTP_HELO_MAX       255
+#define SMTP_ENVID_MAX           100 /* RFC 3461 4.4, decoded octets */
+#define SMTP_ORCPT_MAX           500 /* RFC 3461 4.2, xtext-encoded octets */
+#define SMTP_HELO_MAX            255
 
 enum smtp_verb {
 	SMTP_VERB_UNKNOWN = 0,
@@ -41,7 +41,7 @@ enum smtp_verb {
 	SMTP_VERB_HELP,
 	SMTP_VERB_STARTTLS,
 	SMTP_VERB_AUTH,
-	SMTP_VERB_HTTP,   /* GET, POST, CONNECT, HEAD, PUT: a proxy probe, drop */
+	SMTP_VERB_HTTP, /* GET, POST, CONNECT, HEAD, PUT: a proxy probe, drop */
 	SMTP_VERB_COUNT
 };
 
@@ -57,9 +57,9 @@ struct smtp_cmd {
 
 enum smtp_parse_status {
 	SMTP_PARSE_OK = 0,
-	SMTP_PARSE_EMPTY,      /* empty line: 500 5.5.2 */
-	SMTP_PARSE_BADCHAR,    /* NUL, CR or LF anywhere, 8-bit in the verb: 500 5.5.2 */
-	SMTP_PARSE_SYNTAX,     /* MAIL without FROM:, RCPT without TO: etc.: 501 5.5.4 */
+	SMTP_PARSE_EMPTY,   /* empty line: 500 5.5.2 */
+	SMTP_PARSE_BADCHAR, /* NUL, CR or LF anywhere, 8-bit in the verb: 500 5.5.2 */
+	SMTP_PARSE_SYNTAX,  /* MAIL without FROM:, RCPT without TO: etc.: 501 5.5.4 */
 };
 
 /*
@@ -89,8 +89,8 @@ struct smtp_mail_params {
 };
 
 struct smtp_rcpt_params {
-	unsigned notify;                    /* SMTP_NOTIFY_* bits, 0 = unspecified */
-	char orcpt[SMTP_ORCPT_MAX + 1];     /* "rfc822;xtext" as received */
+	unsigned notify;                /* SMTP_NOTIFY_* bits, 0 = unspecified */
+	char orcpt[SMTP_ORCPT_MAX + 1]; /* "rfc822;xtext" as received */
 	bool has_orcpt;
 };
 
@@ -103,11 +103,11 @@ enum smtp_param_status {
 
 /* Which extensions the session offered; a parameter of an extension not
  * offered is SMTP_PARAM_UNKNOWN. */
-#define SMTP_EXT_SIZE      0x01
-#define SMTP_EXT_8BITMIME  0x02
-#define SMTP_EXT_SMTPUTF8  0x04
-#define SMTP_EXT_DSN       0x08
-#define SMTP_EXT_CHUNKING  0x10 /* allows BODY=BINARYMIME only with BINARYMIME too */
+#define SMTP_EXT_SIZE       0x01
+#define SMTP_EXT_8BITMIME   0x02
+#define SMTP_EXT_SMTPUTF8   0x04
+#define SMTP_EXT_DSN        0x08
+#define SMTP_EXT_CHUNKING   0x10 /* allows BODY=BINARYMIME only with BINARYMIME too */
 #define SMTP_EXT_BINARYMIME 0x20
 
 /*
@@ -121,11 +121,11 @@ enum smtp_param_status {
  * *bad_len its length).
  */
 enum smtp_param_status smtp_mail_params_parse(const char *s, size_t len, unsigned ext,
-                                              struct smtp_mail_params *out,
-                                              const char **bad_param, size_t *bad_len);
+                                              struct smtp_mail_params *out, const char **bad_param,
+                                              size_t *bad_len);
 enum smtp_param_status smtp_rcpt_params_parse(const char *s, size_t len, unsigned ext,
-                                              struct smtp_rcpt_params *out,
-                                              const char **bad_param, size_t *bad_len);
+                                              struct smtp_rcpt_params *out, const char **bad_param,
+                                              size_t *bad_len);
 
 /*
  * Parse the argument of BDAT: "<chunk-size> [SP LAST]". chunk-size is

@@ -46,18 +46,16 @@
 #include <time.h>
 #include <unistd.h>
 
-#define SMTP_INPUT_MAX      (64 * 1024)
-#define SMTP_OUTPUT_MAX     (64 * 1024)
-#define SMTP_CLOSE_LINGER   10000 /* ms to flush a last reply */
-#define SMTP_REPLY_MAX      512
+#define SMTP_INPUT_MAX    (64 * 1024)
+#define SMTP_OUTPUT_MAX   (64 * 1024)
+#define SMTP_CLOSE_LINGER 10000 /* ms to flush a last reply */
+#define SMTP_REPLY_MAX    512
 
 static const char *const smtp_state_names[SMTP_S_COUNT] = {
-	[SMTP_S_CONNECTED] = "CONNECTED", [SMTP_S_GREETED] = "GREETED",
-	[SMTP_S_READY] = "READY",         [SMTP_S_MAIL] = "MAIL",
-	[SMTP_S_RCPT] = "RCPT",           [SMTP_S_DATA] = "DATA",
-	[SMTP_S_CHUNK] = "CHUNK",         [SMTP_S_BDAT] = "BDAT",
-	[SMTP_S_COMMIT] = "COMMIT",       [SMTP_S_STARTTLS] = "STARTTLS",
-	[SMTP_S_CLOSING] = "CLOSING",
+        [SMTP_S_CONNECTED] = "CONNECTED", [SMTP_S_GREETED] = "GREETED", [SMTP_S_READY] = "READY",
+        [SMTP_S_MAIL] = "MAIL",           [SMTP_S_RCPT] = "RCPT",       [SMTP_S_DATA] = "DATA",
+        [SMTP_S_CHUNK] = "CHUNK",         [SMTP_S_BDAT] = "BDAT",       [SMTP_S_COMMIT] = "COMMIT",
+        [SMTP_S_STARTTLS] = "STARTTLS",   [SMTP_S_CLOSING] = "CLOSING",
 };
 
 #define ST(x) (1u << SMTP_S_##x)
@@ -66,8 +64,8 @@ static const char *const smtp_state_names[SMTP_S_COUNT] = {
 
 struct smtp_command {
 	enum smtp_verb verb;
-	unsigned states;  /* where the command is allowed (else 503) */
-	bool ends_group;  /* RFC 2920 3.1 / RFC 3207 4: nothing may follow it unseen */
+	unsigned states; /* where the command is allowed (else 503) */
+	bool ends_group; /* RFC 2920 3.1 / RFC 3207 4: nothing may follow it unseen */
 	void (*proceed)(struct smtp_session *s, const struct smtp_cmd *cmd);
 };
 
@@ -211,9 +209,9 @@ static const char *
 smtp_protocol(const struct smtp_session *s)
 {
 	static const char *const names[2][2][2] = {
-		/* [utf8][esmtp][tls] */
-		{{"SMTP", "SMTPS"}, {"ESMTP", "ESMTPS"}},
-		{{"UTF8SMTP", "UTF8SMTPS"}, {"UTF8SMTP", "UTF8SMTPS"}},
+	        /* [utf8][esmtp][tls] */
+	        {{"SMTP", "SMTPS"}, {"ESMTP", "ESMTPS"}},
+	        {{"UTF8SMTP", "UTF8SMTPS"}, {"UTF8SMTP", "UTF8SMTPS"}},
 	};
 	return names[s->mp.smtputf8][s->esmtp][s->tls_done];
 }
@@ -265,8 +263,8 @@ smtp_message_begin(struct smtp_session *s, enum smtp_data_mode mode)
 	             "\tby %s (moat) with %s id %s%s%s;\r\n"
 	             "\t%s\r\n",
 	             s->helo[0] ? s->helo : "unknown", strchr(s->addr, ':') ? "[IPv6:" : "[",
-	             s->addr, "]", s->cfg->hostname, smtp_protocol(s), spool_msg_id(s->msg),
-	             tls, forclause, date);
+	             s->addr, "]", s->cfg->hostname, smtp_protocol(s), spool_msg_id(s->msg), tls,
+	             forclause, date);
 	if (n > 0 && (size_t)n < sizeof(hdr))
 		spool_msg_write(s->msg, hdr, (size_t)n);
 }
@@ -315,8 +313,9 @@ smtp_commit_cb(void *arg, struct spool_msg *m, int err)
 			if (err == ENOSPC || err == EDQUOT)
 				smtp_reply(s, "452 4.3.1 Insufficient system storage");
 			else
-				smtp_reply(s, "451 4.3.0 Local error writing the message; try again "
-				              "later");
+				smtp_reply(s,
+				           "451 4.3.0 Local error writing the message; try again "
+				           "later");
 			log_error("event=spool_error sid=%llu id=%s reason=\"%s\"",
 			          (unsigned long long)s->sid, spool_msg_id(m), strerror(err));
 		} else {
@@ -586,8 +585,8 @@ smtp_input_line(struct smtp_session *s, struct evbuffer *in)
 	evbuffer_remove(in, line, len);
 	evbuffer_drain(in, eol_len);
 	/* Only MAIL and RCPT get the room their parameters need. */
-	if (len + 2 > SMTP_CMD_LINE_MAX && !(len >= 4 && (mem_ieq(line, "MAIL", 4) ||
-	                                                  mem_ieq(line, "RCPT", 4)))) {
+	if (len + 2 > SMTP_CMD_LINE_MAX &&
+	    !(len >= 4 && (mem_ieq(line, "MAIL", 4) || mem_ieq(line, "RCPT", 4)))) {
 		smtp_reply(s, "500 5.5.2 Line too long");
 		return true;
 	}
@@ -626,10 +625,11 @@ smtp_input(struct smtp_session *s)
 		case SMTP_S_CONNECTED:
 			if (avail == 0)
 				return;
-			log_info("event=early_talker sid=%llu client=%s", (unsigned long long)s->sid,
-			         s->addr);
-			smtp_close_after(s, "554 5.5.0 SMTP protocol violation: talked before "
-			                    "the greeting",
+			log_info("event=early_talker sid=%llu client=%s",
+			         (unsigned long long)s->sid, s->addr);
+			smtp_close_after(s,
+			                 "554 5.5.0 SMTP protocol violation: talked before "
+			                 "the greeting",
 			                 "early talker");
 			return;
 		case SMTP_S_COMMIT:
@@ -705,8 +705,7 @@ smtp_extensions(const struct smtp_session *s)
 }
 
 static bool
-smtp_param_error(struct smtp_session *s, enum smtp_param_status st, const char *bad,
-                 size_t badlen)
+smtp_param_error(struct smtp_session *s, enum smtp_param_status st, const char *bad, size_t badlen)
 {
 	char q[64];
 
@@ -735,8 +734,8 @@ smtp_cmd_mail(struct smtp_session *s, const struct smtp_cmd *cmd)
 	size_t used = 0, badlen = 0;
 	char buf[MAILADDR_FORMAT_MAX];
 
-	switch (mailaddr_parse(cmd->arg, cmd->arg_len, MAILADDR_F_NULL_OK | MAILADDR_F_SMTPUTF8,
-	                       &a, &used)) {
+	switch (mailaddr_parse(cmd->arg, cmd->arg_len, MAILADDR_F_NULL_OK | MAILADDR_F_SMTPUTF8, &a,
+	                       &used)) {
 	case MAILADDR_OK:
 		break;
 	case MAILADDR_E8BIT:
@@ -832,8 +831,8 @@ smtp_cmd_rcpt(struct smtp_session *s, const struct smtp_cmd *cmd)
 	return;
 rejected:
 	log_info("event=rcpt_rejected sid=%llu client=%s to=%s reason=\"%s\"",
-	         (unsigned long long)s->sid, s->addr, log_quote(q, sizeof(q), cmd->arg, cmd->arg_len),
-	         why);
+	         (unsigned long long)s->sid, s->addr,
+	         log_quote(q, sizeof(q), cmd->arg, cmd->arg_len), why);
 }
 
 static void
@@ -876,8 +875,9 @@ smtp_cmd_bdat(struct smtp_session *s, const struct smtp_cmd *cmd)
 		/* next chunk of the same message */
 	} else {
 		s->chunk_discard = true;
-		s->chunk_error = s->state == SMTP_S_MAIL ? "554 5.5.1 No valid recipients"
-		                                         : "503 5.5.1 Need MAIL and RCPT before BDAT";
+		s->chunk_error = s->state == SMTP_S_MAIL
+		                         ? "554 5.5.1 No valid recipients"
+		                         : "503 5.5.1 Need MAIL and RCPT before BDAT";
 	}
 	smtp_enter_state(s, SMTP_S_CHUNK);
 	if (s->chunk_left == 0)
@@ -961,20 +961,20 @@ smtp_cmd_starttls(struct smtp_session *s, const struct smtp_cmd *cmd)
 }
 
 static const struct smtp_command smtp_commands[] = {
-	{SMTP_VERB_HELO, SMTP_COMMAND_STATES, true, smtp_cmd_helo},
-	{SMTP_VERB_EHLO, SMTP_COMMAND_STATES, true, smtp_cmd_helo},
-	{SMTP_VERB_MAIL, ST(READY), false, smtp_cmd_mail},
-	{SMTP_VERB_RCPT, ST(MAIL) | ST(RCPT), false, smtp_cmd_rcpt},
-	{SMTP_VERB_DATA, ST(RCPT), true, smtp_cmd_data},
-	{SMTP_VERB_BDAT, SMTP_COMMAND_STATES, false, smtp_cmd_bdat},
-	{SMTP_VERB_RSET, SMTP_COMMAND_STATES, false, smtp_cmd_rset},
-	{SMTP_VERB_NOOP, SMTP_COMMAND_STATES, false, smtp_cmd_noop},
-	{SMTP_VERB_QUIT, SMTP_COMMAND_STATES, true, smtp_cmd_quit},
-	{SMTP_VERB_VRFY, SMTP_COMMAND_STATES & ~ST(BDAT), false, smtp_cmd_vrfy},
-	{SMTP_VERB_EXPN, SMTP_COMMAND_STATES & ~ST(BDAT), false, smtp_cmd_expn},
-	{SMTP_VERB_HELP, SMTP_COMMAND_STATES, false, smtp_cmd_help},
-	{SMTP_VERB_STARTTLS, ST(READY), true, smtp_cmd_starttls},
-	{SMTP_VERB_AUTH, SMTP_COMMAND_STATES, false, smtp_cmd_auth},
+        {SMTP_VERB_HELO, SMTP_COMMAND_STATES, true, smtp_cmd_helo},
+        {SMTP_VERB_EHLO, SMTP_COMMAND_STATES, true, smtp_cmd_helo},
+        {SMTP_VERB_MAIL, ST(READY), false, smtp_cmd_mail},
+        {SMTP_VERB_RCPT, ST(MAIL) | ST(RCPT), false, smtp_cmd_rcpt},
+        {SMTP_VERB_DATA, ST(RCPT), true, smtp_cmd_data},
+        {SMTP_VERB_BDAT, SMTP_COMMAND_STATES, false, smtp_cmd_bdat},
+        {SMTP_VERB_RSET, SMTP_COMMAND_STATES, false, smtp_cmd_rset},
+        {SMTP_VERB_NOOP, SMTP_COMMAND_STATES, false, smtp_cmd_noop},
+        {SMTP_VERB_QUIT, SMTP_COMMAND_STATES, true, smtp_cmd_quit},
+        {SMTP_VERB_VRFY, SMTP_COMMAND_STATES & ~ST(BDAT), false, smtp_cmd_vrfy},
+        {SMTP_VERB_EXPN, SMTP_COMMAND_STATES & ~ST(BDAT), false, smtp_cmd_expn},
+        {SMTP_VERB_HELP, SMTP_COMMAND_STATES, false, smtp_cmd_help},
+        {SMTP_VERB_STARTTLS, ST(READY), true, smtp_cmd_starttls},
+        {SMTP_VERB_AUTH, SMTP_COMMAND_STATES, false, smtp_cmd_auth},
 };
 
 static const struct smtp_command *
@@ -1207,7 +1207,9 @@ smtp_session_close(struct smtp_session *s, const char *reason)
 	         "reason=\"%s\"",
 	         (unsigned long long)s->sid, s->addr, s->messages, s->errors,
 	         (unsigned long long)(clock_ms() - s->started_ms),
-	         reason ? reason : s->close_reason ? s->close_reason : "closed");
+	         reason            ? reason
+	         : s->close_reason ? s->close_reason
+	                           : "closed");
 	if (s->timer)
 		event_free(s->timer);
 	s->timer = NULL;

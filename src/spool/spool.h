@@ -35,9 +35,9 @@ struct spool_msg;
 #define SPOOL_MEM_MAX (64 * 1024)
 
 struct spool_rcpt {
-	char *addr;     /* canonical local@domain */
+	char *addr;      /* canonical local@domain */
 	unsigned notify; /* RFC 3461 NOTIFY bits (SMTP_NOTIFY_*), 0 = unspecified */
-	char *orcpt;    /* RFC 3461 ORCPT as received, or NULL */
+	char *orcpt;     /* RFC 3461 ORCPT as received, or NULL */
 };
 
 /* The envelope kept with a message. Strings are owned by the struct. */
@@ -46,12 +46,12 @@ struct spool_env {
 	int64_t received_at; /* Unix time */
 	char *client_addr;   /* "192.0.2.1" / "2001:db8::1" */
 	char *helo;
-	char *protocol;      /* ESMTP, ESMTPS, UTF8SMTPS, ... (RFC 3848) */
-	char *sender;        /* canonical, "" for <> */
-	char *body_type;     /* "7BIT", "8BITMIME", or NULL */
+	char *protocol;  /* ESMTP, ESMTPS, UTF8SMTPS, ... (RFC 3848) */
+	char *sender;    /* canonical, "" for <> */
+	char *body_type; /* "7BIT", "8BITMIME", or NULL */
 	bool smtputf8;
-	char *ret;           /* RFC 3461 RET: "FULL", "HDRS" or NULL */
-	char *envid;         /* RFC 3461 ENVID (xtext) or NULL */
+	char *ret;   /* RFC 3461 RET: "FULL", "HDRS" or NULL */
+	char *envid; /* RFC 3461 ENVID (xtext) or NULL */
 	struct spool_rcpt *rcpts;
 	size_t nrcpts;
 };
@@ -62,9 +62,9 @@ void spool_env_clear(struct spool_env *env);
 
 enum spool_status {
 	SPOOL_OK = 0,
-	SPOOL_ENOENT,  /* no such queue file */
+	SPOOL_ENOENT,   /* no such queue file */
 	SPOOL_ECORRUPT, /* torn or damaged: set it aside */
-	SPOOL_EIO,     /* read error */
+	SPOOL_EIO,      /* read error */
 };
 
 /*
@@ -80,8 +80,8 @@ typedef void (*spool_committed_fn)(void *arg, const char *id);
  * Start the commit threads (writers of them, plus one directory syncer);
  * completions are delivered on base's loop.
  */
-int spool_start(struct spool *s, struct event_base *base, unsigned writers,
-                spool_committed_fn fn, void *arg);
+int spool_start(struct spool *s, struct event_base *base, unsigned writers, spool_committed_fn fn,
+                void *arg);
 /* Finish pending commits and stop the commit threads. */
 void spool_stop(struct spool *s);
 

@@ -9,12 +9,12 @@
 #include <pthread.h>
 #include <sys/queue.h>
 
-#define SPOOL_MAGIC     "MOATQ1\r\n"
-#define SPOOL_MAGIC_LEN 8
-#define SPOOL_REC_HDR   5 /* type octet + 32-bit big-endian length */
-#define SPOOL_END_LEN   12 /* 64-bit body length + CRC-32 */
+#define SPOOL_MAGIC       "MOATQ1\r\n"
+#define SPOOL_MAGIC_LEN   8
+#define SPOOL_REC_HDR     5  /* type octet + 32-bit big-endian length */
+#define SPOOL_END_LEN     12 /* 64-bit body length + CRC-32 */
 #define SPOOL_WRITERS_MAX 64
-#define SPOOL_REC_MAX   (1u << 20) /* envelope records; the body has its own bound */
+#define SPOOL_REC_MAX     (1u << 20) /* envelope records; the body has its own bound */
 
 /* Record types. Lower-case types are informational and may be added freely. */
 enum {
@@ -38,12 +38,12 @@ enum {
 struct spool_msg {
 	struct spool *spool;
 	char id[SPOOL_ID_LEN + 1];
-	int fd;          /* incoming file once spilled, else -1 */
-	int err;         /* sticky errno */
-	char *buf;       /* body bytes not yet written */
+	int fd;    /* incoming file once spilled, else -1 */
+	int err;   /* sticky errno */
+	char *buf; /* body bytes not yet written */
 	size_t len, cap;
-	uint64_t size;   /* body bytes so far */
-	uint32_t crc;    /* CRC-32 over the body so far */
+	uint64_t size; /* body bytes so far */
+	uint32_t crc;  /* CRC-32 over the body so far */
 	struct spool_env env;
 	spool_commit_fn cb;
 	void *cb_arg;
@@ -54,7 +54,7 @@ TAILQ_HEAD(spool_msg_list, spool_msg);
 
 struct spool {
 	char *dir, *incoming, *queue, *corrupt;
-	int queue_fd;    /* queue/ kept open for fsync */
+	int queue_fd; /* queue/ kept open for fsync */
 	uint64_t min_free;
 	uint64_t room_checked_ms;
 	bool room;

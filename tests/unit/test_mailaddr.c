@@ -289,26 +289,28 @@ test_addr_table(void **state)
 		snprintf(row, sizeof(row), "row %zu", i);
 		st = mailaddr_parse(c->in, len, c->flags, &a, &consumed);
 		if (st != c->want) {
-			table_mismatch(row, "%s flags %u: status got %s, want %s", table_esc(c->in, len),
-			         c->flags, status_name(st), status_name(c->want));
+			table_mismatch(row, "%s flags %u: status got %s, want %s",
+			               table_esc(c->in, len), c->flags, status_name(st),
+			               status_name(c->want));
 			continue;
 		}
 		if (st != MAILADDR_OK)
 			continue;
 		if (strcmp(a.local, c->local) != 0)
 			table_mismatch(row, "%s: local got '%s', want '%s'", table_esc(c->in, len),
-			         table_esc(a.local, strlen(a.local)), table_esc(c->local, strlen(c->local)));
+			               table_esc(a.local, strlen(a.local)),
+			               table_esc(c->local, strlen(c->local)));
 		if (strcmp(a.domain, c->domain) != 0)
 			table_mismatch(row, "%s: domain got '%s', want '%s'", table_esc(c->in, len),
-			         table_esc(a.domain, strlen(a.domain)),
-			         table_esc(c->domain, strlen(c->domain)));
+			               table_esc(a.domain, strlen(a.domain)),
+			               table_esc(c->domain, strlen(c->domain)));
 		if (consumed != (c->consumed ? c->consumed : len))
-			table_mismatch(row, "%s: consumed got %zu, want %zu", table_esc(c->in, len), consumed,
-			         c->consumed ? c->consumed : len);
+			table_mismatch(row, "%s: consumed got %zu, want %zu", table_esc(c->in, len),
+			               consumed, c->consumed ? c->consumed : len);
 		if (a.is_null != c->is_null || a.literal != c->literal || a.utf8 != c->utf8)
 			table_mismatch(row, "%s: is_null/literal/utf8 got %d/%d/%d, want %d/%d/%d",
-			         table_esc(c->in, len), a.is_null, a.literal, a.utf8, c->is_null,
-			         c->literal, c->utf8);
+			               table_esc(c->in, len), a.is_null, a.literal, a.utf8,
+			               c->is_null, c->literal, c->utf8);
 	}
 	if (table_failures)
 		fail_msg("%d mismatches", table_failures);
@@ -392,11 +394,12 @@ test_addr_lengths(void **state)
 		st = mailaddr_parse(in, n, c->flags, &a, &consumed);
 		if (st != c->want)
 			table_mismatch(c->name, "status got %s, want %s", status_name(st),
-			         status_name(c->want));
+			               status_name(c->want));
 		else if (st == MAILADDR_OK && (strlen(a.local) > MAILADDR_LOCAL_MAX ||
 		                               strcmp(a.domain, domain) != 0 || consumed != n))
-			table_mismatch(c->name, "local %zu octets, domain ok %d, consumed %zu of %zu",
-			         strlen(a.local), strcmp(a.domain, domain) == 0, consumed, n);
+			table_mismatch(c->name,
+			               "local %zu octets, domain ok %d, consumed %zu of %zu",
+			               strlen(a.local), strcmp(a.domain, domain) == 0, consumed, n);
 	}
 	/* an address literal is bounded like a domain */
 	memcpy(in, "<u@[1.2.3.4", 11);
@@ -430,7 +433,8 @@ test_addr_prefixes(void **state)
 			assert_non_null(copy);
 			memcpy(copy, paths[i], n);
 			if (mailaddr_parse(copy, n, UTF8, &a, NULL) == MAILADDR_OK)
-				table_mismatch(table_esc(paths[i], len), "prefix %zu parsed, want an error", n);
+				table_mismatch(table_esc(paths[i], len),
+				               "prefix %zu parsed, want an error", n);
 			free(copy);
 		}
 		{
@@ -475,7 +479,8 @@ test_addr_format(void **state)
 		}
 		got = mailaddr_format(&a, buf, cases[i].bufsize);
 		if (got != buf || strcmp(got, cases[i].want) != 0)
-			table_mismatch(cases[i].in, "format got '%s', want '%s'", got, cases[i].want);
+			table_mismatch(cases[i].in, "format got '%s', want '%s'", got,
+			               cases[i].want);
 	}
 	if (table_failures)
 		fail_msg("%d mismatches", table_failures);

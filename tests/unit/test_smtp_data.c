@@ -77,8 +77,9 @@ run(struct result *r, enum smtp_data_mode mode, size_t header_max, const char *i
 
 		n = smtp_data_feed(&r->ds, in + start, end - start, sink_emit, &r->out, &r->done);
 		if (n > end - start || (!r->done && n != end - start))
-			table_mismatch(table_esc(in, len), "feed of %zu octets consumed %zu, done %d",
-			         end - start, n, r->done);
+			table_mismatch(table_esc(in, len),
+			               "feed of %zu octets consumed %zu, done %d", end - start, n,
+			               r->done);
 		r->consumed += n;
 		start = end;
 	}
@@ -92,19 +93,20 @@ same_result(const char *row, const char *how, const struct result *a, const stru
 {
 	if (a->done != b->done || a->consumed != b->consumed)
 		table_mismatch(row, "%s: done/consumed got %d/%zu, want %d/%zu", how, b->done,
-		         b->consumed, a->done, a->consumed);
+		               b->consumed, a->done, a->consumed);
 	if (!same_bytes(a->out.buf, a->out.len, b->out.buf, b->out.len))
-		table_mismatch(row, "%s: payload got '%s', want '%s'", how, table_esc(b->out.buf, b->out.len),
-		         table_esc(a->out.buf, a->out.len));
+		table_mismatch(row, "%s: payload got '%s', want '%s'", how,
+		               table_esc(b->out.buf, b->out.len),
+		               table_esc(a->out.buf, a->out.len));
 	if (a->ds.flags != b->ds.flags || a->ds.received != b->ds.received ||
 	    a->ds.size != b->ds.size || a->ds.header_bytes != b->ds.header_bytes ||
 	    a->ds.in_header != b->ds.in_header)
 		table_mismatch(row,
-		         "%s: flags/received/size/header_bytes got %#x/%u/%llu/%zu, "
-		         "want %#x/%u/%llu/%zu",
-		         how, b->ds.flags, b->ds.received, (unsigned long long)b->ds.size,
-		         b->ds.header_bytes, a->ds.flags, a->ds.received,
-		         (unsigned long long)a->ds.size, a->ds.header_bytes);
+		               "%s: flags/received/size/header_bytes got %#x/%u/%llu/%zu, "
+		               "want %#x/%u/%llu/%zu",
+		               how, b->ds.flags, b->ds.received, (unsigned long long)b->ds.size,
+		               b->ds.header_bytes, a->ds.flags, a->ds.received,
+		               (unsigned long long)a->ds.size, a->ds.header_bytes);
 }
 
 /* The input fed whole, then at every single cut, then octet by octet. */
@@ -121,7 +123,7 @@ run_all_splits(struct result *whole, const char *row, enum smtp_data_mode mode, 
 		table_mismatch(row, "emit() called for zero octets");
 	if (whole->ds.size != whole->out.len)
 		table_mismatch(row, "size got %llu, want the %zu octets emitted",
-		         (unsigned long long)whole->ds.size, whole->out.len);
+		               (unsigned long long)whole->ds.size, whole->out.len);
 	for (size_t i = 0; i <= len; i++) {
 		char how[64];
 
@@ -263,14 +265,16 @@ test_data_dot_table(void **state)
 		run_all_splits(&r, c->name, SMTP_DATA_MODE_DOT, HDR_MAX, c->in, len);
 		if (r.done != c->done || r.consumed != consumed)
 			table_mismatch(c->name, "done/consumed got %d/%zu, want %d/%zu", r.done,
-			         r.consumed, c->done, consumed);
+			               r.consumed, c->done, consumed);
 		if (!same_bytes(r.out.buf, r.out.len, c->payload, plen))
-			table_mismatch(c->name, "payload got '%s', want '%s'", table_esc(r.out.buf, r.out.len),
-			         table_esc(c->payload, plen));
+			table_mismatch(c->name, "payload got '%s', want '%s'",
+			               table_esc(r.out.buf, r.out.len),
+			               table_esc(c->payload, plen));
 		if (r.ds.flags != c->flags)
 			table_mismatch(c->name, "flags got %#x, want %#x", r.ds.flags, c->flags);
 		if (r.ds.received != c->received)
-			table_mismatch(c->name, "received got %u, want %u", r.ds.received, c->received);
+			table_mismatch(c->name, "received got %u, want %u", r.ds.received,
+			               c->received);
 		free(r.out.buf);
 	}
 	if (table_failures)
@@ -306,12 +310,13 @@ test_data_smuggling(void **state)
 		size_t n, wn;
 		struct result r;
 
-		snprintf(row, sizeof(row), "sequence '%s'", table_esc(seqs[i].seq, strlen(seqs[i].seq)));
+		snprintf(row, sizeof(row), "sequence '%s'",
+		         table_esc(seqs[i].seq, strlen(seqs[i].seq)));
 		n = (size_t)snprintf(in, sizeof(in), "%s%s%s", head, seqs[i].seq, smuggled);
 		run_all_splits(&r, row, SMTP_DATA_MODE_DOT, HDR_MAX, in, n);
 		if (r.done || r.consumed != n)
-			table_mismatch(row, "done/consumed got %d/%zu, want 0/%zu", r.done, r.consumed,
-			         n);
+			table_mismatch(row, "done/consumed got %d/%zu, want 0/%zu", r.done,
+			               r.consumed, n);
 		if (r.ds.flags != seqs[i].flag)
 			table_mismatch(row, "flags got %#x, want %#x", r.ds.flags, seqs[i].flag);
 		free(r.out.buf);
@@ -323,13 +328,13 @@ test_data_smuggling(void **state)
 		run_all_splits(&r, row, SMTP_DATA_MODE_DOT, HDR_MAX, in, n);
 		if (!r.done || r.consumed != n)
 			table_mismatch(row, "with terminator: done/consumed got %d/%zu, want 1/%zu",
-			         r.done, r.consumed, n);
+			               r.done, r.consumed, n);
 		if (!same_bytes(r.out.buf, r.out.len, want, wn))
-			table_mismatch(row, "payload got '%s', want '%s'", table_esc(r.out.buf, r.out.len),
-			         table_esc(want, wn));
+			table_mismatch(row, "payload got '%s', want '%s'",
+			               table_esc(r.out.buf, r.out.len), table_esc(want, wn));
 		if (r.ds.flags != seqs[i].flag)
 			table_mismatch(row, "with terminator: flags got %#x, want %#x", r.ds.flags,
-			         seqs[i].flag);
+			               seqs[i].flag);
 		free(r.out.buf);
 	}
 	if (table_failures)
@@ -356,13 +361,14 @@ test_data_terminator_splits(void **state)
 			run(&r, SMTP_DATA_MODE_DOT, HDR_MAX, in, len, cuts, 2);
 			if (!r.done || r.consumed != end)
 				table_mismatch(row, "done/consumed got %d/%zu, want 1/%zu", r.done,
-				         r.consumed, end);
+				               r.consumed, end);
 			if (!same_bytes(r.out.buf, r.out.len, want, sizeof(want) - 1))
 				table_mismatch(row, "payload got '%s', want '%s'",
-				         table_esc(r.out.buf, r.out.len), want);
+				               table_esc(r.out.buf, r.out.len), want);
 			if (r.ds.flags != 0 || r.ds.size != sizeof(want) - 1)
-				table_mismatch(row, "flags/size got %#x/%llu, want 0/%zu", r.ds.flags,
-				         (unsigned long long)r.ds.size, sizeof(want) - 1);
+				table_mismatch(row, "flags/size got %#x/%llu, want 0/%zu",
+				               r.ds.flags, (unsigned long long)r.ds.size,
+				               sizeof(want) - 1);
 			free(r.out.buf);
 		}
 	}
@@ -421,7 +427,7 @@ test_data_line_length(void **state)
 		run_all_splits(&r, cases[i].name, cases[i].mode, HDR_MAX, in, n);
 		if (r.ds.flags != cases[i].flags)
 			table_mismatch(cases[i].name, "flags got %#x, want %#x", r.ds.flags,
-			         cases[i].flags);
+			               cases[i].flags);
 		free(r.out.buf);
 	}
 	if (table_failures)
@@ -463,14 +469,15 @@ test_data_header_block(void **state)
 		run_all_splits(&r, cases[i].name, SMTP_DATA_MODE_DOT, cases[i].header_max,
 		               cases[i].in, len);
 		if (r.ds.header_bytes != cases[i].header_bytes)
-			table_mismatch(cases[i].name, "header_bytes got %zu, want %zu", r.ds.header_bytes,
-			         cases[i].header_bytes);
+			table_mismatch(cases[i].name, "header_bytes got %zu, want %zu",
+			               r.ds.header_bytes, cases[i].header_bytes);
 		if (r.ds.flags != cases[i].flags)
 			table_mismatch(cases[i].name, "flags got %#x, want %#x", r.ds.flags,
-			         cases[i].flags);
+			               cases[i].flags);
 		if (strstr(cases[i].in, ".\r\n") != NULL && r.consumed != len)
-			table_mismatch(cases[i].name, "consumed got %zu, want %zu: never stop early",
-			         r.consumed, len);
+			table_mismatch(cases[i].name,
+			               "consumed got %zu, want %zu: never stop early", r.consumed,
+			               len);
 		free(r.out.buf);
 	}
 	if (table_failures)
@@ -508,17 +515,17 @@ test_data_raw(void **state)
 
 		run_all_splits(&r, cases[i].name, SMTP_DATA_MODE_RAW, HDR_MAX, cases[i].in, len);
 		if (r.done || r.consumed != len)
-			table_mismatch(cases[i].name, "done/consumed got %d/%zu, want 0/%zu", r.done,
-			         r.consumed, len);
+			table_mismatch(cases[i].name, "done/consumed got %d/%zu, want 0/%zu",
+			               r.done, r.consumed, len);
 		if (!same_bytes(r.out.buf, r.out.len, cases[i].in, len))
 			table_mismatch(cases[i].name, "payload got '%s', want the input",
-			         table_esc(r.out.buf, r.out.len));
+			               table_esc(r.out.buf, r.out.len));
 		if (r.ds.flags != cases[i].flags)
 			table_mismatch(cases[i].name, "flags got %#x, want %#x", r.ds.flags,
-			         cases[i].flags);
+			               cases[i].flags);
 		if (r.ds.received != cases[i].received)
 			table_mismatch(cases[i].name, "received got %u, want %u", r.ds.received,
-			         cases[i].received);
+			               cases[i].received);
 		free(r.out.buf);
 	}
 	if (table_failures)

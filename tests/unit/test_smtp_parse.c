@@ -121,8 +121,9 @@ test_cmd_table(void **state)
 		if (st != SMTP_PARSE_OK)
 			continue;
 		if (cmd.arg_len != strlen(c->arg) || memcmp(cmd.arg, c->arg, cmd.arg_len) != 0)
-			table_mismatch(row, "arg got '%s', want '%s'", table_esc(cmd.arg, cmd.arg_len),
-			         table_esc(c->arg, strlen(c->arg)));
+			table_mismatch(row, "arg got '%s', want '%s'",
+			               table_esc(cmd.arg, cmd.arg_len),
+			               table_esc(c->arg, strlen(c->arg)));
 		if (cmd.arg < c->line || cmd.arg + cmd.arg_len > c->line + len)
 			table_mismatch(row, "arg points outside the line");
 	}
@@ -278,13 +279,13 @@ test_mail_params(void **state)
 			if (bad == NULL || bad_len != strlen(c->bad) ||
 			    memcmp(bad, c->bad, bad_len))
 				table_mismatch(row, "bad_param got '%s', want '%s'",
-				         bad ? table_esc(bad, bad_len) : "(null)", c->bad);
+				               bad ? table_esc(bad, bad_len) : "(null)", c->bad);
 			continue;
 		}
 		if (mp.has_size != c->has_size || mp.size != c->size)
 			table_mismatch(row, "size got %d/%llu, want %d/%llu", mp.has_size,
-			         (unsigned long long)mp.size, c->has_size,
-			         (unsigned long long)c->size);
+			               (unsigned long long)mp.size, c->has_size,
+			               (unsigned long long)c->size);
 		if (mp.body != c->body)
 			table_mismatch(row, "body got %d, want %d", mp.body, c->body);
 		if (mp.smtputf8 != c->smtputf8)
@@ -294,7 +295,7 @@ test_mail_params(void **state)
 		if (mp.has_envid != (c->envid != NULL) ||
 		    (c->envid != NULL && strcmp(mp.envid, c->envid) != 0))
 			table_mismatch(row, "envid got %d/'%s', want '%s'", mp.has_envid, mp.envid,
-			         c->envid ? c->envid : "(none)");
+			               c->envid ? c->envid : "(none)");
 	}
 	if (table_failures)
 		fail_msg("%d mismatches", table_failures);
@@ -331,7 +332,8 @@ test_mail_envid_limit(void **state)
 		if (st != cases[i].want)
 			table_mismatch(row, "status got %d, want %d", st, cases[i].want);
 		else if (st == SMTP_PARAM_OK && strlen(mp.envid) != n - 7)
-			table_mismatch(row, "envid length got %zu, want %zu", strlen(mp.envid), n - 7);
+			table_mismatch(row, "envid length got %zu, want %zu", strlen(mp.envid),
+			               n - 7);
 	}
 	if (table_failures)
 		fail_msg("%d mismatches", table_failures);
@@ -427,7 +429,7 @@ test_rcpt_params(void **state)
 			if (bad == NULL || bad_len != strlen(c->bad) ||
 			    memcmp(bad, c->bad, bad_len))
 				table_mismatch(row, "bad_param got '%s', want '%s'",
-				         bad ? table_esc(bad, bad_len) : "(null)", c->bad);
+				               bad ? table_esc(bad, bad_len) : "(null)", c->bad);
 			continue;
 		}
 		if (rp.notify != c->notify)
@@ -435,7 +437,7 @@ test_rcpt_params(void **state)
 		if (rp.has_orcpt != (c->orcpt != NULL) ||
 		    (c->orcpt != NULL && strcmp(rp.orcpt, c->orcpt) != 0))
 			table_mismatch(row, "orcpt got %d/'%s', want '%s'", rp.has_orcpt, rp.orcpt,
-			         c->orcpt ? c->orcpt : "(none)");
+			               c->orcpt ? c->orcpt : "(none)");
 	}
 	if (table_failures)
 		fail_msg("%d mismatches", table_failures);
@@ -471,7 +473,7 @@ test_rcpt_orcpt_limit(void **state)
 			table_mismatch(row, "status got %d, want %d", st, cases[i].want);
 		else if (st == SMTP_PARAM_OK && strlen(rp.orcpt) != cases[i].total)
 			table_mismatch(row, "orcpt length got %zu, want %zu", strlen(rp.orcpt),
-			         cases[i].total);
+			               cases[i].total);
 	}
 	if (table_failures)
 		fail_msg("%d mismatches", table_failures);
@@ -525,8 +527,9 @@ test_bdat(void **state)
 		if (r != cases[i].want)
 			table_mismatch(cases[i].s, "got %d, want %d", r, cases[i].want);
 		else if (r == 0 && (size != cases[i].size || last != cases[i].last))
-			table_mismatch(cases[i].s, "got %llu/%d, want %llu/%d", (unsigned long long)size,
-			         last, (unsigned long long)cases[i].size, cases[i].last);
+			table_mismatch(cases[i].s, "got %llu/%d, want %llu/%d",
+			               (unsigned long long)size, last,
+			               (unsigned long long)cases[i].size, cases[i].last);
 	}
 	if (table_failures)
 		fail_msg("%d mismatches", table_failures);
@@ -564,8 +567,8 @@ test_helo(void **state)
 		memset(out, 'Z', sizeof(out));
 		r = smtp_helo_parse(cases[i].s, strlen(cases[i].s), out, cases[i].outsize);
 		if (r != cases[i].want)
-			table_mismatch(table_esc(cases[i].s, strlen(cases[i].s)), "got %d, want %d", r,
-			         cases[i].want);
+			table_mismatch(table_esc(cases[i].s, strlen(cases[i].s)), "got %d, want %d",
+			               r, cases[i].want);
 		else if (r == 0 && strcmp(out, cases[i].out) != 0)
 			table_mismatch(cases[i].s, "out got '%s', want '%s'", out, cases[i].out);
 	}
@@ -612,13 +615,13 @@ test_xtext(void **state)
 		r = smtp_xtext_decode(cases[i].s, strlen(cases[i].s), out, cases[i].outsize,
 		                      &outlen);
 		if (r != cases[i].want)
-			table_mismatch(table_esc(cases[i].s, strlen(cases[i].s)), "got %d, want %d", r,
-			         cases[i].want);
+			table_mismatch(table_esc(cases[i].s, strlen(cases[i].s)), "got %d, want %d",
+			               r, cases[i].want);
 		else if (r == 0 &&
 		         (outlen != cases[i].outlen || memcmp(out, cases[i].out, outlen + 1) != 0))
 			table_mismatch(cases[i].s, "out got '%s' (%zu), want '%s' (%zu)",
-			         table_esc(out, outlen), outlen, table_esc(cases[i].out, cases[i].outlen),
-			         cases[i].outlen);
+			               table_esc(out, outlen), outlen,
+			               table_esc(cases[i].out, cases[i].outlen), cases[i].outlen);
 	}
 	if (table_failures)
 		fail_msg("%d mismatches", table_failures);
