@@ -111,3 +111,41 @@ class TestStartTLS(DaemonCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class TestCertificateReload(DaemonCase):
+    """SIGHUP reloads the certificate; TLS sessions already up keep theirs."""
+    TLS = True
+
+    def handshake(self, c, cafile):
+        self.ehlo(c)
+        self.assertReply(c.cmd("STARTTLS"), 220, "2.0.0", "STARTTLS")
+        c.starttls(cafile=cafile)
+
+    def test_sighup_reloads_certificate(self):
+        import os
+        import shutil
+        import signal
+        from moat_harness import make_cert
+
+        old = self.connect()
+        self.handshake(old, self.ca)
+        newdir = os.path.join(self.moatd.dir, "new")
+        os.makedirs(newdir)
+        ca2, cert2, key2 = make_cert(newdir)
+        # Replace the files in place, as an ACME client renewing them would.
+        shutil.copy(cert2, self.cert)
+        shutil.copy(key2, self.key)
+        self.moatd.signal(signal.SIGHUP)
+        self.moatd.wait_log(r"event=reload status=ok")
+        c = self.connect()
+        self.handshake(c, ca2)  # verified against the new CA only
+        self.assertReply(c.cmd("EHLO client.test"), 250, None, "EHLO over the new certificate")
+        bad = self.connect()
+        self.ehlo(bad)
+        self.assertReply(bad.cmd("STARTTLS"), 220, "2.0.0", "STARTTLS")
+        with self.assertRaises(ssl.SSLCertVerificationError):
+            bad.starttls(cafile=self.ca)  # the old CA no longer vouches for it
+        # The session that was in TLS before the reload goes on.
+        self.assertReply(old.cmd("EHLO client.test"), 250, None, "EHLO on the old TLS session")
+        self.assertReply(old.cmd("NOOP"), 250, "2.0.0", "NOOP on the old TLS session")
