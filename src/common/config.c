@@ -62,6 +62,7 @@ static const struct config_option config_options[] = {
 struct config_parser {
 	const char *path;
 	unsigned line;
+	unsigned option_line[nitems(config_options)]; /* where each option was set */
 	char *err;
 	size_t errsize;
 	struct config *c;
@@ -82,6 +83,25 @@ config_error(struct config_parser *p, const char *fmt, ...)
 	else
 		snprintf(p->err, p->errsize, "%s: %s", p->path, msg);
 	return -1;
+}
+
+/* The next item of a list separated by commas and blanks, or NULL. */
+static char *
+config_next_item(char **cursor)
+{
+	char *p = *cursor, *item;
+
+	while (*p == ',' || *p == ' ' || *p == '\t')
+		p++;
+	if (*p == '\0')
+		return NULL;
+	item = p;
+	while (*p && *p != ',' && *p != ' ' && *p != '\t')
+		p++;
+	if (*p)
+		*p++ = '\0';
+	*cursor = p;
+	return item;
 }
 
 static char *
@@ -166,11 +186,11 @@ config_parse_listen(struct config_parser *p, const char *name, const char *v,
                     struct config_listen_list *out)
 {
 	char buf[CONFIG_LINE_MAX];
-	char *save = NULL, *tok;
+	char *cursor = buf, *tok;
 
 	str_copy(buf, v, sizeof(buf));
 	out->n = 0;
-	for (tok = strtok_r(buf, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save)) {
+	while ((tok = config_next_item(&cursor)) != NULL) {
 		if (out->n == CONFIG_LISTEN_MAX)
 			return config_error(p, "%s: more than %d addresses", name,
 			                    CONFIG_LISTEN_MAX);
@@ -283,7 +303,7 @@ static int
 config_domain_recipients(struct config_parser *p, struct config_domain *d, const char *v)
 {
 	char buf[CONFIG_LINE_MAX];
-	char *save = NULL, *tok;
+	char *cursor = buf, *tok;
 
 	for (size_t i = 0; i < d->nrecipients; i++)
 		free(d->recipients[i]);
@@ -296,7 +316,7 @@ config_domain_recipients(struct config_parser *p, struct config_domain *d, const
 		return 0;
 	}
 	str_copy(buf, v, sizeof(buf));
-	for (tok = strtok_r(buf, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save)) {
+	while ((tok = config_next_item(&cursor)) != NULL) {
 		struct mailaddr a;
 		char *full = strchr(tok, '@') ? xstrdup(tok) : xasprintf("%s@%s", tok, d->name);
 
@@ -406,7 +426,32 @@ config_line(struct config_parser *p, char *line)
 		return config_domain_set(p, key, val);
 	if ((o = config_find(key)) == NULL)
 		return config_error(p, "unknown key '%s'", key);
+	p->option_line[o - config_options] = p->line;
 	return config_set(p, o, val);
+}
+
+/* Point error messages at the line that set option `name` (0: defaults). */
+static void
+config_at_option(struct config_parser *p, const char *name)
+{
+	p->line = p->option_line[config_find(name) - config_options];
+}
+
+/* A host name moat can put in its greeting, Received header and file names. */
+static bool
+config_hostname_ok(const char *h)
+{
+	struct mailaddr a;
+	char *probe;
+	bool ok;
+
+	if (strlen(h) > 253)
+		return false;
+	probe = xasprintf("postmaster@%s", h);
+	ok = mailaddr_parse(probe, strlen(probe), MAILADDR_F_NO_ANGLES, &a, NULL) == MAILADDR_OK &&
+	     !a.literal;
+	free(probe);
+	return ok;
 }
 
 /* Checks that involve several values, after the whole file is read. */
@@ -415,9 +460,16 @@ config_validate(struct config_parser *p)
 {
 	struct config *c = p->c;
 
-	p->line = 0;
+	config_at_option(p, c->tls_cert[0] ? "tls_cert" : "tls_key");
 	if ((c->tls_cert[0] == '\0') != (c->tls_key[0] == '\0'))
 		return config_error(p, "tls_cert and tls_key must be set together");
+	config_at_option(p, "data_dir");
+	if (c->data_dir[0] == '\0')
+		return config_error(p, "data_dir must not be empty");
+	config_at_option(p, "user");
+	if (c->user[0] == '\0')
+		return config_error(p, "user must not be empty");
+	config_at_option(p, "hostname");
 	if (c->hostname[0] == '\0') {
 		char h[256];
 		if (gethostname(h, sizeof(h)) < 0)
@@ -426,10 +478,11 @@ config_validate(struct config_parser *p)
 		free(c->hostname);
 		c->hostname = xstrdup(h);
 	}
-	for (const char *s = c->hostname; *s; s++)
-		if (*s <= ' ' || *s >= 0x7f)
-			return config_error(p, "hostname '%s' contains a space or control byte",
-			                    c->hostname);
+	if (!config_hostname_ok(c->hostname))
+		return config_error(p,
+		                    "hostname '%s' is not a domain name (letters, digits, "
+		                    "hyphens and dots, at most 253 octets)",
+		                    c->hostname);
 	for (size_t i = 0; i < c->ndomains; i++) {
 		struct config_domain *d = &c->domains[i];
 		if (!d->any_recipient && d->nrecipients == 0) {
@@ -472,7 +525,9 @@ struct config *
 config_load(const char *path, char *err, size_t errsize)
 {
 	struct config_parser p = {.path = path, .err = err, .errsize = errsize};
-	char line[CONFIG_LINE_MAX + 2];
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
 	FILE *fp;
 
 	if ((fp = fopen(path, "re")) == NULL) {
@@ -481,14 +536,13 @@ config_load(const char *path, char *err, size_t errsize)
 	}
 	config_new_defaults(&p);
 	p.c->path = xstrdup(path);
-	while (fgets(line, sizeof(line), fp) != NULL) {
-		size_t n = strlen(line);
+	while ((n = getline(&line, &cap, fp)) >= 0) {
 		p.line++;
-		if (n > CONFIG_LINE_MAX || (n == sizeof(line) - 1 && line[n - 1] != '\n')) {
+		if (n > CONFIG_LINE_MAX) {
 			config_error(&p, "line longer than %d bytes", CONFIG_LINE_MAX);
 			goto fail;
 		}
-		if (memchr(line, '\0', n) != NULL || strlen(line) != n) {
+		if (strlen(line) != (size_t)n) {
 			config_error(&p, "NUL byte in line");
 			goto fail;
 		}
@@ -499,6 +553,7 @@ config_load(const char *path, char *err, size_t errsize)
 		config_error(&p, "read error: %s", strerror(errno));
 		goto fail;
 	}
+	free(line);
 	fclose(fp);
 	if (config_validate(&p) < 0) {
 		config_unref(p.c);
@@ -506,6 +561,7 @@ config_load(const char *path, char *err, size_t errsize)
 	}
 	return p.c;
 fail:
+	free(line);
 	fclose(fp);
 	config_unref(p.c);
 	return NULL;

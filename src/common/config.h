@@ -75,7 +75,7 @@ struct config_listen_list {
 	  "OpenSSL cipher list for TLS 1.2 (TLS 1.3 suites are OpenSSL's defaults).")              \
 	X(smtp_max_message_size, SIZE, "50M", 1024, 2147483647,                                    \
 	  "Largest message accepted, advertised in EHLO SIZE. Over it: 552 5.3.4.")                \
-	X(smtp_max_recipients, UINT, "1000", 1, 100000,                                            \
+	X(smtp_max_recipients, UINT, "1000", 1, 10000,                                             \
 	  "Recipients per message. Over it: 452 4.5.3 (RFC 5321 4.5.3.1.10).")                     \
 	X(smtp_max_header_size, SIZE, "256k", 1024, 67108864,                                      \
 	  "Size of the header block. Over it: 552 5.3.4.")                                         \

@@ -4,6 +4,7 @@
 #include "delivery.h"
 #include "delivery_internal.h"
 #include "../common/log.h"
+#include "../common/mailaddr.h"
 #include "../common/util.h"
 #include "../policy/policy.h"
 #include "../spool/spool.h"
@@ -142,21 +143,24 @@ delivery_one(struct delivery *d, struct delivery_item *it, struct policy *pol)
 		const char *at = strrchr(rcpt, '@');
 		const struct policy_route *r = at ? policy_route_for(pol, at + 1) : NULL;
 
+		char q[MAILADDR_FORMAT_MAX * 4 + 3];
+
 		if (delivery_has_done(it, rcpt))
 			continue;
+		log_quote(q, sizeof(q), rcpt, strlen(rcpt));
 		if (r == NULL) {
-			log_warn("event=deferred id=%s to=<%s> reason=\"no route for domain\"",
-			         it->id, rcpt);
+			log_warn("event=deferred id=%s to=%s reason=\"no route for domain\"",
+			         it->id, q);
 			failed++;
 			continue;
 		}
 		if (delivery_maildir(d->data_dir, d->hostname, &f, rcpt, path, sizeof(path)) < 0) {
-			log_warn("event=deferred id=%s to=<%s> route=maildir reason=\"%s\"", it->id,
-			         rcpt, strerror(errno));
+			log_warn("event=deferred id=%s to=%s route=maildir reason=\"%s\"", it->id,
+			         q, strerror(errno));
 			failed++;
 			continue;
 		}
-		log_info("event=delivered id=%s to=<%s> route=maildir", it->id, rcpt);
+		log_info("event=delivered id=%s to=%s route=maildir", it->id, q);
 		it->done = xrealloc(it->done, (it->ndone + 1) * sizeof(char *));
 		it->done[it->ndone++] = xstrdup(rcpt);
 	}

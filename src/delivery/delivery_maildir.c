@@ -45,23 +45,39 @@ maildir_component(const char *s, size_t len, char *out, size_t outsize)
 	out[o] = '\0';
 }
 
+/* mkdir -p; a directory it creates is made durable in its parent. */
 static int
 maildir_mkdirs(const char *path)
 {
 	char buf[4096];
 
 	str_copy(buf, path, sizeof(buf));
-	for (char *p = buf + 1; *p; p++) {
-		if (*p != '/')
+	for (char *p = buf + 1;; p++) {
+		char saved = *p;
+
+		if (*p != '/' && *p != '\0')
 			continue;
 		*p = '\0';
-		if (mkdir(buf, 0700) < 0 && errno != EEXIST)
+		if (mkdir(buf, 0700) == 0) {
+			char *slash = strrchr(buf, '/');
+			int r;
+
+			if (slash == buf)
+				r = fsync_dir("/");
+			else {
+				*slash = '\0';
+				r = fsync_dir(buf);
+				*slash = '/';
+			}
+			if (r < 0)
+				return -1;
+		} else if (errno != EEXIST) {
 			return -1;
-		*p = '/';
+		}
+		*p = saved;
+		if (saved == '\0')
+			return 0;
 	}
-	if (mkdir(buf, 0700) < 0 && errno != EEXIST)
-		return -1;
-	return 0;
 }
 
 /* Copy the body from the queue file, CRLF -> LF. */

@@ -21,6 +21,7 @@
 #include "../delivery/delivery.h"
 #include "../policy/policy.h"
 #include "../smtp/smtp.h"
+#include "../smtp/smtp_tls.h"
 #include "../spool/spool.h"
 
 #include <errno.h>
@@ -127,8 +128,13 @@ moatd_reload(struct moatd *m)
 		          err);
 		return;
 	}
-	if (strcmp(c->data_dir, m->cfg->data_dir) != 0 || strcmp(c->user, m->cfg->user) != 0)
-		log_warn("event=reload warning=\"data_dir and user changes need a restart\"");
+	if (strcmp(c->data_dir, m->cfg->data_dir) != 0 || strcmp(c->user, m->cfg->user) != 0 ||
+	    c->spool_min_free != m->cfg->spool_min_free ||
+	    c->spool_writers != m->cfg->spool_writers || c->log_target != m->cfg->log_target ||
+	    strcmp(c->hostname, m->cfg->hostname) != 0)
+		log_warn(
+		        "event=reload warning=\"data_dir, user, spool_min_free, spool_writers, "
+		        "log_target and (for delivery) hostname take effect at the next restart\"");
 	p = policy_from_config(c);
 	if (smtp_server_reload(m->smtp, c, p, err, sizeof(err)) < 0) {
 		log_error("event=reload status=failed reason=\"%s\" action=\"kept the running "
@@ -194,6 +200,13 @@ main(int argc, char **argv)
 		return 1;
 	}
 	if (check_only) {
+		SSL_CTX *tls = smtp_tls_ctx_new(m.cfg, err, sizeof(err));
+
+		if (tls == NULL && err[0] != '\0') {
+			fprintf(stderr, "moatd: %s: %s\n", m.config_path, err);
+			return 1;
+		}
+		SSL_CTX_free(tls);
 		printf("moatd: %s: configuration ok (%zu domains)\n", m.config_path,
 		       m.cfg->ndomains);
 		return 0;
@@ -201,6 +214,17 @@ main(int argc, char **argv)
 	log_init("moatd", m.cfg->log_target, m.cfg->log_level);
 	signal(SIGPIPE, SIG_IGN);
 	moatd_raise_nofile();
+	{
+		struct rlimit rl;
+		/* a session needs its socket, and a file while a large message spills */
+		uint64_t want = m.cfg->smtp_max_sessions * 2 + m.cfg->spool_writers + 64;
+
+		if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < want)
+			log_warn(
+			        "event=fd_limit limit=%llu wanted=%llu warning=\"smtp_max_sessions "
+			        "cannot all be served; raise RLIMIT_NOFILE or lower it\"",
+			        (unsigned long long)rl.rlim_cur, (unsigned long long)want);
+	}
 	if (evthread_use_pthreads() < 0)
 		fatalx("libevent has no pthreads support");
 	if ((m.base = event_base_new()) == NULL)
@@ -208,12 +232,12 @@ main(int argc, char **argv)
 	m.pol = policy_from_config(m.cfg);
 
 	/* 1. bind, 2. drop privileges, 3. spool, 4. accept. */
-	m.smtp = smtp_server_new(m.base, m.cfg, m.pol, NULL);
+	m.smtp = smtp_server_new(m.base, m.cfg, m.pol);
 	if (smtp_server_listen(m.smtp, err, sizeof(err)) < 0)
 		fatalx("%s", err);
 	moatd_drop_privileges(m.cfg);
 	if (smtp_server_tls_load(m.smtp, err, sizeof(err)) < 0)
-		fatalx("%s", err);
+		fatalx("%s: %s", m.config_path, err);
 	if ((m.spool = spool_open(m.cfg->data_dir, m.cfg->spool_min_free, err, sizeof(err))) ==
 	    NULL)
 		fatalx("spool: %s", err);

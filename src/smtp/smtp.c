@@ -18,16 +18,16 @@
 #include <string.h>
 #include <unistd.h>
 
+#define SMTP_ACCEPT_PAUSE_MS 250 /* after EMFILE/ENFILE/ENOBUFS/ENOMEM */
+
 struct smtp_server *
-smtp_server_new(struct event_base *base, struct config *cfg, struct policy *pol,
-                struct spool *spool)
+smtp_server_new(struct event_base *base, struct config *cfg, struct policy *pol)
 {
 	struct smtp_server *srv = xcalloc(1, sizeof(*srv));
 
 	srv->base = base;
 	srv->cfg = config_ref(cfg);
 	srv->pol = policy_ref(pol);
-	srv->spool = spool;
 	TAILQ_INIT(&srv->sessions);
 	return srv;
 }
@@ -42,12 +42,57 @@ static void smtp_accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struc
                            int salen, void *arg);
 
 static void
+smtp_listeners_enable(struct smtp_server *srv, bool on)
+{
+	for (size_t i = 0; i < srv->nlisteners; i++) {
+		if (on)
+			evconnlistener_enable(srv->listeners[i].lev);
+		else
+			evconnlistener_disable(srv->listeners[i].lev);
+	}
+}
+
+static void
+smtp_accept_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_server *srv = arg;
+
+	srv->accept_paused = false;
+	if (!srv->shutting_down)
+		smtp_listeners_enable(srv, true);
+}
+
+/*
+ * accept() failed. Out of descriptors or memory, the pending connection
+ * stays in the backlog and the listener stays readable: without a pause
+ * the loop would spin on it. Stop accepting for SMTP_ACCEPT_PAUSE_MS (or
+ * until a session ends and frees a descriptor), say so once.
+ */
+static void
 smtp_accept_error_cb(struct evconnlistener *lev, void *arg)
 {
+	struct smtp_server *srv = arg;
 	int e = EVUTIL_SOCKET_ERROR();
+	struct timeval tv = {0, SMTP_ACCEPT_PAUSE_MS * 1000};
 
-	/* EMFILE and friends: keep listening; the sessions that end free descriptors. */
-	log_warn("event=accept_error reason=\"%s\"", evutil_socket_error_to_string(e));
+	if (e != EMFILE && e != ENFILE && e != ENOBUFS && e != ENOMEM) {
+		log_warn("event=accept_error reason=\"%s\"", evutil_socket_error_to_string(e));
+		return;
+	}
+	if (srv->accept_paused)
+		return;
+	srv->accept_paused = true;
+	smtp_listeners_enable(srv, false);
+	srv->accept_pauses++;
+	if (srv->accept_logged_ms == 0 || clock_ms() - srv->accept_logged_ms >= 10000) {
+		log_warn("event=accept_paused reason=\"%s\" sessions=%u pause_ms=%d pauses=%llu",
+		         evutil_socket_error_to_string(e), srv->nsessions, SMTP_ACCEPT_PAUSE_MS,
+		         (unsigned long long)srv->accept_pauses);
+		srv->accept_logged_ms = clock_ms();
+	}
+	if (srv->accept_timer == NULL)
+		srv->accept_timer = evtimer_new(srv->base, smtp_accept_resume_cb, srv);
+	evtimer_add(srv->accept_timer, &tv);
 }
 
 int
@@ -95,8 +140,7 @@ smtp_server_tls_load(struct smtp_server *srv, char *err, size_t errsize)
 void
 smtp_server_enable(struct smtp_server *srv)
 {
-	for (size_t i = 0; i < srv->nlisteners; i++)
-		evconnlistener_enable(srv->listeners[i].lev);
+	smtp_listeners_enable(srv, true);
 }
 
 int
@@ -220,7 +264,7 @@ smtp_accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *
 	}
 	smtp_ip_add(srv, key, 1);
 	srv->nsessions++;
-	smtp_session_new(srv, fd, sa, (socklen_t)salen);
+	smtp_session_new(srv, fd, sa);
 }
 
 static void
@@ -238,6 +282,11 @@ smtp_server_session_gone(struct smtp_server *srv, struct smtp_session *s)
 {
 	smtp_ip_add(srv, s->ipkey, -1);
 	srv->nsessions--;
+	if (srv->accept_paused) {
+		/* A descriptor is free again: try accepting now. */
+		evtimer_del(srv->accept_timer);
+		smtp_accept_resume_cb(-1, 0, srv);
+	}
 	smtp_shutdown_check(srv);
 }
 
@@ -250,6 +299,10 @@ smtp_shutdown_timeout_cb(evutil_socket_t fd, short what, void *arg)
 	log_warn("event=shutdown_timeout sessions=%u action=close", srv->nsessions);
 	for (s = TAILQ_FIRST(&srv->sessions); s; s = next) {
 		next = TAILQ_NEXT(s, entry);
+		/* A message with the spool is moments from its 250: let it have it
+		 * (its session then says 421), rather than cause a duplicate. */
+		if (s->committing)
+			continue;
 		smtp_session_close(s, "shutdown timeout");
 	}
 }
@@ -265,8 +318,7 @@ smtp_server_shutdown(struct smtp_server *srv, void (*done)(void *arg), void *arg
 	srv->shutting_down = true;
 	srv->shutdown_done = done;
 	srv->shutdown_arg = arg;
-	for (size_t i = 0; i < srv->nlisteners; i++)
-		evconnlistener_disable(srv->listeners[i].lev);
+	smtp_listeners_enable(srv, false);
 	log_info("event=shutdown sessions=%u timeout_ms=%llu", srv->nsessions,
 	         (unsigned long long)srv->cfg->smtp_shutdown_timeout);
 	for (s = TAILQ_FIRST(&srv->sessions); s; s = next) {
@@ -291,6 +343,8 @@ smtp_server_free(struct smtp_server *srv)
 		evconnlistener_free(srv->listeners[i].lev);
 	if (srv->shutdown_timer)
 		event_free(srv->shutdown_timer);
+	if (srv->accept_timer)
+		event_free(srv->accept_timer);
 	for (size_t i = 0; i < SMTP_IP_BUCKETS; i++) {
 		while (srv->ip_counts[i]) {
 			struct smtp_ip_count *n = srv->ip_counts[i]->next;

@@ -13,8 +13,8 @@ struct policy;
 struct spool;
 struct smtp_server;
 
-struct smtp_server *smtp_server_new(struct event_base *base, struct config *cfg, struct policy *pol,
-                                    struct spool *spool);
+struct smtp_server *smtp_server_new(struct event_base *base, struct config *cfg,
+                                    struct policy *pol);
 /* The spool, opened after privileges are dropped, before accepting. */
 void smtp_server_set_spool(struct smtp_server *srv, struct spool *spool);
 /* Bind every smtp_listen address (before privileges are dropped). */

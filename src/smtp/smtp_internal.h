@@ -8,6 +8,7 @@
 #include "smtp.h"
 #include "smtp_data.h"
 #include "smtp_parse.h"
+#include "../common/config.h"
 #include "../spool/spool.h"
 
 #include <netinet/in.h>
@@ -59,13 +60,17 @@ struct smtp_server {
 	struct policy *pol;
 	struct spool *spool;
 	SSL_CTX *tls;
-	struct smtp_listener listeners[16];
+	struct smtp_listener listeners[CONFIG_LISTEN_MAX];
 	size_t nlisteners;
 	TAILQ_HEAD(, smtp_session) sessions;
 	unsigned nsessions;
 	uint64_t next_sid;
 	struct smtp_ip_count *ip_counts[SMTP_IP_BUCKETS];
 	bool shutting_down;
+	bool accept_paused; /* out of descriptors: listeners off for a moment */
+	struct event *accept_timer;
+	uint64_t accept_pauses;    /* how often, for the log line */
+	uint64_t accept_logged_ms; /* last accept_paused log line (at most one per 10 s) */
 	struct event *shutdown_timer;
 	void (*shutdown_done)(void *arg);
 	void *shutdown_arg;
@@ -101,19 +106,23 @@ struct smtp_session {
 	/* the transaction */
 	struct smtp_mail_params mp;
 	struct spool_env env;
+	size_t env_bytes; /* recipient octets in env, bounded by SMTP_ENVELOPE_MAX */
 	struct spool_msg *msg;
 	struct smtp_data_scan scan;
 	bool too_big;
 	bool chunking;       /* the transaction uses BDAT */
 	uint64_t chunk_left; /* octets of the current BDAT chunk still to read */
 	bool chunk_last;
-	bool chunk_discard;      /* the chunk is read and thrown away */
-	const char *chunk_error; /* reply after a discarded chunk */
+	bool chunk_discard;           /* the chunk is read and thrown away */
+	enum smtp_state chunk_return; /* where a discarded chunk returns to */
+	bool committing;              /* msg is with the spool; its callback holds a reference */
+	bool peer_eof;                /* the client closed its sending side */
+	const char *chunk_error;      /* reply after a discarded chunk */
 	uint64_t data_start_ms;
 	uint64_t data_wire; /* octets read in DATA/BDAT, for the rate check */
 };
 
-void smtp_session_new(struct smtp_server *srv, int fd, struct sockaddr *sa, socklen_t salen);
+void smtp_session_new(struct smtp_server *srv, int fd, const struct sockaddr *sa);
 void smtp_session_shutdown(struct smtp_session *s);
 void smtp_session_close(struct smtp_session *s, const char *reason);
 void smtp_server_session_gone(struct smtp_server *srv, struct smtp_session *s);

@@ -16,7 +16,8 @@
  *   itself. Close is always safe to call; code after it must check
  *   s->closed and touch nothing else.
  * - Input is bounded: the bufferevent stops reading at SMTP_INPUT_MAX
- *   buffered octets; a command line over 512 octets is refused without
+ *   buffered octets; a command line over 512 octets (1138 for MAIL and
+ *   RCPT, whose DSN parameters need the room) is refused without
  *   being stored; DATA and BDAT content streams through the data scanner
  *   into the spool; replies are not produced while more than
  *   SMTP_OUTPUT_MAX octets of them wait for a client that does not read.
@@ -50,6 +51,12 @@
 #define SMTP_OUTPUT_MAX   (64 * 1024)
 #define SMTP_CLOSE_LINGER 10000 /* ms to flush a last reply */
 #define SMTP_REPLY_MAX    512
+/*
+ * Envelope octets one transaction may hold (recipient addresses and their
+ * ORCPTs): 1000 ordinary recipients fit many times over, 1000 maximal ones
+ * (821 octets each) do not. Over it: 452 4.5.3, like too many recipients.
+ */
+#define SMTP_ENVELOPE_MAX (128 * 1024)
 
 static const char *const smtp_state_names[SMTP_S_COUNT] = {
         [SMTP_S_CONNECTED] = "CONNECTED", [SMTP_S_GREETED] = "GREETED", [SMTP_S_READY] = "READY",
@@ -74,6 +81,7 @@ static void smtp_write_cb(struct bufferevent *bev, void *arg);
 static void smtp_event_cb(struct bufferevent *bev, short what, void *arg);
 static void smtp_timer_cb(evutil_socket_t fd, short what, void *arg);
 static void smtp_input(struct smtp_session *s);
+static void smtp_session_eof(struct smtp_session *s);
 
 bool
 smtp_state_in_transaction(enum smtp_state st)
@@ -166,7 +174,7 @@ smtp_close_after(struct smtp_session *s, const char *reply, const char *reason)
 	log_debug("event=closing sid=%llu reason=\"%s\"", (unsigned long long)s->sid, reason);
 	s->close_reason = reason;
 	bufferevent_disable(s->bev, EV_READ);
-	if (s->msg && s->state != SMTP_S_COMMIT) {
+	if (s->msg && !s->committing) {
 		spool_msg_abort(s->msg);
 		s->msg = NULL;
 	}
@@ -183,6 +191,7 @@ smtp_tx_reset(struct smtp_session *s)
 		s->msg = NULL;
 	}
 	spool_env_clear(&s->env);
+	s->env_bytes = 0;
 	memset(&s->mp, 0, sizeof(s->mp));
 	s->too_big = false;
 	s->chunking = false;
@@ -265,8 +274,10 @@ smtp_message_begin(struct smtp_session *s, enum smtp_data_mode mode)
 	             s->helo[0] ? s->helo : "unknown", strchr(s->addr, ':') ? "[IPv6:" : "[",
 	             s->addr, "]", s->cfg->hostname, smtp_protocol(s), spool_msg_id(s->msg), tls,
 	             forclause, date);
-	if (n > 0 && (size_t)n < sizeof(hdr))
-		spool_msg_write(s->msg, hdr, (size_t)n);
+	/* Every part is bounded (hostname and HELO 255, address, TLS names). */
+	if (n < 0 || (size_t)n >= sizeof(hdr))
+		fatalx("Received header does not fit in %zu octets", sizeof(hdr));
+	spool_msg_write(s->msg, hdr, (size_t)n);
 }
 
 /* The reply refusing a finished message, or NULL when it may be committed. */
@@ -308,6 +319,7 @@ smtp_commit_cb(void *arg, struct spool_msg *m, int err)
 	char fromq[256];
 
 	s->msg = NULL;
+	s->committing = false;
 	if (!s->closed) {
 		if (err) {
 			if (err == ENOSPC || err == EDQUOT)
@@ -329,8 +341,12 @@ smtp_commit_cb(void *arg, struct spool_msg *m, int err)
 			         smtp_protocol(s));
 		}
 		smtp_tx_end(s);
-		bufferevent_enable(s->bev, EV_READ);
-		smtp_input(s);
+		if (s->peer_eof) {
+			smtp_session_eof(s);
+		} else {
+			bufferevent_enable(s->bev, EV_READ);
+			smtp_input(s);
+		}
 	}
 	smtp_release(s); /* the reference taken for the commit */
 }
@@ -364,6 +380,7 @@ smtp_message_end(struct smtp_session *s)
 		s->env.envid = xstrdup(s->mp.envid);
 	spool_msg_set_env(s->msg, &s->env);
 	smtp_hold(s);
+	s->committing = true;
 	smtp_enter_state(s, SMTP_S_COMMIT);
 	spool_msg_commit(s->msg, smtp_commit_cb, s);
 }
@@ -393,19 +410,26 @@ smtp_feed(struct smtp_session *s, struct evbuffer *in, size_t max, bool *done)
 {
 	struct evbuffer_iovec v[16];
 	size_t used = 0;
-	int n;
 
 	*done = false;
-	n = evbuffer_peek(in, (ev_ssize_t)max, NULL, v, (int)nitems(v));
-	if (n > (int)nitems(v))
-		n = (int)nitems(v);
-	for (int i = 0; i < n && !*done && used < max; i++) {
-		size_t len = v[i].iov_len;
-		if (len > max - used)
-			len = max - used;
-		used += smtp_data_feed(&s->scan, v[i].iov_base, len, smtp_emit, s, done);
+	/* evbuffer_peek() shows at most nitems(v) chunks: go round until done. */
+	while (used < max && !*done) {
+		size_t round = 0;
+		int n = evbuffer_peek(in, (ev_ssize_t)(max - used), NULL, v, (int)nitems(v));
+
+		if (n > (int)nitems(v))
+			n = (int)nitems(v);
+		for (int i = 0; i < n && !*done && used + round < max; i++) {
+			size_t len = v[i].iov_len;
+			if (len > max - used - round)
+				len = max - used - round;
+			round += smtp_data_feed(&s->scan, v[i].iov_base, len, smtp_emit, s, done);
+		}
+		evbuffer_drain(in, round);
+		used += round;
+		if (round == 0)
+			break;
 	}
-	evbuffer_drain(in, used);
 	return used;
 }
 
@@ -435,11 +459,9 @@ smtp_chunk_end(struct smtp_session *s)
 	const char *refuse;
 
 	if (s->chunk_discard) {
+		/* Nothing of this chunk counted: back to where the BDAT found us. */
 		smtp_reply(s, "%s", s->chunk_error);
-		if (s->msg || s->env.nrcpts)
-			smtp_tx_end(s);
-		else
-			smtp_enter_state(s, smtp_idle_state(s));
+		smtp_enter_state(s, s->chunk_return);
 		return;
 	}
 	if (s->chunk_last) {
@@ -484,7 +506,7 @@ smtp_bad_sequence(const struct smtp_session *s, enum smtp_verb verb)
 	if (s->state == SMTP_S_GREETED)
 		return "503 5.5.1 Send EHLO or HELO first";
 	if (s->state == SMTP_S_BDAT)
-		return "503 5.5.1 Only BDAT, RSET, NOOP or QUIT during a BDAT transfer";
+		return "503 5.5.1 Only BDAT, RSET, EHLO, NOOP or QUIT during a BDAT transfer";
 	switch (verb) {
 	case SMTP_VERB_MAIL:
 		return "503 5.5.1 Nested MAIL command";
@@ -559,7 +581,8 @@ smtp_input_line(struct smtp_session *s, struct evbuffer *in)
 	struct evbuffer_ptr eol;
 	size_t eol_len = 0, avail = evbuffer_get_length(in), len;
 
-	eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF);
+	/* RFC 5321 2.3.8: only CRLF ends a line; a bare LF is refused below. */
+	eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_LF);
 	if (eol.pos < 0) {
 		if (avail < SMTP_CMD_LINE_PARAMS_MAX)
 			return false;
@@ -572,6 +595,24 @@ smtp_input_line(struct smtp_session *s, struct evbuffer *in)
 		return false;
 	}
 	len = (size_t)eol.pos;
+	if (len > 0 && !s->skip_line) {
+		char cr;
+		struct evbuffer_ptr before;
+
+		evbuffer_ptr_set(in, &before, len - 1, EVBUFFER_PTR_SET);
+		if (evbuffer_copyout_from(in, &before, &cr, 1) == 1 && cr == '\r') {
+			len--;
+			eol_len++;
+		} else {
+			evbuffer_drain(in, len + eol_len);
+			smtp_reply(s, "500 5.5.2 Bare LF in command; SMTP lines end in CRLF");
+			return true;
+		}
+	} else if (len == 0 && !s->skip_line) {
+		evbuffer_drain(in, eol_len);
+		smtp_reply(s, "500 5.5.2 Bare LF in command; SMTP lines end in CRLF");
+		return true;
+	}
 	if (s->skip_line) {
 		evbuffer_drain(in, len + eol_len);
 		s->skip_line = false;
@@ -825,6 +866,13 @@ smtp_cmd_rcpt(struct smtp_session *s, const struct smtp_cmd *cmd)
 			return; /* the same recipient twice gets one copy */
 		}
 	}
+	if (s->env_bytes + strlen(buf) + (rp.has_orcpt ? strlen(rp.orcpt) : 0) >
+	    SMTP_ENVELOPE_MAX) {
+		smtp_reply(s, "452 4.5.3 Too many recipients (envelope over %d octets)",
+		           SMTP_ENVELOPE_MAX);
+		return;
+	}
+	s->env_bytes += strlen(buf) + (rp.has_orcpt ? strlen(rp.orcpt) : 0);
 	spool_env_add_rcpt(&s->env, buf, rp.notify, rp.has_orcpt ? rp.orcpt : NULL);
 	smtp_enter_state(s, SMTP_S_RCPT);
 	smtp_reply(s, "250 2.1.5 Ok");
@@ -866,6 +914,7 @@ smtp_cmd_bdat(struct smtp_session *s, const struct smtp_cmd *cmd)
 	s->data_wire = 0;
 	if (!s->esmtp) {
 		s->chunk_discard = true;
+		s->chunk_return = s->state;
 		s->chunk_error = s->state == SMTP_S_GREETED ? "503 5.5.1 Send EHLO first"
 		                                            : "503 5.5.1 BDAT needs EHLO";
 	} else if (s->state == SMTP_S_RCPT) {
@@ -875,6 +924,7 @@ smtp_cmd_bdat(struct smtp_session *s, const struct smtp_cmd *cmd)
 		/* next chunk of the same message */
 	} else {
 		s->chunk_discard = true;
+		s->chunk_return = s->state;
 		s->chunk_error = s->state == SMTP_S_MAIL
 		                         ? "554 5.5.1 No valid recipients"
 		                         : "503 5.5.1 Need MAIL and RCPT before BDAT";
@@ -1004,7 +1054,7 @@ smtp_tls_begin(struct smtp_session *s)
 	bev = bufferevent_openssl_socket_new(s->srv->base, s->fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
 	                                     BEV_OPT_CLOSE_ON_FREE);
 	if (bev == NULL) {
-		SSL_free(ssl);
+		/* libevent has freed ssl already (BEV_OPT_CLOSE_ON_FREE). */
 		smtp_session_close(s, "TLS setup failed");
 		return;
 	}
@@ -1030,6 +1080,18 @@ smtp_tls_done(struct smtp_session *s)
 	         (unsigned long long)s->sid, s->addr, SSL_get_version(s->ssl),
 	         SSL_get_cipher_name(s->ssl));
 	smtp_enter_state(s, SMTP_S_GREETED);
+}
+
+/* After the client's EOF: handle what it sent before it, then close. */
+static void
+smtp_session_eof(struct smtp_session *s)
+{
+	smtp_input(s);
+	if (s->closed || s->state == SMTP_S_CLOSING || s->committing)
+		return;
+	/* Whatever is left is incomplete (a command without its CRLF, a
+	 * message without its end): it is dropped, never committed. */
+	smtp_close_after(s, NULL, "client closed");
 }
 
 /* --- libevent callbacks --- */
@@ -1062,7 +1124,8 @@ smtp_write_cb(struct bufferevent *bev, void *arg)
 		break;
 	default:
 		/* A client that had stopped reading caught up: go on. */
-		if (!(bufferevent_get_enabled(bev) & EV_READ) && s->state != SMTP_S_COMMIT) {
+		if (!(bufferevent_get_enabled(bev) & EV_READ) && s->state != SMTP_S_COMMIT &&
+		    !s->peer_eof) {
 			bufferevent_enable(bev, EV_READ);
 			smtp_input(s);
 		}
@@ -1081,6 +1144,16 @@ smtp_event_cb(struct bufferevent *bev, short what, void *arg)
 	if (what & BEV_EVENT_CONNECTED) {
 		if (s->state == SMTP_S_STARTTLS)
 			smtp_tls_done(s);
+	} else if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR) &&
+	           s->state != SMTP_S_STARTTLS) {
+		/*
+		 * The client closed its side (it may still read): answer what it
+		 * sent, including a message being committed, then close.
+		 */
+		s->peer_eof = true;
+		bufferevent_disable(bev, EV_READ);
+		if (!s->committing)
+			smtp_session_eof(s);
 	} else if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
 		unsigned long e = s->ssl ? bufferevent_get_openssl_error(bev) : 0;
 
@@ -1131,7 +1204,7 @@ smtp_timer_cb(evutil_socket_t fd, short what, void *arg)
 /* --- lifetime --- */
 
 void
-smtp_session_new(struct smtp_server *srv, int fd, struct sockaddr *sa, socklen_t salen)
+smtp_session_new(struct smtp_server *srv, int fd, const struct sockaddr *sa)
 {
 	struct smtp_session *s = xcalloc(1, sizeof(*s));
 
@@ -1194,9 +1267,10 @@ smtp_session_close(struct smtp_session *s, const char *reason)
 		return;
 	s->closed = true;
 	if (s->msg) {
-		if (s->state == SMTP_S_COMMIT) {
+		if (s->committing) {
 			/* The commit completes without us; drop its reference. */
 			spool_msg_forget(s->msg);
+			s->committing = false;
 			s->refs--;
 		} else {
 			spool_msg_abort(s->msg);

@@ -20,7 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <time.h>
@@ -233,7 +232,8 @@ spool_msg_spill(struct spool_msg *m)
 		unsigned char hdr[SPOOL_MAGIC_LEN + SPOOL_REC_HDR];
 		char path[4096];
 
-		snprintf(path, sizeof(path), "%s/%s", m->spool->incoming, m->id);
+		if (!path_fmt(path, sizeof(path), "%s/%s", m->spool->incoming, m->id))
+			return -1;
 		m->fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 		if (m->fd < 0)
 			return -1;
@@ -315,8 +315,8 @@ spool_msg_abort(struct spool_msg *m)
 {
 	if (m->fd >= 0) {
 		char path[4096];
-		snprintf(path, sizeof(path), "%s/%s", m->spool->incoming, m->id);
-		unlink(path);
+		if (path_fmt(path, sizeof(path), "%s/%s", m->spool->incoming, m->id))
+			unlink(path);
 	}
 	spool_msg_free(m);
 }
@@ -409,30 +409,32 @@ rec_set(char **slot, const unsigned char *p, uint32_t len)
 	return true;
 }
 
-enum spool_status
-spool_parse(const unsigned char *p, size_t len, struct spool_env *env, size_t *body_offset,
-            uint64_t *body_len)
+/* Magic and body record header: the body length, or -1 if not a queue file. */
+static int
+spool_parse_head(const unsigned char *p, size_t len, uint64_t *blen)
 {
-	size_t off = SPOOL_MAGIC_LEN;
-	uint64_t blen, end_blen = 0;
-	uint32_t crc, end_crc = 0;
+	if (len < SPOOL_MAGIC_LEN + SPOOL_REC_HDR || memcmp(p, SPOOL_MAGIC, SPOOL_MAGIC_LEN) != 0 ||
+	    p[SPOOL_MAGIC_LEN] != SPOOL_R_BODY)
+		return -1;
+	*blen = get_u32(p + SPOOL_MAGIC_LEN + 1);
+	return 0;
+}
+
+/*
+ * The envelope records and END after a body of blen octets whose CRC-32
+ * is crc: everything from the end of the body to the end of the file.
+ */
+static enum spool_status
+spool_parse_tail(const unsigned char *p, size_t len, uint64_t blen, uint32_t crc,
+                 struct spool_env *env)
+{
+	size_t off = 0;
+	uint64_t end_blen = 0;
+	uint32_t end_crc = 0;
 	bool have_end = false, have_sender = false;
 	uint64_t num;
 
 	memset(env, 0, sizeof(*env));
-	if (len < SPOOL_MAGIC_LEN + SPOOL_REC_HDR || memcmp(p, SPOOL_MAGIC, SPOOL_MAGIC_LEN) != 0)
-		return SPOOL_ECORRUPT;
-	if (p[off] != SPOOL_R_BODY)
-		return SPOOL_ECORRUPT;
-	blen = get_u32(p + off + 1);
-	off += SPOOL_REC_HDR;
-	if (blen > len - off)
-		return SPOOL_ECORRUPT;
-	*body_offset = off;
-	*body_len = blen;
-	crc = (uint32_t)crc32(0L, Z_NULL, 0);
-	crc = (uint32_t)crc32(crc, p + off, (uInt)blen);
-	off += blen;
 	while (off < len) {
 		uint32_t rlen;
 		int type;
@@ -538,45 +540,100 @@ corrupt:
 }
 
 enum spool_status
+spool_parse(const unsigned char *p, size_t len, struct spool_env *env, size_t *body_offset,
+            uint64_t *body_len)
+{
+	const size_t off = SPOOL_MAGIC_LEN + SPOOL_REC_HDR;
+	uint64_t blen;
+	uint32_t crc;
+
+	memset(env, 0, sizeof(*env));
+	if (spool_parse_head(p, len, &blen) < 0 || blen > len - off)
+		return SPOOL_ECORRUPT;
+	*body_offset = off;
+	*body_len = blen;
+	crc = (uint32_t)crc32(crc32(0L, Z_NULL, 0), p + off, (uInt)blen);
+	return spool_parse_tail(p + off + blen, len - off - blen, blen, crc, env);
+}
+
+/* pread() exactly n octets at off; -1 with errno (EIO for a short file). */
+static int
+spool_pread(int fd, void *buf, size_t n, off_t off)
+{
+	for (size_t got = 0; got < n;) {
+		ssize_t r = pread(fd, (char *)buf + got, n - got, off + (off_t)got);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			if (r == 0)
+				errno = EIO;
+			return -1;
+		}
+		got += (size_t)r;
+	}
+	return 0;
+}
+
+enum spool_status
 spool_file_open(struct spool *s, const char *id, struct spool_file *f)
 {
+	const size_t head = SPOOL_MAGIC_LEN + SPOOL_REC_HDR;
+	unsigned char hbuf[SPOOL_MAGIC_LEN + SPOOL_REC_HDR], *buf = NULL;
 	enum spool_status st = SPOOL_ECORRUPT;
-	void *img;
-	size_t body_off;
+	uint64_t blen, tail;
+	uint32_t crc;
 	struct stat sb;
 	char path[4096];
 
 	memset(f, 0, sizeof(*f));
 	f->fd = -1;
-	if (!spool_id_valid(id))
+	if (!spool_id_valid(id) || !path_fmt(path, sizeof(path), "%s/%s", s->queue, id))
 		return SPOOL_ENOENT;
-	snprintf(path, sizeof(path), "%s/%s", s->queue, id);
 	if ((f->fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
 		return errno == ENOENT ? SPOOL_ENOENT : SPOOL_EIO;
-	if (fstat(f->fd, &sb) < 0) {
-		st = SPOOL_EIO;
+	if (fstat(f->fd, &sb) < 0)
+		goto eio;
+	/*
+	 * Read with pread(), not mmap(): a read error or a file truncated
+	 * behind our back must be an error here, not a SIGBUS. The whole
+	 * file is CRC-checked before anything of it is used.
+	 */
+	if ((uint64_t)sb.st_size < head)
 		goto fail;
+	if (spool_pread(f->fd, hbuf, head, 0) < 0)
+		goto eio;
+	if (spool_parse_head(hbuf, head, &blen) < 0 || blen > (uint64_t)sb.st_size - head)
+		goto fail;
+	tail = (uint64_t)sb.st_size - head - blen;
+	if (tail > SPOOL_TAIL_MAX)
+		goto fail;
+	buf = xmalloc(SPOOL_READ_CHUNK > tail ? SPOOL_READ_CHUNK : (size_t)tail);
+	crc = (uint32_t)crc32(0L, Z_NULL, 0);
+	for (uint64_t done = 0; done < blen;) {
+		size_t n =
+		        blen - done < SPOOL_READ_CHUNK ? (size_t)(blen - done) : SPOOL_READ_CHUNK;
+		if (spool_pread(f->fd, buf, n, (off_t)(head + done)) < 0)
+			goto eio;
+		crc = (uint32_t)crc32(crc, buf, (uInt)n);
+		done += n;
 	}
-	/* Messages are bounded by smtp_max_message_size (at most 2 GiB). */
-	if (sb.st_size < SPOOL_MAGIC_LEN + SPOOL_REC_HDR || (uint64_t)sb.st_size > (1ULL << 32))
-		goto fail;
-	img = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, f->fd, 0);
-	if (img == MAP_FAILED) {
-		st = SPOOL_EIO;
-		goto fail;
-	}
-	/* The whole file is checked (CRC) before anything of it is used. */
-	st = spool_parse(img, (size_t)sb.st_size, &f->env, &body_off, &f->body_len);
-	munmap(img, (size_t)sb.st_size);
+	if (spool_pread(f->fd, buf, (size_t)tail, (off_t)(head + blen)) < 0)
+		goto eio;
+	st = spool_parse_tail(buf, (size_t)tail, blen, crc, &f->env);
 	if (st == SPOOL_OK && strcmp(f->env.id, id) != 0) {
 		spool_env_clear(&f->env);
 		st = SPOOL_ECORRUPT;
 	}
 	if (st != SPOOL_OK)
 		goto fail;
-	f->body_offset = (off_t)body_off;
+	free(buf);
+	f->body_offset = (off_t)head;
+	f->body_len = blen;
 	return SPOOL_OK;
+eio:
+	st = SPOOL_EIO;
 fail:
+	free(buf);
 	close(f->fd);
 	f->fd = -1;
 	return st;
@@ -610,7 +667,8 @@ spool_set_aside(struct spool *s, const char *id)
 		errno = EINVAL;
 		return -1;
 	}
-	snprintf(from, sizeof(from), "%s/%s", s->queue, id);
-	snprintf(to, sizeof(to), "%s/%s", s->corrupt, id);
+	if (!path_fmt(from, sizeof(from), "%s/%s", s->queue, id) ||
+	    !path_fmt(to, sizeof(to), "%s/%s", s->corrupt, id))
+		return -1;
 	return rename(from, to);
 }

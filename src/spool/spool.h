@@ -17,7 +17,10 @@
  *
  * Small messages are kept in memory until the commit and written by a
  * commit thread; past SPOOL_MEM_MAX the body spills to the incoming file
- * as it arrives.
+ * as it arrives. Those spill writes happen on the event loop (a write()
+ * to the page cache per 64 KiB); a disk so slow that the kernel throttles
+ * them would stall every session, a trade-off taken for simplicity until
+ * measurements say otherwise.
  */
 #ifndef MOAT_SPOOL_H
 #define MOAT_SPOOL_H

@@ -69,6 +69,7 @@ spool_commit_one(struct spool *s, struct spool_msg *m)
 	char from[4096], to[4096];
 	size_t envlen;
 	char *env = spool_env_serialise(m, &envlen);
+	bool ours = m->fd >= 0; /* the incoming file is ours to remove on failure */
 	int r = -1;
 
 	memcpy(hdr, SPOOL_MAGIC, SPOOL_MAGIC_LEN);
@@ -80,7 +81,10 @@ spool_commit_one(struct spool *s, struct spool_msg *m)
 		struct iovec iov[3] = {{hdr, sizeof(hdr)}, {m->buf, m->len}, {env, envlen}};
 
 		m->fd = open(from, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-		if (m->fd < 0 || writev_all(m->fd, iov, 3) < 0)
+		if (m->fd < 0)
+			goto out;
+		ours = true;
+		if (writev_all(m->fd, iov, 3) < 0)
 			goto out;
 	} else {
 		/* Spilled while it arrived: the tail, then the body length. */
@@ -88,6 +92,7 @@ spool_commit_one(struct spool *s, struct spool_msg *m)
 
 		if (writev_all(m->fd, iov, 2) < 0)
 			goto out;
+		errno = 0;
 		if (pwrite(m->fd, hdr + SPOOL_MAGIC_LEN, SPOOL_REC_HDR, SPOOL_MAGIC_LEN) !=
 		    SPOOL_REC_HDR) {
 			if (errno == 0)
@@ -112,10 +117,25 @@ out:
 		if (m->fd >= 0)
 			close(m->fd);
 		m->fd = -1;
-		unlink(from);
+		if (ours)
+			unlink(from);
 	}
 	free(env);
 	return r;
+}
+
+/* A message that failed while it arrived (m->err): drop what it left in incoming/. */
+static void
+spool_commit_drop(struct spool *s, struct spool_msg *m)
+{
+	char path[4096];
+
+	if (m->fd < 0)
+		return;
+	close(m->fd);
+	m->fd = -1;
+	if (spool_incoming_path(s, m->id, path, sizeof(path)))
+		unlink(path);
 }
 
 static void *
@@ -135,6 +155,8 @@ spool_writer(void *arg)
 
 		if (m->err == 0)
 			spool_commit_one(s, m);
+		else
+			spool_commit_drop(s, m);
 
 		pthread_mutex_lock(&s->lock);
 		TAILQ_INSERT_TAIL(&s->renamed, m, entry);

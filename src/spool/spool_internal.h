@@ -14,7 +14,9 @@
 #define SPOOL_REC_HDR     5  /* type octet + 32-bit big-endian length */
 #define SPOOL_END_LEN     12 /* 64-bit body length + CRC-32 */
 #define SPOOL_WRITERS_MAX 64
-#define SPOOL_REC_MAX     (1u << 20) /* envelope records; the body has its own bound */
+#define SPOOL_REC_MAX     (1u << 20)  /* envelope records; the body has its own bound */
+#define SPOOL_TAIL_MAX    (16u << 20) /* all envelope records of one message */
+#define SPOOL_READ_CHUNK  (64 * 1024)
 
 /* Record types. Lower-case types are informational and may be added freely. */
 enum {

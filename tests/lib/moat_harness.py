@@ -16,6 +16,15 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OUT = os.path.join(ROOT, "tests", "out")
 MOATD = os.environ.get("MOATD", os.path.join(ROOT, "build", "moatd"))
+SLOWSYNC = os.path.join(os.path.dirname(MOATD), "tests", "slowsync.so")
+
+
+def slow_sync_env(ms):
+    """Environment for Moatd.start(): every fdatasync() takes ms longer."""
+    env = {"LD_PRELOAD": SLOWSYNC, "SLOW_SYNC_MS": str(ms)}
+    if "ASAN_OPTIONS" in os.environ:  # a preloaded library comes before the ASan runtime
+        env["ASAN_OPTIONS"] = os.environ["ASAN_OPTIONS"] + ":verify_asan_link_order=0"
+    return env
 
 
 def free_port(family=socket.AF_INET):
@@ -148,9 +157,11 @@ class Moatd:
         with open(self.conf_path, "w") as f:
             f.write(text)
 
-    def start(self, wait=True, expect_fail=False):
+    def start(self, wait=True, expect_fail=False, env=None):
         self.logf = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([self.binary, "-c", self.conf_path],
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        self.proc = subprocess.Popen([self.binary, "-c", self.conf_path], env=full_env,
                                      stdout=self.logf, stderr=subprocess.STDOUT)
         if expect_fail:
             self.proc.wait(timeout=20)

@@ -97,6 +97,12 @@ class TestConfigErrors(ProcessCase):
              "[domain EXAMPLE.test]", r"example.test"),
             ("unknown route", "", "[domain a.test]\nrecipients = any\nroute = mx\n",
              "route = mx", r"route"),
+            ("hostname not a domain", "hostname = mx/moat.test\n", DEFAULT_DOMAINS,
+             "hostname = mx/moat.test", r"hostname 'mx/moat.test' is not a domain name"),
+            ("empty data_dir", "data_dir =\n", DEFAULT_DOMAINS, "data_dir =",
+             r"data_dir must not be empty"),
+            ("tls_cert without tls_key", "tls_cert = /etc/ssl/x.pem\n", DEFAULT_DOMAINS,
+             "tls_cert = /etc/ssl/x.pem", r"tls_cert and tls_key must be set together"),
         ]
         for name, conf, domains, bad, rx in rows:
             with self.subTest(name):
