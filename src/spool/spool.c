@@ -159,6 +159,7 @@ spool_env_add_rcpt(struct spool_env *env, const char *addr, unsigned notify, con
 
 	env->rcpts = xrealloc(env->rcpts, (env->nrcpts + 1) * sizeof(*env->rcpts));
 	r = &env->rcpts[env->nrcpts++];
+	memset(r, 0, sizeof(*r));
 	r->addr = xstrdup(addr);
 	r->notify = notify;
 	r->orcpt = orcpt ? xstrdup(orcpt) : NULL;
@@ -170,6 +171,9 @@ spool_env_clear(struct spool_env *env)
 	for (size_t i = 0; i < env->nrcpts; i++) {
 		free(env->rcpts[i].addr);
 		free(env->rcpts[i].orcpt);
+		free(env->rcpts[i].status);
+		free(env->rcpts[i].remote);
+		free(env->rcpts[i].diag);
 	}
 	free(env->rcpts);
 	free(env->client_addr);
@@ -193,9 +197,9 @@ spool_msg_new(struct spool *s)
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-	s->id_counter = (s->id_counter + 1) & 0xfffff;
+	/* Any thread may create messages (the delivery thread writes DSNs). */
 	snprintf(m->id, sizeof(m->id), "%011llx%05x", (unsigned long long)(ms & 0xfffffffffffULL),
-	         s->id_counter);
+	         __atomic_add_fetch(&s->id_counter, 1, __ATOMIC_RELAXED) & 0xfffff);
 	m->spool = s;
 	m->fd = -1;
 	m->crc = (uint32_t)crc32(0L, Z_NULL, 0);
@@ -409,6 +413,74 @@ rec_set(char **slot, const unsigned char *p, uint32_t len)
 	return true;
 }
 
+/* Split a status payload "idx TAB status TAB remote TAB diag TAB when" in place. */
+static void
+spool_status_fields(char *v, char **f, size_t nf)
+{
+	for (size_t i = 0; i < nf; i++) {
+		f[i] = v;
+		if (v != NULL && (v = strchr(v, '\t')) != NULL)
+			*v++ = '\0';
+	}
+}
+
+/*
+ * Status records after END: type, u32 length, payload, CRC-32 of the
+ * three. The first one that is incomplete or fails its CRC ends the list
+ * (a crash while appending): what it would have said is not known.
+ */
+static void
+spool_parse_status(const unsigned char *p, size_t len, struct spool_env *env)
+{
+	size_t off = 0;
+
+	while (len - off >= SPOOL_REC_HDR + 4) {
+		int type = p[off];
+		uint32_t rlen = get_u32(p + off + 1), crc;
+		char *v, *f[5];
+		uint64_t idx, when;
+
+		if (rlen > SPOOL_STATUS_MAX || rlen + 4 > len - off - SPOOL_REC_HDR)
+			return;
+		crc = (uint32_t)crc32(crc32(0L, Z_NULL, 0), p + off, SPOOL_REC_HDR + rlen);
+		if (crc != get_u32(p + off + SPOOL_REC_HDR + rlen))
+			return;
+		v = xstrndup((const char *)p + off + SPOOL_REC_HDR, rlen);
+		off += SPOOL_REC_HDR + rlen + 4;
+		switch (type) {
+		case SPOOL_S_DELIVERED:
+		case SPOOL_S_FAILED: {
+			struct spool_rcpt *r;
+
+			spool_status_fields(v, f, nitems(f));
+			if (f[0] == NULL || parse_u64(f[0], strlen(f[0]), SIZE_MAX, &idx) < 0 ||
+			    idx >= env->nrcpts)
+				break;
+			r = &env->rcpts[idx];
+			r->state = type == SPOOL_S_DELIVERED ? SPOOL_RCPT_DELIVERED : SPOOL_RCPT_FAILED;
+			free(r->status);
+			free(r->remote);
+			free(r->diag);
+			r->status = f[1] && *f[1] ? xstrdup(f[1]) : NULL;
+			r->remote = f[2] && *f[2] ? xstrdup(f[2]) : NULL;
+			r->diag = f[3] && *f[3] ? xstrdup(f[3]) : NULL;
+			if (f[4] && parse_u64(f[4], strlen(f[4]), INT64_MAX, &when) == 0)
+				r->when = (int64_t)when;
+			break;
+		}
+		case SPOOL_S_HOLD:
+			env->held = strcmp(v, "1") == 0;
+			break;
+		case SPOOL_S_DSN:
+			env->dsn_sent = true;
+			break;
+		default:
+			break; /* from a newer moat */
+		}
+		free(v);
+	}
+}
+
 /* Magic and body record header: the body length, or -1 if not a queue file. */
 static int
 spool_parse_head(const unsigned char *p, size_t len, uint64_t *blen)
@@ -440,7 +512,9 @@ spool_parse_tail(const unsigned char *p, size_t len, uint64_t blen, uint32_t crc
 		int type;
 		const unsigned char *v;
 
-		if (have_end || len - off < SPOOL_REC_HDR)
+		if (have_end)
+			break; /* status records follow */
+		if (len - off < SPOOL_REC_HDR)
 			goto corrupt;
 		type = p[off];
 		rlen = get_u32(p + off + 1);
@@ -533,6 +607,7 @@ spool_parse_tail(const unsigned char *p, size_t len, uint64_t blen, uint32_t crc
 	if (!have_end || end_blen != blen || end_crc != crc || !have_sender || env->nrcpts == 0 ||
 	    !spool_id_valid(env->id))
 		goto corrupt;
+	spool_parse_status(p + off, len - off, env);
 	return SPOOL_OK;
 corrupt:
 	spool_env_clear(env);
@@ -646,6 +721,75 @@ spool_file_close(struct spool_file *f)
 		close(f->fd);
 	f->fd = -1;
 	spool_env_clear(&f->env);
+}
+
+/* Append one text field to a status payload; controls and tabs become spaces. */
+static void
+spool_status_put(char *buf, size_t *len, size_t cap, const char *v, bool last)
+{
+	for (; v != NULL && *v && *len + 2 < cap; v++)
+		buf[(*len)++] = ((unsigned char)*v < 0x20 || *v == 0x7f) ? ' ' : *v;
+	if (!last && *len + 1 < cap)
+		buf[(*len)++] = '\t';
+}
+
+int
+spool_mark(struct spool *s, const char *id, const struct spool_mark *marks, size_t n)
+{
+	unsigned char *out = xmalloc(n * (SPOOL_REC_HDR + SPOOL_STATUS_MAX + 4) + 1);
+	size_t olen = 0;
+	char path[4096];
+	int fd, r = -1, saved;
+
+	if (!spool_id_valid(id) || !path_fmt(path, sizeof(path), "%s/%s", s->queue, id)) {
+		free(out);
+		errno = EINVAL;
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const struct spool_mark *m = &marks[i];
+		char *v = (char *)out + olen + SPOOL_REC_HDR, num[32];
+		size_t vlen = 0;
+		int type;
+		uint32_t crc;
+
+		switch (m->what) {
+		case SPOOL_MARK_RCPT:
+			type = m->state == SPOOL_RCPT_DELIVERED ? SPOOL_S_DELIVERED : SPOOL_S_FAILED;
+			snprintf(num, sizeof(num), "%zu", m->rcpt);
+			spool_status_put(v, &vlen, SPOOL_STATUS_MAX, num, false);
+			spool_status_put(v, &vlen, SPOOL_STATUS_MAX, m->status, false);
+			spool_status_put(v, &vlen, SPOOL_STATUS_MAX, m->remote, false);
+			/* the diagnostic may be long: keep room for the time */
+			spool_status_put(v, &vlen, SPOOL_STATUS_MAX - 32, m->diag, false);
+			snprintf(num, sizeof(num), "%lld", (long long)m->when);
+			spool_status_put(v, &vlen, SPOOL_STATUS_MAX, num, true);
+			break;
+		case SPOOL_MARK_HOLD:
+			type = SPOOL_S_HOLD;
+			spool_status_put(v, &vlen, SPOOL_STATUS_MAX, m->held ? "1" : "0", true);
+			break;
+		default:
+			type = SPOOL_S_DSN;
+			spool_status_put(v, &vlen, SPOOL_STATUS_MAX, "1", true);
+			break;
+		}
+		spool_put_rec_hdr(out + olen, type, (uint32_t)vlen);
+		crc = (uint32_t)crc32(crc32(0L, Z_NULL, 0), out + olen, SPOOL_REC_HDR + vlen);
+		olen += SPOOL_REC_HDR + vlen;
+		for (int k = 0; k < 4; k++)
+			out[olen++] = (unsigned char)(crc >> (24 - 8 * k));
+	}
+	if ((fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC)) < 0)
+		goto out;
+	if (write_all(fd, out, olen) == 0 && fdatasync(fd) == 0)
+		r = 0;
+	saved = errno;
+	close(fd);
+	errno = saved;
+out:
+	free(out);
+	return r;
 }
 
 int

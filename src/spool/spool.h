@@ -37,10 +37,23 @@ struct spool_msg;
 #define SPOOL_ID_LEN  16 /* hex: 11 digits of ms since the epoch + 5 of a counter */
 #define SPOOL_MEM_MAX (64 * 1024)
 
+/* A recipient's final outcome, appended to the queue file as it happens. */
+enum spool_rcpt_state {
+	SPOOL_RCPT_PENDING = 0,
+	SPOOL_RCPT_DELIVERED,
+	SPOOL_RCPT_FAILED,
+};
+
 struct spool_rcpt {
 	char *addr;      /* canonical local@domain */
 	unsigned notify; /* RFC 3461 NOTIFY bits (SMTP_NOTIFY_*), 0 = unspecified */
 	char *orcpt;     /* RFC 3461 ORCPT as received, or NULL */
+	/* from the status records after END */
+	enum spool_rcpt_state state;
+	char *status; /* RFC 3463 code of the outcome, or NULL */
+	char *remote; /* the downstream that answered, or NULL */
+	char *diag;   /* its reply (one line), or NULL */
+	int64_t when; /* Unix time of the outcome */
 };
 
 /* The envelope kept with a message. Strings are owned by the struct. */
@@ -57,6 +70,19 @@ struct spool_env {
 	char *envid; /* RFC 3461 ENVID (xtext) or NULL */
 	struct spool_rcpt *rcpts;
 	size_t nrcpts;
+	/* from the status records after END */
+	bool held;     /* moatctl queue hold */
+	bool dsn_sent; /* the delivery report for the failures is in the spool */
+};
+
+/* One status record to append (spool_mark). */
+struct spool_mark {
+	enum { SPOOL_MARK_RCPT, SPOOL_MARK_HOLD, SPOOL_MARK_DSN_SENT } what;
+	size_t rcpt;                        /* index into env.rcpts (SPOOL_MARK_RCPT) */
+	enum spool_rcpt_state state;        /* SPOOL_MARK_RCPT */
+	const char *status, *remote, *diag; /* SPOOL_MARK_RCPT, may be NULL */
+	int64_t when;
+	bool held; /* SPOOL_MARK_HOLD */
 };
 
 void spool_env_add_rcpt(struct spool_env *env, const char *addr, unsigned notify,
@@ -131,6 +157,14 @@ struct spool_file {
 
 enum spool_status spool_file_open(struct spool *s, const char *id, struct spool_file *f);
 void spool_file_close(struct spool_file *f);
+/*
+ * Append status records to a committed queue file and fdatasync it. Each
+ * record carries its own CRC: a record torn by a crash is ignored on
+ * reading (the outcome is then not recorded: at-least-once). -1 and errno
+ * on failure.
+ */
+int spool_mark(struct spool *s, const char *id, const struct spool_mark *marks, size_t n);
+
 /* Remove a delivered message from the queue. */
 int spool_remove(struct spool *s, const char *id);
 /* Move a damaged queue file to corrupt/ for a human to look at. */

@@ -35,7 +35,13 @@ enum {
 	SPOOL_R_RET = 'r',
 	SPOOL_R_ENVID = 'e',
 	SPOOL_R_END = 'E',
+	/* status records, after END, each followed by its own CRC-32 */
+	SPOOL_S_DELIVERED = 'D',
+	SPOOL_S_FAILED = 'F',
+	SPOOL_S_HOLD = 'H',
+	SPOOL_S_DSN = 'X',
 };
+#define SPOOL_STATUS_MAX 2048 /* one status record's payload */
 
 struct spool_msg {
 	struct spool *spool;
