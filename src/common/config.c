@@ -12,6 +12,7 @@
 #include "util.h"
 
 #include <arpa/inet.h>
+#include <ifaddrs.h>
 #include <errno.h>
 #include <limits.h>
 #include <netinet/in.h>
@@ -347,18 +348,40 @@ config_domain_set(struct config_parser *p, const char *key, const char *v)
 	if (strcmp(key, "recipients") == 0)
 		return config_domain_recipients(p, d, v);
 	if (strcmp(key, "route") == 0) {
-		if (strcmp(v, "maildir") == 0) {
-			d->route = CONFIG_ROUTE_MAILDIR;
-			return 0;
-		}
-		if (strncmp(v, "smtp:", 5) == 0 || strcmp(v, "mx") == 0)
-			return config_error(p,
-			                    "route: '%s': SMTP routes are not available in "
-			                    "this version of moat (only 'maildir')",
-			                    v);
-		return config_error(p, "route: '%s' is not 'maildir'", v);
+		char err[512];
+
+		if (route_parse(v, &d->route, err, sizeof(err)) < 0)
+			return config_error(p, "route: %s", err);
+		d->route_line = p->line;
+		return 0;
 	}
-	return config_error(p, "unknown key '%s' in [domain %s] (recipients, route)", key, d->name);
+	if (strcmp(key, "tls") == 0) {
+		if (route_tls_parse(v, &d->route.tls) < 0)
+			return config_error(p,
+			                    "tls: '%s' is not none, opportunistic, required or "
+			                    "verify",
+			                    v);
+		return 0;
+	}
+	if (strcmp(key, "tls_ca") == 0) {
+		char *abs = config_abspath(v);
+		size_t n = str_copy(d->route.tls_ca, abs, sizeof(d->route.tls_ca));
+
+		free(abs);
+		if (n >= sizeof(d->route.tls_ca))
+			return config_error(p, "tls_ca: path too long");
+		return 0;
+	}
+	if (strcmp(key, "tls_name") == 0) {
+		if (str_copy(d->route.tls_name, v, sizeof(d->route.tls_name)) >=
+		    sizeof(d->route.tls_name))
+			return config_error(p, "tls_name: too long");
+		return 0;
+	}
+	return config_error(p,
+	                    "unknown key '%s' in [domain %s] (recipients, route, tls, tls_ca, "
+	                    "tls_name)",
+	                    key, d->name);
 }
 
 static int
@@ -392,7 +415,8 @@ config_section(struct config_parser *p, char *s)
 	memset(d, 0, sizeof(*d));
 	d->name = xstrdup(a.domain);
 	d->line = p->line;
-	d->route = CONFIG_ROUTE_MAILDIR;
+	d->route.type = ROUTE_MAILDIR;
+	d->route.tls = ROUTE_TLS_OPPORTUNISTIC;
 	p->domain = d;
 	return 0;
 }
@@ -454,6 +478,82 @@ config_hostname_ok(const char *h)
 	return ok;
 }
 
+/* Is ip (family fam) an address of this host? */
+static bool
+config_ip_is_local(int fam, const unsigned char *ip)
+{
+	struct ifaddrs *ifa, *it;
+	bool local = false;
+
+	if ((fam == AF_INET && ip[0] == 127) ||
+	    (fam == AF_INET6 && IN6_IS_ADDR_LOOPBACK((const struct in6_addr *)ip)))
+		return true;
+	if (getifaddrs(&ifa) < 0)
+		return false;
+	for (it = ifa; it && !local; it = it->ifa_next) {
+		if (it->ifa_addr == NULL || it->ifa_addr->sa_family != fam)
+			continue;
+		if (fam == AF_INET)
+			local = memcmp(&((struct sockaddr_in *)it->ifa_addr)->sin_addr, ip, 4) == 0;
+		else
+			local = memcmp(&((struct sockaddr_in6 *)it->ifa_addr)->sin6_addr, ip, 16) ==
+			        0;
+	}
+	freeifaddrs(ifa);
+	return local;
+}
+
+/*
+ * Would this route deliver to moat itself? A smart host on a listening
+ * port that is "localhost", moat's own hostname, one of the listening
+ * addresses, or a local address under a wildcard listen. Other names are
+ * not looked up here: a name that resolves to moat is caught by the
+ * Received count.
+ */
+static bool
+config_route_loops(const struct config *c, const struct route *r)
+{
+	for (size_t i = 0; r->type == ROUTE_SMTP && i < r->nhosts; i++) {
+		const struct route_host *h = &r->host[i];
+		unsigned char ip[16];
+		int fam = inet_pton(AF_INET, h->name, ip) == 1    ? AF_INET
+		          : inet_pton(AF_INET6, h->name, ip) == 1 ? AF_INET6
+		                                                  : 0;
+		bool self_name = strcmp(h->name, "localhost") == 0 || str_ieq(h->name, c->hostname);
+
+		for (size_t j = 0; j < c->smtp_listen.n; j++) {
+			const struct config_listen *l = &c->smtp_listen.addr[j];
+			const unsigned char *lip;
+			uint16_t lport;
+			bool any;
+
+			if (l->ss.ss_family == AF_INET) {
+				const struct sockaddr_in *sin = (const struct sockaddr_in *)&l->ss;
+				lip = (const unsigned char *)&sin->sin_addr;
+				lport = ntohs(sin->sin_port);
+				any = sin->sin_addr.s_addr == htonl(INADDR_ANY);
+			} else {
+				const struct sockaddr_in6 *sin6 =
+				        (const struct sockaddr_in6 *)&l->ss;
+				lip = (const unsigned char *)&sin6->sin6_addr;
+				lport = ntohs(sin6->sin6_port);
+				any = IN6_IS_ADDR_UNSPECIFIED(&sin6->sin6_addr);
+			}
+			if (h->port != lport)
+				continue;
+			if (self_name)
+				return true;
+			if (fam == 0)
+				continue;
+			if (fam == l->ss.ss_family && memcmp(ip, lip, fam == AF_INET ? 4 : 16) == 0)
+				return true;
+			if (any && config_ip_is_local(fam, ip))
+				return true;
+		}
+	}
+	return false;
+}
+
 /* Checks that involve several values, after the whole file is read. */
 static int
 config_validate(struct config_parser *p)
@@ -483,11 +583,41 @@ config_validate(struct config_parser *p)
 		                    "hostname '%s' is not a domain name (letters, digits, "
 		                    "hyphens and dots, at most 253 octets)",
 		                    c->hostname);
+	config_at_option(p, "delivery_default_route");
+	{
+		char err[512];
+		if (route_parse(c->delivery_default_route, &c->default_route, err, sizeof(err)) < 0)
+			return config_error(p, "delivery_default_route: %s", err);
+		if (c->default_route.type == ROUTE_MAILDIR)
+			return config_error(p,
+			                    "delivery_default_route: maildir is only for protected "
+			                    "domains");
+	}
+	config_at_option(p, "delivery_default_tls");
+	if (route_tls_parse(c->delivery_default_tls, &c->default_route.tls) < 0)
+		return config_error(p,
+		                    "delivery_default_tls: '%s' is not none, opportunistic, "
+		                    "required or verify",
+		                    c->delivery_default_tls);
+	config_at_option(p, "delivery_default_route");
+	if (config_route_loops(c, &c->default_route))
+		return config_error(p, "delivery_default_route points back at moat's own "
+		                       "smtp_listen (mail loop)");
+	config_at_option(p, "delivery_retry_max");
+	if (c->delivery_retry_max < c->delivery_retry_min)
+		return config_error(p, "delivery_retry_max is shorter than delivery_retry_min");
 	for (size_t i = 0; i < c->ndomains; i++) {
 		struct config_domain *d = &c->domains[i];
 		if (!d->any_recipient && d->nrecipients == 0) {
 			p->line = d->line;
 			return config_error(p, "[domain %s] needs 'recipients = any' or a list",
+			                    d->name);
+		}
+		if (config_route_loops(c, &d->route)) {
+			p->line = d->route_line;
+			return config_error(p,
+			                    "[domain %s] route points back at moat's own "
+			                    "smtp_listen (mail loop)",
 			                    d->name);
 		}
 	}

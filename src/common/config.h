@@ -25,6 +25,7 @@
 #include <sys/socket.h>
 
 #include "log.h"
+#include "route.h"
 
 #define CONFIG_LISTEN_MAX 16
 
@@ -108,7 +109,40 @@ struct config_listen_list {
 	X(spool_writers, UINT, "16", 1, 64,                                                        \
 	  "Threads that write and sync accepted messages in parallel (group commit).")             \
 	X(delivery_paused, BOOL, "no", 0, 0,                                                       \
-	  "Accept and queue mail but deliver nothing (maintenance; benchmarks).")
+	  "Accept and queue mail but deliver nothing (maintenance; benchmarks).")                  \
+	X(delivery_default_route, STRING, "mx", 0, 0,                                              \
+	  "Route for domains moat does not protect (delivery reports to outside senders): mx or "  \
+	  "smtp:[host]:port,...")                                                                  \
+	X(delivery_default_tls, STRING, "opportunistic", 0, 0,                                     \
+	  "TLS policy of delivery_default_route: none, opportunistic, required or verify.")        \
+	X(delivery_retry_min, DURATION, "1m", 1000, 86400000,                                      \
+	  "First retry after a temporary failure; each further retry waits twice as long.")        \
+	X(delivery_retry_max, DURATION, "1h", 1000, 604800000,                                     \
+	  "Longest wait between two retries.")                                                     \
+	X(delivery_queue_lifetime, DURATION, "5d", 1000, 31536000000,                              \
+	  "A recipient still undelivered this long after arrival fails with 4.4.7 and a DSN.")     \
+	X(delivery_delay_warning, DURATION, "0", 0, 31536000000,                                   \
+	  "Send a 'delayed' DSN once a recipient has waited this long; 0: never.")                 \
+	X(delivery_max_connections, UINT, "100", 1, 10000, "Outbound SMTP connections in total.")  \
+	X(delivery_max_connections_per_dest, UINT, "10", 1, 1000,                                  \
+	  "Outbound SMTP connections to one destination (route, or MX domain).")                   \
+	X(delivery_session_max_messages, UINT, "100", 1, 100000,                                   \
+	  "Messages sent over one connection before moat closes it and opens a new one.")          \
+	X(delivery_session_max_age, DURATION, "10m", 1000, 86400000,                               \
+	  "Age after which a connection takes no new message (Exchange Online ends sessions "      \
+	  "after about 20 minutes).")                                                              \
+	X(delivery_idle_keep, DURATION, "2s", 0, 3600000,                                          \
+	  "How long an idle connection waits for another message to the same destination.")        \
+	X(delivery_connect_timeout, DURATION, "30s", 100, 600000,                                  \
+	  "Time to connect and get the 220 greeting.")                                             \
+	X(delivery_command_timeout, DURATION, "5m", 100, 3600000,                                  \
+	  "Time for each reply of the downstream (RFC 5321 4.5.3.2: 5 min for MAIL and RCPT).")    \
+	X(delivery_data_timeout, DURATION, "10m", 100, 3600000,                                    \
+	  "Time for the reply after the message data (RFC 5321 4.5.3.2.6: 10 min).")               \
+	X(delivery_rcpts_per_transaction, UINT, "100", 1, 1000,                                    \
+	  "Recipients sent in one transaction (RFC 5321 4.5.3.1.8 guarantees 100).")               \
+	X(delivery_dsn_max_original, SIZE, "100k", 0, 1073741824,                                  \
+	  "A DSN returns the whole message up to this size, the headers only above it.")
 
 struct config_domain {
 	char *name; /* lower-case */
@@ -116,7 +150,8 @@ struct config_domain {
 	bool any_recipient;
 	char **recipients; /* local parts, compared case-insensitively */
 	size_t nrecipients;
-	enum { CONFIG_ROUTE_MAILDIR } route;
+	struct route route;
+	unsigned route_line;
 };
 
 struct config {
@@ -127,6 +162,7 @@ struct config {
 #undef CONFIG_FIELD
 	struct config_domain *domains;
 	size_t ndomains;
+	struct route default_route; /* delivery_default_route + delivery_default_tls */
 };
 
 /*

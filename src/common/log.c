@@ -167,5 +167,6 @@ log_quote(char *buf, size_t bufsize, const char *s, size_t len)
 		return buf;
 	}
 	buf[o] = '\0';
-	return buf + 1;
+	memmove(buf, buf + 1, o); /* no quotes: start at buf, like the quoted form */
+	return buf;
 }

@@ -51,7 +51,7 @@ void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn))
  * Quote an untrusted string for a log value into buf (always terminated).
  * Printable ASCII other than '"' and '\\' is copied; everything else
  * becomes \xHH. The result is wrapped in double quotes when it contains a
- * space or is empty. Returns buf.
+ * space or is empty. Returns buf (the result always starts there).
  */
 const char *log_quote(char *buf, size_t bufsize, const char *s, size_t len);
 

@@ -1,175 +1,836 @@
 /*
- * delivery.c - the delivery thread (see delivery.h).
+ * delivery.c - the delivery engine (see delivery.h): the in-memory queue,
+ * destinations, scheduling, retries, outcomes and delivery reports.
+ *
+ * RFC 5321 4.5.4 (retry strategy), 4.5.5 (no reports to the null sender),
+ * 5.1 (routing); RFC 3461 and RFC 3464 (delivery status notifications).
+ *
+ * Data model, all on the delivery thread:
+ *   dq_msg   one queued message: its envelope, per-recipient state, retry
+ *            timer; found by id through a hash table.
+ *   dq_task  the recipients of one message bound for one destination, at
+ *            most delivery_rcpts_per_transaction: one SMTP transaction.
+ *   dest     a destination (the route key: smart hosts and TLS policy; an
+ *            MX route per domain): the tasks waiting for it and its
+ *            connections, up to delivery_max_connections_per_dest.
+ * A message is scheduled when it arrives and whenever its retry timer
+ * fires: its pending recipients become tasks, which wait at their
+ * destinations until a connection is free. When all tasks of a message
+ * are back, it is settled: final outcomes are recorded, then it either
+ * leaves the queue or waits for its next retry.
  */
 #include "delivery.h"
 #include "delivery_internal.h"
+#include "dsn.h"
+#include "../common/config.h"
 #include "../common/log.h"
 #include "../common/mailaddr.h"
 #include "../common/util.h"
 #include "../policy/policy.h"
-#include "../spool/spool.h"
+#include "../smtp/smtp_parse.h"
 
 #include <errno.h>
-#include <pthread.h>
+#include <event2/event.h>
+#include <openssl/err.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
-struct delivery_item {
-	char id[SPOOL_ID_LEN + 1];
-	uint64_t not_before_ms; /* retry time, 0 = now */
-	unsigned attempts;
-	char **done; /* recipients already delivered */
-	size_t ndone;
-	struct delivery_item *next;
+#define DQ_BUCKETS 65536
+
+struct delivery_tls_ctx {
+	char ca[1024];
+	SSL_CTX *ctx;
+	struct delivery_tls_ctx *next;
 };
 
-struct delivery {
-	struct spool *spool;
-	char *data_dir;
-	char *hostname;
-	uint64_t retry_ms;
-	pthread_t thread;
-	bool running, stopping, paused;
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	struct policy *pol;
-	struct delivery_item *head, *tail; /* ready, FIFO */
-	struct delivery_item *later;       /* waiting for a retry */
+/* The id hash: chained through hnext (a field kept here, not in the header). */
+struct dq_hash_node {
+	struct dq_msg *msg;
+	struct dq_hash_node *next;
 };
+static struct dq_hash_node *dq_hash[DQ_BUCKETS];
 
-struct delivery *
-delivery_new(struct spool *spool, const char *data_dir, const char *hostname, struct policy *pol,
-             bool paused, uint64_t retry_ms)
+static void dq_schedule(struct delivery *d, struct dq_msg *m);
+static void dq_settle(struct delivery *d, struct dq_msg *m, bool retry_now);
+
+const struct config *
+delivery_config(const struct delivery *d)
 {
-	struct delivery *d = xcalloc(1, sizeof(*d));
-	pthread_condattr_t ca;
+	return d->cfg;
+}
 
-	d->spool = spool;
-	d->data_dir = xstrdup(data_dir);
-	d->hostname = xstrdup(hostname);
-	d->pol = policy_ref(pol);
-	d->paused = paused;
-	d->retry_ms = retry_ms;
-	pthread_mutex_init(&d->lock, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&d->cond, &ca);
-	pthread_condattr_destroy(&ca);
-	return d;
+/* --- the id table --- */
+
+static uint32_t
+dq_hash_id(const char *id)
+{
+	uint32_t h = 2166136261u;
+
+	for (; *id; id++)
+		h = (h ^ (unsigned char)*id) * 16777619u;
+	return h % DQ_BUCKETS;
+}
+
+static struct dq_msg *
+dq_find(const char *id)
+{
+	for (struct dq_hash_node *n = dq_hash[dq_hash_id(id)]; n; n = n->next)
+		if (strcmp(n->msg->id, id) == 0)
+			return n->msg;
+	return NULL;
 }
 
 static void
-delivery_item_free(struct delivery_item *it)
+dq_hash_add(struct dq_msg *m)
 {
-	for (size_t i = 0; i < it->ndone; i++)
-		free(it->done[i]);
-	free(it->done);
-	free(it);
+	struct dq_hash_node *n = xmalloc(sizeof(*n));
+	uint32_t h = dq_hash_id(m->id);
+
+	n->msg = m;
+	n->next = dq_hash[h];
+	dq_hash[h] = n;
 }
 
 static void
-delivery_push(struct delivery *d, struct delivery_item *it)
+dq_hash_del(struct dq_msg *m)
 {
-	it->next = NULL;
-	if (d->tail)
-		d->tail->next = it;
-	else
-		d->head = it;
-	d->tail = it;
+	for (struct dq_hash_node **pp = &dq_hash[dq_hash_id(m->id)]; *pp; pp = &(*pp)->next) {
+		if ((*pp)->msg == m) {
+			struct dq_hash_node *dead = *pp;
+			*pp = dead->next;
+			free(dead);
+			return;
+		}
+	}
 }
 
-void
-delivery_enqueue(struct delivery *d, const char *id)
-{
-	struct delivery_item *it = xcalloc(1, sizeof(*it));
+/* --- messages --- */
 
-	str_copy(it->id, id, sizeof(it->id));
-	pthread_mutex_lock(&d->lock);
-	delivery_push(d, it);
-	pthread_cond_signal(&d->cond);
-	pthread_mutex_unlock(&d->lock);
+static void
+dq_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct dq_msg *m = arg;
+
+	dq_schedule(m->d, m);
 }
 
-void
-delivery_set_policy(struct delivery *d, struct policy *pol, bool paused)
+static void
+dq_free(struct delivery *d, struct dq_msg *m)
 {
-	struct policy *old;
-
-	pthread_mutex_lock(&d->lock);
-	old = d->pol;
-	d->pol = policy_ref(pol);
-	d->paused = paused;
-	pthread_cond_signal(&d->cond);
-	pthread_mutex_unlock(&d->lock);
-	policy_unref(old);
+	TAILQ_REMOVE(&d->msgs, m, entry);
+	dq_hash_del(m);
+	d->nmsgs--;
+	if (m->retry_ev)
+		event_free(m->retry_ev);
+	spool_env_clear(&m->env);
+	free(m->state);
+	free(m->recorded);
+	free(m);
 }
 
-static bool
-delivery_has_done(const struct delivery_item *it, const char *rcpt)
+static const char *
+dq_domain(const char *addr)
 {
-	for (size_t i = 0; i < it->ndone; i++)
-		if (strcmp(it->done[i], rcpt) == 0)
-			return true;
-	return false;
+	const char *at = strrchr(addr, '@');
+
+	return at ? at + 1 : "";
 }
 
-/* Deliver one message; true when it is finished (delivered or set aside). */
-static bool
-delivery_one(struct delivery *d, struct delivery_item *it, struct policy *pol)
+/* The enhanced status code in a reply ("550 5.1.1 ..."), or a default by class. */
+static void
+dq_status_of(const char *reply, int code, char *buf, size_t size)
+{
+	const char *p = reply && strlen(reply) > 4 ? reply + 4 : "";
+	size_t n = strspn(p, "0123456789.");
+
+	if (n >= 5 && n < size && p[0] == '0' + code / 100 && p[1] == '.') {
+		memcpy(buf, p, n);
+		buf[n] = '\0';
+		return;
+	}
+	snprintf(buf, size, "%d.0.0", code / 100 == 2 ? 2 : code / 100 == 5 ? 5 : 4);
+}
+
+static void
+dq_set_outcome(struct dq_msg *m, size_t i, enum dq_rcpt_state st, const char *status,
+               const char *remote, const char *diag)
+{
+	struct spool_rcpt *r = &m->env.rcpts[i];
+
+	m->state[i] = st;
+	free(r->status);
+	free(r->remote);
+	free(r->diag);
+	r->status = status ? xstrdup(status) : NULL;
+	r->remote = remote && *remote ? xstrdup(remote) : NULL;
+	r->diag = diag ? xstrdup(diag) : NULL;
+	r->when = (int64_t)time(NULL);
+}
+
+/* Load a committed message into the queue. */
+static void
+dq_load(struct delivery *d, const char *id)
 {
 	struct spool_file f;
-	enum spool_status st = spool_file_open(d->spool, it->id, &f);
-	size_t failed = 0;
-	char path[4096];
+	struct dq_msg *m;
+	bool pending = false;
 
-	switch (st) {
+	if (dq_find(id) != NULL)
+		return; /* already queued */
+	switch (spool_file_open(d->spool, id, &f)) {
 	case SPOOL_OK:
 		break;
 	case SPOOL_ENOENT:
-		return true; /* already delivered and removed */
+		return;
 	case SPOOL_ECORRUPT:
-		log_error("event=spool_corrupt id=%s action=set_aside", it->id);
-		if (spool_set_aside(d->spool, it->id) < 0)
-			log_error("event=spool_corrupt id=%s error=\"%s\"", it->id,
-			          strerror(errno));
-		return true;
+		log_error("event=spool_corrupt id=%s action=set_aside", id);
+		if (spool_set_aside(d->spool, id) < 0)
+			log_error("event=spool_corrupt id=%s error=\"%s\"", id, strerror(errno));
+		return;
 	case SPOOL_EIO:
-		log_error("event=spool_read_error id=%s reason=\"%s\"", it->id, strerror(errno));
-		return false;
+		log_error("event=spool_read_error id=%s reason=\"%s\" action=\"retry at restart\"",
+		          id, strerror(errno));
+		return;
 	}
-	for (size_t i = 0; i < f.env.nrcpts; i++) {
-		const char *rcpt = f.env.rcpts[i].addr;
-		const char *at = strrchr(rcpt, '@');
-		const struct policy_route *r = at ? policy_route_for(pol, at + 1) : NULL;
-
-		char q[MAILADDR_FORMAT_MAX * 4 + 3];
-
-		if (delivery_has_done(it, rcpt))
-			continue;
-		log_quote(q, sizeof(q), rcpt, strlen(rcpt));
-		if (r == NULL) {
-			log_warn("event=deferred id=%s to=%s reason=\"no route for domain\"",
-			         it->id, q);
-			failed++;
-			continue;
-		}
-		if (delivery_maildir(d->data_dir, d->hostname, &f, rcpt, path, sizeof(path)) < 0) {
-			log_warn("event=deferred id=%s to=%s route=maildir reason=\"%s\"", it->id,
-			         q, strerror(errno));
-			failed++;
-			continue;
-		}
-		log_info("event=delivered id=%s to=%s route=maildir", it->id, q);
-		it->done = xrealloc(it->done, (it->ndone + 1) * sizeof(char *));
-		it->done[it->ndone++] = xstrdup(rcpt);
-	}
+	m = xcalloc(1, sizeof(*m));
+	m->d = d;
+	str_copy(m->id, id, sizeof(m->id));
+	m->env = f.env;
+	memset(&f.env, 0, sizeof(f.env));
+	m->body_len = f.body_len;
 	spool_file_close(&f);
-	if (failed)
-		return false;
-	if (spool_remove(d->spool, it->id) < 0)
-		log_error("event=spool_remove id=%s reason=\"%s\"", it->id, strerror(errno));
-	return true;
+	m->state = xcalloc(m->env.nrcpts, sizeof(*m->state));
+	m->recorded = xcalloc(m->env.nrcpts, sizeof(*m->recorded));
+	for (size_t i = 0; i < m->env.nrcpts; i++) {
+		switch (m->env.rcpts[i].state) {
+		case SPOOL_RCPT_DELIVERED:
+			m->state[i] = DQ_DELIVERED;
+			m->recorded[i] = true;
+			break;
+		case SPOOL_RCPT_FAILED:
+			m->state[i] = DQ_FAILED;
+			m->recorded[i] = true;
+			break;
+		default:
+			m->state[i] = DQ_PENDING;
+			pending = true;
+			break;
+		}
+	}
+	m->retry_ev = evtimer_new(d->base, dq_retry_cb, m);
+	TAILQ_INSERT_TAIL(&d->msgs, m, entry);
+	dq_hash_add(m);
+	d->nmsgs++;
+	if (!pending) {
+		dq_settle(d, m, false); /* a crash came before its removal */
+		return;
+	}
+	dq_schedule(d, m);
+}
+
+/* --- destinations --- */
+
+static struct dest *
+dest_get(struct delivery *d, const struct route *r, const char *domain)
+{
+	char key[ROUTE_KEY_MAX + 300];
+	struct dest *dest;
+
+	route_key(r, domain, key, sizeof(key));
+	TAILQ_FOREACH(dest, &d->dests, entry)
+	{
+		if (strcmp(dest->key, key) == 0)
+			return dest;
+	}
+	dest = xcalloc(1, sizeof(*dest));
+	dest->d = d;
+	dest->key = xstrdup(key);
+	dest->route = *r;
+	str_copy(dest->domain, domain, sizeof(dest->domain));
+	TAILQ_INIT(&dest->tasks);
+	TAILQ_INIT(&dest->sessions);
+	TAILQ_INIT(&dest->idle);
+	TAILQ_INSERT_TAIL(&d->dests, dest, entry);
+	return dest;
+}
+
+static void
+dest_free_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct dest *dest = arg;
+	struct delivery *d = dest->d;
+
+	dest->free_pending = false;
+	if (dest->nsessions > 0 || !TAILQ_EMPTY(&dest->tasks))
+		return;
+	TAILQ_REMOVE(&d->dests, dest, entry);
+	free(dest->key);
+	free(dest);
+}
+
+/* An unused destination goes, on the next loop turn (callers may still hold it). */
+static void
+dest_maybe_free(struct delivery *d, struct dest *dest)
+{
+	if (dest->free_pending || dest->nsessions > 0 || !TAILQ_EMPTY(&dest->tasks))
+		return;
+	dest->free_pending = true;
+	event_base_once(d->base, -1, EV_TIMEOUT, dest_free_cb, dest, NULL);
+}
+
+static unsigned
+dest_waiting(const struct dest *dest)
+{
+	unsigned n = 0;
+	const struct dq_task *t;
+
+	TAILQ_FOREACH(t, &dest->tasks, entry)
+	n++;
+	return n;
+}
+
+/* Match waiting tasks with idle connections; open connections if useful. */
+static void
+dest_kick(struct delivery *d, struct dest *dest)
+{
+	const struct config *c = d->cfg;
+	struct mta_session *s;
+	struct dq_task *t;
+	unsigned waiting, connecting = 0;
+
+	while ((t = TAILQ_FIRST(&dest->tasks)) != NULL && (s = TAILQ_FIRST(&dest->idle)) != NULL) {
+		TAILQ_REMOVE(&dest->tasks, t, entry);
+		TAILQ_REMOVE(&dest->idle, s, idle_entry);
+		s->in_idle = false;
+		mta_session_run(s, t);
+	}
+	TAILQ_FOREACH(s, &dest->sessions, entry)
+	{
+		if (s->state < MTA_READY)
+			connecting++;
+	}
+	for (;;) {
+		waiting = dest_waiting(dest);
+		if (waiting <= connecting ||
+		    dest->nsessions >= c->delivery_max_connections_per_dest ||
+		    d->nsessions >= c->delivery_max_connections)
+			break;
+		/* After failures, probe with one connection rather than a crowd. */
+		if (dest->connect_failures > 0 && connecting > 0)
+			break;
+		s = mta_session_new(d, dest);
+		if (s->state == MTA_CLOSED)
+			break; /* failed at once and is gone already */
+		connecting++;
+	}
+}
+
+static void
+dest_push(struct delivery *d, struct dest *dest, struct dq_task *t)
+{
+	TAILQ_INSERT_TAIL(&dest->tasks, t, entry);
+	dest_kick(d, dest);
+}
+
+void
+delivery_session_idle(struct delivery *d, struct mta_session *s)
+{
+	struct dest *dest = s->dest;
+	struct dq_task *t;
+
+	dest->connect_failures = 0;
+	if (!mta_session_reusable(s)) {
+		mta_session_quit(s);
+		return;
+	}
+	if ((t = TAILQ_FIRST(&dest->tasks)) != NULL) {
+		TAILQ_REMOVE(&dest->tasks, t, entry);
+		mta_session_run(s, t);
+		return;
+	}
+	if (!s->in_idle) {
+		TAILQ_INSERT_TAIL(&dest->idle, s, idle_entry);
+		s->in_idle = true;
+	}
+}
+
+static void dq_task_free(struct dq_task *t);
+
+void
+delivery_session_gone(struct delivery *d, struct mta_session *s)
+{
+	struct dest *dest = s->dest;
+	bool never_ready = !s->ready_once;
+
+	TAILQ_REMOVE(&dest->sessions, s, entry);
+	if (s->in_idle)
+		TAILQ_REMOVE(&dest->idle, s, idle_entry);
+	s->in_idle = false;
+	dest->nsessions--;
+	d->nsessions--;
+	if (never_ready)
+		dest->connect_failures++;
+	if (dest->connect_failures > 0 && dest->nsessions == 0) {
+		/* Nobody can reach this destination now: its waiting work is deferred. */
+		struct dq_task *t;
+		char reply[DELIVERY_REPLY_MAX + 32];
+
+		snprintf(reply, sizeof(reply), "451 4.4.1 %s", s->last_error);
+		while ((t = TAILQ_FIRST(&dest->tasks)) != NULL) {
+			TAILQ_REMOVE(&dest->tasks, t, entry);
+			for (size_t i = 0; i < t->n; i++) {
+				t->code[i] = 451;
+				free(t->reply[i]);
+				t->reply[i] = xstrdup(reply);
+			}
+			delivery_task_done(d, t);
+		}
+	} else {
+		dest_kick(d, dest);
+	}
+	dest_maybe_free(d, dest);
+}
+
+/* --- scheduling --- */
+
+static struct dq_task *
+dq_task_new(struct dq_msg *m, struct dest *dest, size_t cap)
+{
+	struct dq_task *t = xcalloc(1, sizeof(*t));
+
+	t->msg = m;
+	t->dest = dest;
+	t->rcpt = xcalloc(cap, sizeof(*t->rcpt));
+	t->code = xcalloc(cap, sizeof(*t->code));
+	t->reply = xcalloc(cap, sizeof(*t->reply));
+	return t;
+}
+
+static void
+dq_task_free(struct dq_task *t)
+{
+	for (size_t i = 0; i < t->n; i++)
+		free(t->reply[i]);
+	free(t->reply);
+	free(t->code);
+	free(t->rcpt);
+	free(t);
+}
+
+/* Deliver recipient i to its local Maildir, now. */
+static void
+dq_deliver_maildir(struct delivery *d, struct dq_msg *m, size_t i)
+{
+	const char *rcpt = m->env.rcpts[i].addr;
+	char path[4096], q[MAILADDR_FORMAT_MAX * 4 + 3], why[300];
+	struct spool_body b;
+
+	log_quote(q, sizeof(q), rcpt, strlen(rcpt));
+	if (spool_body_open(d->spool, m->id, &b) < 0 ||
+	    delivery_maildir(d->data_dir, d->hostname, &b, &m->env, rcpt, path, sizeof(path)) < 0) {
+		snprintf(why, sizeof(why), "451 4.3.0 maildir: %s", strerror(errno));
+		if (b.fd >= 0)
+			close(b.fd);
+		dq_set_outcome(m, i, DQ_PENDING, "4.3.0", "maildir", why);
+		log_warn("event=deferred id=%s to=%s route=maildir reason=\"%s\"", m->id, q, why);
+		return;
+	}
+	close(b.fd);
+	dq_set_outcome(m, i, DQ_DELIVERED, "2.0.0", "maildir", "250 2.0.0 delivered to maildir");
+	log_info("event=delivered id=%s to=%s route=maildir", m->id, q);
+}
+
+/* Turn a message's pending recipients into tasks at their destinations. */
+static void
+dq_schedule(struct delivery *d, struct dq_msg *m)
+{
+	const struct config *c = d->cfg;
+	struct dq_task **open = NULL;
+	size_t nopen = 0, maildir = 0;
+	int64_t now = (int64_t)time(NULL);
+
+	evtimer_del(m->retry_ev);
+	m->retry_at_ms = 0;
+	if (m->env.held || c->delivery_paused || m->inflight > 0)
+		return;
+	for (size_t i = 0; i < m->env.nrcpts; i++) {
+		const char *domain;
+		const struct route *r;
+		struct dest *dest;
+		struct dq_task *t = NULL;
+
+		if (m->state[i] != DQ_PENDING)
+			continue;
+		if (now - m->env.received_at >= (int64_t)(c->delivery_queue_lifetime / 1000)) {
+			char why[DELIVERY_REPLY_MAX + 64];
+			const char *last = m->env.rcpts[i].diag;
+
+			snprintf(why, sizeof(why), "Message expired after %llu s in the queue%s%s",
+			         (unsigned long long)(c->delivery_queue_lifetime / 1000),
+			         last ? "; last error: " : "", last ? last : "");
+			dq_set_outcome(m, i, DQ_FAILED, "4.4.7", m->env.rcpts[i].remote, why);
+			continue;
+		}
+		domain = dq_domain(m->env.rcpts[i].addr);
+		r = policy_route_for(d->pol, domain);
+		if (r->type == ROUTE_MAILDIR) {
+			dq_deliver_maildir(d, m, i);
+			maildir++;
+			continue;
+		}
+		if (r->type == ROUTE_MX) {
+			/* MX routing needs the resolver (src/dns/), which is not wired in yet. */
+			dq_set_outcome(m, i, DQ_PENDING, "4.4.3", NULL,
+			               "451 4.4.3 MX routing is not available in this build");
+			maildir++;
+			continue;
+		}
+		dest = dest_get(d, r, domain);
+		for (size_t k = 0; k < nopen; k++) {
+			if (open[k]->dest == dest &&
+			    open[k]->n < c->delivery_rcpts_per_transaction) {
+				t = open[k];
+				break;
+			}
+		}
+		if (t == NULL) {
+			t = dq_task_new(m, dest, c->delivery_rcpts_per_transaction);
+			open = xrealloc(open, (nopen + 1) * sizeof(*open));
+			open[nopen++] = t;
+		}
+		t->rcpt[t->n++] = i;
+		m->state[i] = DQ_INFLIGHT;
+	}
+	m->inflight = (unsigned)nopen;
+	for (size_t k = 0; k < nopen; k++)
+		dest_push(d, open[k]->dest, open[k]);
+	free(open);
+	if (nopen == 0)
+		dq_settle(d, m, false);
+}
+
+/* --- outcomes --- */
+
+void
+delivery_task_done(struct delivery *d, struct dq_task *t)
+{
+	struct dq_msg *m = t->msg;
+	bool no_attempt = t->no_attempt;
+
+	for (size_t k = 0; k < t->n; k++) {
+		size_t i = t->rcpt[k];
+		int code = t->code[k];
+		const char *reply = t->reply[k] ? t->reply[k] : "451 4.4.2 no reply";
+		char status[16], q[MAILADDR_FORMAT_MAX * 4 + 3], rq[DELIVERY_REPLY_MAX * 4 + 3];
+
+		if (code == 0)
+			code = 451;
+		dq_status_of(reply, code, status, sizeof(status));
+		log_quote(q, sizeof(q), m->env.rcpts[i].addr, strlen(m->env.rcpts[i].addr));
+		log_quote(rq, sizeof(rq), reply, strlen(reply));
+		if (code / 100 == 2) {
+			dq_set_outcome(m, i, DQ_DELIVERED, status, t->remote, reply);
+			log_info("event=delivered id=%s to=%s relay=\"%s\" reply=%s", m->id, q,
+			         t->remote, rq);
+		} else if (code / 100 == 5) {
+			dq_set_outcome(m, i, DQ_FAILED, status, t->remote, reply);
+			log_info("event=bounced id=%s to=%s relay=\"%s\" reply=%s", m->id, q,
+			         t->remote, rq);
+		} else {
+			dq_set_outcome(m, i, DQ_PENDING, status, t->remote, reply);
+			log_info("event=deferred id=%s to=%s relay=\"%s\" reply=%s%s", m->id, q,
+			         t->remote, rq, no_attempt ? " attempt=none" : "");
+		}
+	}
+	dq_task_free(t);
+	if (--m->inflight == 0)
+		dq_settle(d, m, no_attempt);
+}
+
+/* Write a delivery report about m for the recipients with this action. */
+static void
+dq_send_dsn(struct delivery *d, struct dq_msg *m, enum dsn_action action)
+{
+	const struct config *c = d->cfg;
+	struct dsn_rcpt *dr = xcalloc(m->env.nrcpts, sizeof(*dr));
+	struct dsn_msg dm = {0};
+	struct spool_body b;
+	struct spool_env env = {0};
+	struct spool_msg *out;
+	char *orig = NULL, *text;
+	size_t n = 0, olen = 0, tlen;
+	uint64_t want;
+	int64_t now = (int64_t)time(NULL);
+
+	for (size_t i = 0; i < m->env.nrcpts; i++) {
+		const struct spool_rcpt *r = &m->env.rcpts[i];
+		enum dq_rcpt_state st = m->state[i];
+		bool match = (action == DSN_FAILED && st == DQ_FAILED) ||
+		             (action == DSN_DELAYED && st == DQ_PENDING) ||
+		             (action == DSN_DELIVERED && st == DQ_DELIVERED);
+
+		if (!match || !dsn_wanted(r->notify, action))
+			continue;
+		dr[n].addr = r->addr;
+		dr[n].orcpt = r->orcpt;
+		dr[n].action = action;
+		dr[n].status = r->status;
+		dr[n].remote_mta = r->remote;
+		dr[n].diagnostic = r->diag;
+		dr[n].last_attempt = r->when;
+		if (action == DSN_DELAYED)
+			dr[n].will_retry_until =
+			        m->env.received_at + (int64_t)(c->delivery_queue_lifetime / 1000);
+		n++;
+	}
+	if (n == 0 || m->env.sender == NULL || m->env.sender[0] == '\0') {
+		free(dr);
+		return; /* nobody asked, or the null sender (RFC 5321 4.5.5) */
+	}
+	/* Read as much of the original as the report may carry. */
+	want = m->body_len < c->delivery_dsn_max_original + 1 ? m->body_len
+	                                                      : c->delivery_dsn_max_original + 1;
+	if (spool_body_open(d->spool, m->id, &b) == 0) {
+		orig = xmalloc((size_t)want + 1);
+		ssize_t r = pread(b.fd, orig, (size_t)want, b.offset);
+		olen = r > 0 ? (size_t)r : 0;
+		close(b.fd);
+	}
+	dm.reporting_mta = d->hostname;
+	dm.queue_id = m->id;
+	dm.envid = m->env.envid;
+	dm.sender = m->env.sender;
+	dm.client_addr = m->env.client_addr;
+	dm.client_helo = m->env.helo;
+	dm.arrival = m->env.received_at;
+	dm.now = now;
+	dm.ret_hdrs = m->env.ret && strcmp(m->env.ret, "HDRS") == 0;
+	dm.max_original = (size_t)c->delivery_dsn_max_original;
+	dm.rcpts = dr;
+	dm.nrcpts = n;
+	/* Over the limit (olen > max_original), dsn_build returns the header block only. */
+	text = dsn_build(&dm, orig ? orig : "", olen, &tlen);
+	free(orig);
+	free(dr);
+	out = spool_msg_new(d->spool);
+	spool_msg_write(out, text, tlen);
+	free(text);
+	env.received_at = now;
+	env.client_addr = xstrdup("127.0.0.1");
+	env.helo = xstrdup(d->hostname);
+	env.protocol = xstrdup("local");
+	env.sender = xstrdup("");
+	env.body_type = xstrdup("8BITMIME");
+	{
+		struct mailaddr a;
+		env.smtputf8 = mailaddr_parse(m->env.sender, strlen(m->env.sender),
+		                              MAILADDR_F_NO_ANGLES | MAILADDR_F_SMTPUTF8, &a,
+		                              NULL) == MAILADDR_OK &&
+		               a.utf8;
+	}
+	spool_env_add_rcpt(&env, m->env.sender, SMTP_NOTIFY_NEVER, NULL);
+	spool_msg_set_env(out, &env);
+	{
+		char id[SPOOL_ID_LEN + 1];
+		int err;
+
+		str_copy(id, spool_msg_id(out), sizeof(id));
+		err = spool_msg_commit_sync(out);
+		if (err) {
+			log_error("event=dsn_failed id=%s reason=\"%s\"", m->id, strerror(err));
+			return;
+		}
+		log_info("event=dsn id=%s dsn_id=%s action=%s to=<%s> rcpts=%zu", m->id, id,
+		         action == DSN_FAILED    ? "failed"
+		         : action == DSN_DELAYED ? "delayed"
+		                                 : "delivered",
+		         m->env.sender, n);
+		dq_load(d, id);
+	}
+}
+
+/* All tasks of m are back: record, report, retry or remove. */
+static void
+dq_settle(struct delivery *d, struct dq_msg *m, bool retry_now)
+{
+	const struct config *c = d->cfg;
+	struct spool_mark *marks = xcalloc(m->env.nrcpts, sizeof(*marks));
+	size_t nmarks = 0, pending = 0, failed = 0;
+	int64_t now = (int64_t)time(NULL);
+
+	for (size_t i = 0; i < m->env.nrcpts; i++) {
+		if (m->state[i] == DQ_PENDING || m->state[i] == DQ_INFLIGHT) {
+			pending++;
+			continue;
+		}
+		if (m->state[i] == DQ_FAILED)
+			failed++;
+		if (m->recorded[i])
+			continue;
+		marks[nmarks].what = SPOOL_MARK_RCPT;
+		marks[nmarks].rcpt = i;
+		marks[nmarks].state =
+		        m->state[i] == DQ_DELIVERED ? SPOOL_RCPT_DELIVERED : SPOOL_RCPT_FAILED;
+		marks[nmarks].status = m->env.rcpts[i].status;
+		marks[nmarks].remote = m->env.rcpts[i].remote;
+		marks[nmarks].diag = m->env.rcpts[i].diag;
+		marks[nmarks].when = m->env.rcpts[i].when;
+		nmarks++;
+	}
+	if (pending == 0) {
+		/* Done. Reports first; then the message leaves (no marks needed). */
+		if (failed && !m->env.dsn_sent)
+			dq_send_dsn(d, m, DSN_FAILED);
+		dq_send_dsn(d, m, DSN_DELIVERED);
+		free(marks);
+		if (spool_remove(d->spool, m->id) < 0 && errno != ENOENT)
+			log_error("event=spool_remove id=%s reason=\"%s\"", m->id, strerror(errno));
+		log_info("event=removed id=%s", m->id);
+		dq_free(d, m);
+		return;
+	}
+	if (nmarks > 0) {
+		if (spool_mark(d->spool, m->id, marks, nmarks) < 0) {
+			log_error("event=spool_mark id=%s reason=\"%s\" action=\"outcomes kept in "
+			          "memory\"",
+			          m->id, strerror(errno));
+		} else {
+			for (size_t k = 0; k < nmarks; k++)
+				m->recorded[marks[k].rcpt] = true;
+		}
+	}
+	free(marks);
+	if (c->delivery_delay_warning && !m->delay_warned &&
+	    now - m->env.received_at >= (int64_t)(c->delivery_delay_warning / 1000)) {
+		m->delay_warned = true;
+		dq_send_dsn(d, m, DSN_DELAYED);
+	}
+	{
+		uint64_t delay;
+		int64_t expire = m->env.received_at + (int64_t)(c->delivery_queue_lifetime / 1000);
+		struct timeval tv;
+
+		if (retry_now) {
+			delay = 0;
+		} else {
+			unsigned shift = m->attempts < 20 ? m->attempts : 20;
+			delay = c->delivery_retry_min << shift;
+			if (delay > c->delivery_retry_max)
+				delay = c->delivery_retry_max;
+			m->attempts++;
+		}
+		/* never wait past the expiry: it must be noticed on time */
+		if (expire > now && (uint64_t)(expire - now) * 1000 < delay)
+			delay = (uint64_t)(expire - now) * 1000;
+		tv.tv_sec = (time_t)(delay / 1000);
+		tv.tv_usec = (suseconds_t)(delay % 1000) * 1000;
+		m->retry_at_ms = clock_ms() + delay;
+		evtimer_add(m->retry_ev, &tv);
+		log_debug("event=retry id=%s pending=%zu in_ms=%llu", m->id, pending,
+		          (unsigned long long)delay);
+	}
+}
+
+/* --- TLS contexts for the client side --- */
+
+SSL_CTX *
+delivery_tls_ctx(struct delivery *d, const struct route *r)
+{
+	struct delivery_tls_ctx *t;
+	SSL_CTX *ctx;
+
+	if (r->tls != ROUTE_TLS_VERIFY) {
+		if (d->tls_any == NULL) {
+			d->tls_any = SSL_CTX_new(TLS_client_method());
+			if (d->tls_any == NULL)
+				return NULL;
+			SSL_CTX_set_min_proto_version(d->tls_any, TLS1_2_VERSION);
+			SSL_CTX_set_verify(d->tls_any, SSL_VERIFY_NONE, NULL);
+			SSL_CTX_set_mode(d->tls_any, SSL_MODE_RELEASE_BUFFERS);
+		}
+		return d->tls_any;
+	}
+	for (t = d->tls_verify; t; t = t->next)
+		if (strcmp(t->ca, r->tls_ca) == 0)
+			return t->ctx;
+	if ((ctx = SSL_CTX_new(TLS_client_method())) == NULL)
+		return NULL;
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+	if ((r->tls_ca[0] ? SSL_CTX_load_verify_locations(ctx, r->tls_ca, NULL)
+	                  : SSL_CTX_set_default_verify_paths(ctx)) != 1) {
+		log_error("event=tls_ca_error file=\"%s\"", r->tls_ca);
+		ERR_clear_error();
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	t = xcalloc(1, sizeof(*t));
+	str_copy(t->ca, r->tls_ca, sizeof(t->ca));
+	t->ctx = ctx;
+	t->next = d->tls_verify;
+	d->tls_verify = t;
+	return ctx;
+}
+
+/* --- the thread and what other threads may call --- */
+
+static void
+delivery_wake_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct delivery *d = arg;
+	char(*ids)[SPOOL_ID_LEN + 1];
+	size_t nids;
+	struct policy *pol;
+	struct config *cfg;
+	bool stop;
+
+	pthread_mutex_lock(&d->lock);
+	ids = d->incoming;
+	nids = d->nincoming;
+	d->incoming = NULL;
+	d->nincoming = d->capincoming = 0;
+	pol = d->next_pol;
+	cfg = d->next_cfg;
+	d->next_pol = NULL;
+	d->next_cfg = NULL;
+	stop = d->stop_requested;
+	pthread_mutex_unlock(&d->lock);
+
+	if (pol != NULL) {
+		bool was_paused = d->cfg->delivery_paused;
+		struct dq_msg *m;
+
+		policy_unref(d->pol);
+		config_unref(d->cfg);
+		d->pol = pol;
+		d->cfg = cfg;
+		if (was_paused && !cfg->delivery_paused) {
+			TAILQ_FOREACH(m, &d->msgs, entry)
+			{
+				if (m->inflight == 0 && m->retry_at_ms == 0)
+					dq_schedule(d, m);
+			}
+		}
+	}
+	for (size_t i = 0; i < nids; i++)
+		dq_load(d, ids[i]);
+	free(ids);
+	if (stop) {
+		struct dest *dest, *next;
+
+		for (dest = TAILQ_FIRST(&d->dests); dest; dest = next) {
+			struct mta_session *s, *sn;
+
+			next = TAILQ_NEXT(dest, entry);
+			for (s = TAILQ_FIRST(&dest->sessions); s; s = sn) {
+				sn = TAILQ_NEXT(s, entry);
+				mta_session_abort(s);
+			}
+		}
+		event_base_loopexit(d->base, NULL);
+	}
 }
 
 static void *
@@ -177,62 +838,27 @@ delivery_main(void *arg)
 {
 	struct delivery *d = arg;
 
-	pthread_mutex_lock(&d->lock);
-	while (!d->stopping) {
-		uint64_t now = clock_ms(), next = 0;
-		struct delivery_item *it, **pp;
-		struct policy *pol;
-
-		/* Retries whose time has come go back to the ready queue. */
-		for (pp = &d->later; (it = *pp) != NULL;) {
-			if (it->not_before_ms <= now) {
-				*pp = it->next;
-				delivery_push(d, it);
-			} else {
-				if (next == 0 || it->not_before_ms < next)
-					next = it->not_before_ms;
-				pp = &it->next;
-			}
-		}
-		if (d->head == NULL || d->paused) {
-			if (next) {
-				struct timespec ts;
-				clock_gettime(CLOCK_MONOTONIC, &ts);
-				uint64_t wait = next - now;
-				ts.tv_sec += (time_t)(wait / 1000);
-				ts.tv_nsec += (long)(wait % 1000) * 1000000;
-				if (ts.tv_nsec >= 1000000000) {
-					ts.tv_sec++;
-					ts.tv_nsec -= 1000000000;
-				}
-				pthread_cond_timedwait(&d->cond, &d->lock, &ts);
-			} else {
-				pthread_cond_wait(&d->cond, &d->lock);
-			}
-			continue;
-		}
-		it = d->head;
-		d->head = it->next;
-		if (d->head == NULL)
-			d->tail = NULL;
-		pol = policy_ref(d->pol);
-		pthread_mutex_unlock(&d->lock);
-
-		bool finished = delivery_one(d, it, pol);
-		policy_unref(pol);
-
-		pthread_mutex_lock(&d->lock);
-		if (finished) {
-			delivery_item_free(it);
-		} else {
-			it->attempts++;
-			it->not_before_ms = clock_ms() + d->retry_ms;
-			it->next = d->later;
-			d->later = it;
-		}
-	}
-	pthread_mutex_unlock(&d->lock);
+	event_base_loop(d->base, EVLOOP_NO_EXIT_ON_EMPTY);
 	return NULL;
+}
+
+struct delivery *
+delivery_new(struct spool *spool, struct config *cfg, struct policy *pol)
+{
+	struct delivery *d = xcalloc(1, sizeof(*d));
+
+	d->spool = spool;
+	d->cfg = config_ref(cfg);
+	d->pol = policy_ref(pol);
+	d->data_dir = xstrdup(cfg->data_dir);
+	d->hostname = xstrdup(cfg->hostname);
+	pthread_mutex_init(&d->lock, NULL);
+	TAILQ_INIT(&d->msgs);
+	TAILQ_INIT(&d->dests);
+	if ((d->base = event_base_new()) == NULL)
+		fatalx("delivery: event_base_new failed");
+	d->wake_ev = event_new(d->base, -1, 0, delivery_wake_cb, d);
+	return d;
 }
 
 int
@@ -245,14 +871,41 @@ delivery_start(struct delivery *d)
 }
 
 void
+delivery_enqueue(struct delivery *d, const char *id)
+{
+	pthread_mutex_lock(&d->lock);
+	if (d->nincoming == d->capincoming) {
+		d->capincoming = d->capincoming ? d->capincoming * 2 : 256;
+		d->incoming = xrealloc(d->incoming, d->capincoming * sizeof(*d->incoming));
+	}
+	str_copy(d->incoming[d->nincoming++], id, SPOOL_ID_LEN + 1);
+	pthread_mutex_unlock(&d->lock);
+	event_active(d->wake_ev, 0, 0);
+}
+
+void
+delivery_reconfigure(struct delivery *d, struct config *cfg, struct policy *pol)
+{
+	pthread_mutex_lock(&d->lock);
+	if (d->next_pol) {
+		policy_unref(d->next_pol);
+		config_unref(d->next_cfg);
+	}
+	d->next_pol = policy_ref(pol);
+	d->next_cfg = config_ref(cfg);
+	pthread_mutex_unlock(&d->lock);
+	event_active(d->wake_ev, 0, 0);
+}
+
+void
 delivery_stop(struct delivery *d)
 {
 	if (!d->running)
 		return;
 	pthread_mutex_lock(&d->lock);
-	d->stopping = true;
-	pthread_cond_signal(&d->cond);
+	d->stop_requested = true;
 	pthread_mutex_unlock(&d->lock);
+	event_active(d->wake_ev, 0, 0);
 	pthread_join(d->thread, NULL);
 	d->running = false;
 }
@@ -260,18 +913,29 @@ delivery_stop(struct delivery *d)
 void
 delivery_free(struct delivery *d)
 {
-	struct delivery_item *it;
+	struct dq_msg *m;
+	struct delivery_tls_ctx *t;
 
 	delivery_stop(d);
-	while ((it = d->head) != NULL) {
-		d->head = it->next;
-		delivery_item_free(it);
+	/* sessions freed themselves on the last loop turns; tasks went with them */
+	while ((m = TAILQ_FIRST(&d->msgs)) != NULL)
+		dq_free(d, m);
+	while ((t = d->tls_verify) != NULL) {
+		d->tls_verify = t->next;
+		SSL_CTX_free(t->ctx);
+		free(t);
 	}
-	while ((it = d->later) != NULL) {
-		d->later = it->next;
-		delivery_item_free(it);
+	if (d->tls_any)
+		SSL_CTX_free(d->tls_any);
+	free(d->incoming);
+	if (d->next_pol) {
+		policy_unref(d->next_pol);
+		config_unref(d->next_cfg);
 	}
+	event_free(d->wake_ev);
+	event_base_free(d->base);
 	policy_unref(d->pol);
+	config_unref(d->cfg);
 	free(d->data_dir);
 	free(d->hostname);
 	free(d);

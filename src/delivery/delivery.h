@@ -1,15 +1,22 @@
 /*
- * delivery.h - hands queued messages to their routes.
+ * delivery.h - the delivery engine: from the queue to every recipient's
+ * downstream.
  *
- * One delivery thread takes queue ids (from commits and from recovery at
- * start), opens each queue file, delivers every recipient along the route
- * of its domain, and removes the file once all recipients have it. A
- * message that cannot be delivered now is retried later; recipients that
- * already have it are remembered and not delivered again (until a
- * restart: delivery is at-least-once, see docs/ARCHITECTURE.md).
+ * One thread with its own event loop owns the in-memory queue: every
+ * committed message (from the SMTP front door, from recovery at start,
+ * from moat's own delivery reports), each recipient's state, the
+ * destinations (a route, or an MX domain) with their waiting work and
+ * their SMTP connections (mta_session.c), and the retry timers.
  *
- * Routes today: maildir (delivery_maildir.c). SMTP routes arrive with the
- * delivery engine.
+ * Outcomes: 2xx delivered, 5xx failed, 4xx and connection trouble retried
+ * with exponential backoff (delivery_retry_min doubling up to
+ * delivery_retry_max) until delivery_queue_lifetime, then failed with
+ * 4.4.7. Final outcomes are appended to the queue file as they happen
+ * (spool_mark) so that a restart neither repeats nor forgets them; a
+ * message whose recipients are all final produces at most one delivery
+ * report (RFC 3464, dsn.c; never to the null sender) and leaves the queue.
+ * Delivery is at-least-once: a crash between a downstream's 250 and the
+ * record of it delivers that recipient again.
  */
 #ifndef MOAT_DELIVERY_H
 #define MOAT_DELIVERY_H
@@ -17,18 +24,18 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+struct config;
 struct delivery;
 struct policy;
 struct spool;
 
-struct delivery *delivery_new(struct spool *spool, const char *data_dir, const char *hostname,
-                              struct policy *pol, bool paused, uint64_t retry_ms);
+struct delivery *delivery_new(struct spool *spool, struct config *cfg, struct policy *pol);
 int delivery_start(struct delivery *d);
-/* Queue a message id (any thread). */
+/* Queue a committed message (any thread). */
 void delivery_enqueue(struct delivery *d, const char *id);
-/* New policy for messages from now on (SIGHUP). */
-void delivery_set_policy(struct delivery *d, struct policy *pol, bool paused);
-/* Finish the message in hand and stop; what is left stays in the spool. */
+/* New configuration and policy from now on (SIGHUP; any thread). */
+void delivery_reconfigure(struct delivery *d, struct config *cfg, struct policy *pol);
+/* Stop: connections are dropped, what is not delivered stays in the spool. */
 void delivery_stop(struct delivery *d);
 void delivery_free(struct delivery *d);
 

@@ -1,16 +1,201 @@
 /*
- * delivery_internal.h - the route back ends' interface.
+ * delivery_internal.h - what the delivery engine (delivery.c), its SMTP
+ * client sessions (mta_session.c) and route back ends share.
+ *
+ * Everything here lives on the delivery thread and its event loop; no
+ * locks are needed below this line except where delivery.c says so.
  */
 #ifndef MOAT_DELIVERY_INTERNAL_H
 #define MOAT_DELIVERY_INTERNAL_H
 
+#include "delivery.h"
+#include "../common/route.h"
 #include "../spool/spool.h"
 
-/*
- * Deliver the message in f to rcpt under root/maildir/. Returns 0, or -1
- * with errno (the caller retries later).
- */
-int delivery_maildir(const char *root, const char *hostname, const struct spool_file *f,
-                     const char *rcpt, char *path, size_t pathsize);
+#include <netdb.h>
+#include <openssl/ssl.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+struct event;
+struct event_base;
+struct bufferevent;
+struct config;
+struct dest;
+struct mta_session;
+
+#define DELIVERY_REPLY_MAX 1024 /* a downstream reply kept for logs and DSNs */
+
+/* Per-recipient state in memory; final ones are also in the queue file. */
+enum dq_rcpt_state {
+	DQ_PENDING,   /* waiting for an attempt (first, or a retry) */
+	DQ_INFLIGHT,  /* part of a task a session is working on */
+	DQ_DELIVERED, /* final: accepted downstream */
+	DQ_FAILED,    /* final: refused for good, or expired */
+};
+
+struct dq_msg {
+	struct delivery *d;
+	char id[SPOOL_ID_LEN + 1];
+	TAILQ_ENTRY(dq_msg) entry;
+	struct spool_env env;      /* rcpts[i].state/status/remote/diag as in the file */
+	enum dq_rcpt_state *state; /* per recipient */
+	bool *recorded;            /* final outcome already appended to the queue file */
+	uint64_t body_len;
+	unsigned attempts; /* rounds that ended with something deferred */
+	unsigned inflight; /* tasks out with sessions */
+	struct event *retry_ev;
+	uint64_t retry_at_ms; /* monotonic, 0 = not waiting */
+	bool delay_warned;
+};
+
+/* A message's recipients for one destination: what one transaction carries. */
+struct dq_task {
+	struct dq_msg *msg;
+	struct dest *dest;
+	size_t n;
+	size_t *rcpt; /* indices into msg->env.rcpts */
+	/* filled by the session */
+	int *code;        /* per recipient: final SMTP code, 0 = none */
+	char **reply;     /* per recipient: the reply that decided it */
+	char remote[300]; /* host [address] that answered */
+	bool no_attempt;  /* not tried at all (session ended before MAIL): no penalty */
+	TAILQ_ENTRY(dq_task) entry;
+};
+TAILQ_HEAD(dq_task_list, dq_task);
+
+enum mta_state {
+	MTA_CONNECT, /* connecting to host[host_i] */
+	MTA_BANNER,  /* waiting for the 220 */
+	MTA_EHLO,
+	MTA_HELO,
+	MTA_STARTTLS, /* waiting for the 220 to STARTTLS */
+	MTA_TLS,      /* handshake */
+	MTA_READY,    /* idle, may take a task */
+	MTA_MAIL,     /* MAIL (and pipelined RCPTs) sent */
+	MTA_RCPT,
+	MTA_DATA, /* DATA sent, waiting for 354 */
+	MTA_BODY, /* sending the message */
+	MTA_EOM,  /* waiting for the final reply */
+	MTA_RSET,
+	MTA_QUIT,
+	MTA_CLOSED,
+	MTA_STATE_COUNT
+};
+
+/* Extensions the downstream offered (EHLO). */
+#define MTA_EXT_PIPELINING 0x01
+#define MTA_EXT_SIZE       0x02
+#define MTA_EXT_8BITMIME   0x04
+#define MTA_EXT_SMTPUTF8   0x08
+#define MTA_EXT_DSN        0x10
+#define MTA_EXT_CHUNKING   0x20
+#define MTA_EXT_STARTTLS   0x40
+
+struct mta_session {
+	struct delivery *d;
+	struct dest *dest;
+	TAILQ_ENTRY(mta_session) entry;      /* dest->sessions */
+	TAILQ_ENTRY(mta_session) idle_entry; /* dest->idle, while READY and unused */
+	bool in_idle;
+	uint64_t sid;
+	enum mta_state state;
+	int fd;
+	struct bufferevent *bev;
+	SSL *ssl;
+	struct event *timer;
+	size_t host_i; /* route host being tried */
+	struct addrinfo *ai, *ai_next;
+	char host[300]; /* "name [address]" for logs and DSNs */
+	char last_error[DELIVERY_REPLY_MAX];
+	unsigned ext;
+	uint64_t size_max;
+	bool tls_failed_here; /* opportunistic TLS failed: retry this host in plaintext */
+	bool ready_once;      /* reached READY at least once */
+	uint64_t started_ms;
+	unsigned messages; /* transactions completed on this connection */
+	/* reply being read */
+	char reply[DELIVERY_REPLY_MAX];
+	size_t reply_len;
+	/* the task in hand */
+	struct dq_task *task;
+	size_t rcpt_sent, rcpt_replied, rcpt_ok;
+	bool mail_ok;
+	unsigned bdat_pending; /* BDAT chunks sent and not yet answered */
+	/* the body being sent */
+	int body_fd;
+	off_t body_off;
+	uint64_t body_left;
+	bool at_line_start;
+	size_t line_len;
+	bool body_done;
+};
+
+/* Where tasks go: one per route key (an MX route: one per domain). */
+struct dest {
+	struct delivery *d;
+	bool free_pending;
+	char *key;
+	char domain[256];
+	struct route route;
+	struct dq_task_list tasks;          /* waiting */
+	TAILQ_HEAD(, mta_session) sessions; /* all of this destination */
+	TAILQ_HEAD(, mta_session) idle;
+	unsigned nsessions;
+	unsigned connect_failures; /* in a row; limits new sessions */
+	TAILQ_ENTRY(dest) entry;
+};
+
+struct delivery {
+	struct spool *spool;
+	char *data_dir;
+	char *hostname;
+	struct event_base *base;
+	pthread_t thread;
+	bool running;
+
+	/* shared with other threads, under lock */
+	pthread_mutex_t lock;
+	char (*incoming)[SPOOL_ID_LEN + 1]; /* ids from commits and recovery */
+	size_t nincoming, capincoming;
+	struct policy *next_pol; /* SIGHUP */
+	struct config *next_cfg;
+	bool stop_requested;
+	struct event *wake_ev; /* event_active() from other threads */
+
+	/* delivery thread only */
+	struct policy *pol;
+	struct config *cfg;
+	TAILQ_HEAD(, dq_msg) msgs;
+	size_t nmsgs;
+	TAILQ_HEAD(, dest) dests;
+	unsigned nsessions;
+	SSL_CTX *tls_any;                    /* opportunistic / required */
+	struct delivery_tls_ctx *tls_verify; /* verify, one per CA file */
+	uint64_t next_sid;
+};
+
+/* delivery.c, called by sessions */
+void delivery_task_done(struct delivery *d, struct dq_task *t);
+void delivery_session_idle(struct delivery *d, struct mta_session *s);
+void delivery_session_gone(struct delivery *d, struct mta_session *s);
+SSL_CTX *delivery_tls_ctx(struct delivery *d, const struct route *r);
+const struct config *delivery_config(const struct delivery *d);
+
+/* mta_session.c */
+struct mta_session *mta_session_new(struct delivery *d, struct dest *dest);
+/* Hand an idle session its next task. */
+void mta_session_run(struct mta_session *s, struct dq_task *t);
+/* Close an idle session (QUIT) or abandon a busy one (engine stopping). */
+void mta_session_quit(struct mta_session *s);
+void mta_session_abort(struct mta_session *s);
+/* May the session take another message (age and message caps)? */
+bool mta_session_reusable(const struct mta_session *s);
+
+/* delivery_maildir.c */
+int delivery_maildir(const char *root, const char *hostname, const struct spool_body *b,
+                     const struct spool_env *env, const char *rcpt, char *path, size_t pathsize);
 
 #endif

@@ -82,17 +82,17 @@ maildir_mkdirs(const char *path)
 
 /* Copy the body from the queue file, CRLF -> LF. */
 static int
-maildir_copy_body(int out, const struct spool_file *f)
+maildir_copy_body(int out, const struct spool_body *b)
 {
 	char *in = xmalloc(MAILDIR_CHUNK), *conv = xmalloc(MAILDIR_CHUNK);
-	uint64_t left = f->body_len;
-	off_t off = f->body_offset;
+	uint64_t left = b->len;
+	off_t off = b->offset;
 	bool cr = false;
 	int r = -1;
 
 	while (left > 0) {
 		size_t want = left < MAILDIR_CHUNK ? (size_t)left : MAILDIR_CHUNK, o = 0;
-		ssize_t n = pread(f->fd, in, want, off);
+		ssize_t n = pread(b->fd, in, want, off);
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -128,8 +128,8 @@ out:
 }
 
 int
-delivery_maildir(const char *root, const char *hostname, const struct spool_file *f,
-                 const char *rcpt, char *path, size_t pathsize)
+delivery_maildir(const char *root, const char *hostname, const struct spool_body *b,
+                 const struct spool_env *env, const char *rcpt, char *path, size_t pathsize)
 {
 	static unsigned counter;
 	const char *at = strrchr(rcpt, '@');
@@ -154,16 +154,15 @@ delivery_maildir(const char *root, const char *hostname, const struct spool_file
 	gettimeofday(&tv, NULL);
 	if (!path_fmt(name, sizeof(name), "%lld.M%06ldP%dQ%u_%s.%s", (long long)tv.tv_sec,
 	              (long)tv.tv_usec, (int)getpid(),
-	              __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED), f->env.id, hostname) ||
+	              __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED), env->id, hostname) ||
 	    !path_fmt(tmp, sizeof(tmp), "%s/tmp/%s", dir, name) ||
 	    !path_fmt(path, pathsize, "%s/new/%s", dir, name))
 		return -1;
 	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) < 0)
 		return -1;
-	n = snprintf(hdr, sizeof(hdr), "Return-Path: <%s>\nDelivered-To: %s\n", f->env.sender,
-	             rcpt);
+	n = snprintf(hdr, sizeof(hdr), "Return-Path: <%s>\nDelivered-To: %s\n", env->sender, rcpt);
 	if (n < 0 || (size_t)n >= sizeof(hdr) || write_all(fd, hdr, (size_t)n) < 0 ||
-	    maildir_copy_body(fd, f) < 0 || fsync(fd) < 0)
+	    maildir_copy_body(fd, b) < 0 || fsync(fd) < 0)
 		goto fail;
 	if (close(fd) < 0) {
 		fd = -1;

@@ -38,7 +38,6 @@
 #include <unistd.h>
 
 #define MOATD_DEFAULT_CONFIG "/etc/moat/moat.conf"
-#define MOATD_RETRY_MS       60000
 
 struct moatd {
 	const char *config_path;
@@ -144,7 +143,7 @@ moatd_reload(struct moatd *m)
 		config_unref(c);
 		return;
 	}
-	delivery_set_policy(m->delivery, p, c->delivery_paused);
+	delivery_reconfigure(m->delivery, c, p);
 	log_set_level(c->log_level);
 	config_unref(m->cfg);
 	policy_unref(m->pol);
@@ -242,8 +241,7 @@ main(int argc, char **argv)
 	    NULL)
 		fatalx("spool: %s", err);
 	smtp_server_set_spool(m.smtp, m.spool);
-	m.delivery = delivery_new(m.spool, m.cfg->data_dir, m.cfg->hostname, m.pol,
-	                          m.cfg->delivery_paused, MOATD_RETRY_MS);
+	m.delivery = delivery_new(m.spool, m.cfg, m.pol);
 	if ((queued = spool_recover(m.spool, moatd_recovered, m.delivery)) < 0)
 		fatal("spool recovery in %s", m.cfg->data_dir);
 	if (spool_start(m.spool, m.base, (unsigned)m.cfg->spool_writers, moatd_committed,

@@ -13,11 +13,12 @@ struct policy_domain {
 	bool any_recipient;
 	char **recipients; /* sorted, lower-case local parts */
 	size_t nrecipients;
-	struct policy_route route;
+	struct route route;
 };
 
 struct policy {
 	int refs;
+	struct route default_route;
 	struct policy_domain *domains; /* sorted by name */
 	size_t ndomains;
 };
@@ -56,12 +57,10 @@ policy_from_config(const struct config *c)
 			str_lower(d->recipients[j]);
 		}
 		qsort(d->recipients, d->nrecipients, sizeof(char *), policy_cmp_str);
-		d->route.type = POLICY_ROUTE_MAILDIR;
+		d->route = cd->route;
 	}
 	qsort(p->domains, p->ndomains, sizeof(*p->domains), policy_cmp_domain);
-	/* route.domain points into the (now sorted, never moved again) array */
-	for (size_t i = 0; i < p->ndomains; i++)
-		p->domains[i].route.domain = p->domains[i].name;
+	p->default_route = c->default_route;
 	return p;
 }
 
@@ -115,12 +114,12 @@ policy_check_rcpt(const struct policy *p, const struct mailaddr *rcpt)
 	return POLICY_RCPT_UNKNOWN_USER;
 }
 
-const struct policy_route *
+const struct route *
 policy_route_for(const struct policy *p, const char *domain)
 {
 	const struct policy_domain *d = policy_find_domain(p, domain);
 
-	return d ? &d->route : NULL;
+	return d ? &d->route : &p->default_route;
 }
 
 size_t

@@ -15,6 +15,7 @@
 
 #include "../common/config.h"
 #include "../common/mailaddr.h"
+#include "../common/route.h"
 
 struct policy;
 
@@ -24,15 +25,6 @@ enum policy_rcpt {
 	POLICY_RCPT_RELAY_DENIED, /* not a protected domain: 550 5.7.1 */
 };
 
-enum policy_route_type {
-	POLICY_ROUTE_MAILDIR,
-};
-
-struct policy_route {
-	enum policy_route_type type;
-	const char *domain; /* the protected domain (lower-case) */
-};
-
 struct policy *policy_from_config(const struct config *c);
 struct policy *policy_ref(struct policy *p);
 void policy_unref(struct policy *p);
@@ -40,8 +32,11 @@ void policy_unref(struct policy *p);
 /* Decide a recipient. Address literals and the null path are never protected. */
 enum policy_rcpt policy_check_rcpt(const struct policy *p, const struct mailaddr *rcpt);
 
-/* The route for a recipient's domain, or NULL when the domain is not protected. */
-const struct policy_route *policy_route_for(const struct policy *p, const char *domain);
+/*
+ * The route for a recipient's domain: the domain's own when it is
+ * protected, else delivery_default_route (reports to outside senders).
+ */
+const struct route *policy_route_for(const struct policy *p, const char *domain);
 
 size_t policy_domain_count(const struct policy *p);
 

@@ -457,7 +457,8 @@ spool_parse_status(const unsigned char *p, size_t len, struct spool_env *env)
 			    idx >= env->nrcpts)
 				break;
 			r = &env->rcpts[idx];
-			r->state = type == SPOOL_S_DELIVERED ? SPOOL_RCPT_DELIVERED : SPOOL_RCPT_FAILED;
+			r->state = type == SPOOL_S_DELIVERED ? SPOOL_RCPT_DELIVERED
+			                                     : SPOOL_RCPT_FAILED;
 			free(r->status);
 			free(r->remote);
 			free(r->diag);
@@ -714,6 +715,31 @@ fail:
 	return st;
 }
 
+int
+spool_body_open(struct spool *s, const char *id, struct spool_body *b)
+{
+	unsigned char h[SPOOL_MAGIC_LEN + SPOOL_REC_HDR];
+	char path[4096];
+	uint64_t blen;
+
+	b->fd = -1;
+	if (!spool_id_valid(id) || !path_fmt(path, sizeof(path), "%s/%s", s->queue, id)) {
+		errno = EINVAL;
+		return -1;
+	}
+	if ((b->fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return -1;
+	if (spool_pread(b->fd, h, sizeof(h), 0) < 0 || spool_parse_head(h, sizeof(h), &blen) < 0) {
+		close(b->fd);
+		b->fd = -1;
+		errno = EIO;
+		return -1;
+	}
+	b->offset = (off_t)sizeof(h);
+	b->len = blen;
+	return 0;
+}
+
 void
 spool_file_close(struct spool_file *f)
 {
@@ -755,7 +781,8 @@ spool_mark(struct spool *s, const char *id, const struct spool_mark *marks, size
 
 		switch (m->what) {
 		case SPOOL_MARK_RCPT:
-			type = m->state == SPOOL_RCPT_DELIVERED ? SPOOL_S_DELIVERED : SPOOL_S_FAILED;
+			type = m->state == SPOOL_RCPT_DELIVERED ? SPOOL_S_DELIVERED
+			                                        : SPOOL_S_FAILED;
 			snprintf(num, sizeof(num), "%zu", m->rcpt);
 			spool_status_put(v, &vlen, SPOOL_STATUS_MAX, num, false);
 			spool_status_put(v, &vlen, SPOOL_STATUS_MAX, m->status, false);

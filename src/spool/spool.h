@@ -143,6 +143,12 @@ const struct spool_env *spool_msg_env(const struct spool_msg *m);
 typedef void (*spool_commit_fn)(void *arg, struct spool_msg *m, int err);
 void spool_msg_commit(struct spool_msg *m, spool_commit_fn cb, void *arg);
 void spool_msg_forget(struct spool_msg *m);
+/*
+ * Commit in the calling thread, for the rare writer that is not a session
+ * (delivery reports): the same protocol, no batching. Frees m; returns 0
+ * or an errno value.
+ */
+int spool_msg_commit_sync(struct spool_msg *m);
 /* Drop an uncommitted message and its incoming file. */
 void spool_msg_abort(struct spool_msg *m);
 
@@ -156,6 +162,18 @@ struct spool_file {
 };
 
 enum spool_status spool_file_open(struct spool *s, const char *id, struct spool_file *f);
+
+/*
+ * Just the body of a queue file already checked by spool_file_open():
+ * an open descriptor (the caller closes it) and where the body is. -1 with
+ * errno on failure.
+ */
+struct spool_body {
+	int fd;
+	off_t offset;
+	uint64_t len;
+};
+int spool_body_open(struct spool *s, const char *id, struct spool_body *b);
 void spool_file_close(struct spool_file *f);
 /*
  * Append status records to a committed queue file and fdatasync it. Each

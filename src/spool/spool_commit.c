@@ -283,6 +283,24 @@ spool_msg_commit(struct spool_msg *m, spool_commit_fn cb, void *arg)
 	pthread_mutex_unlock(&s->lock);
 }
 
+int
+spool_msg_commit_sync(struct spool_msg *m)
+{
+	struct spool *s = m->spool;
+	int err = m->err;
+
+	if (err == 0 && spool_commit_one(s, m) < 0)
+		err = m->err ? m->err : EIO;
+	if (err == 0 && fsync(s->queue_fd) < 0) {
+		err = errno;
+		unlinkat(s->queue_fd, m->id, 0);
+	}
+	if (err)
+		spool_commit_drop(s, m);
+	spool_msg_free(m);
+	return err;
+}
+
 void
 spool_msg_forget(struct spool_msg *m)
 {

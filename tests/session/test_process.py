@@ -95,8 +95,9 @@ class TestConfigErrors(ProcessCase):
              "colour = red", r"unknown key 'colour'"),
             ("duplicate domain", "", DEFAULT_DOMAINS + "[domain EXAMPLE.test]\n",
              "[domain EXAMPLE.test]", r"example.test"),
-            ("unknown route", "", "[domain a.test]\nrecipients = any\nroute = mx\n",
-             "route = mx", r"route"),
+            ("unknown route", "", "[domain a.test]\nrecipients = any\nroute = pigeon\n",
+             "route = pigeon", r"route"),
+
             ("hostname not a domain", "hostname = mx/moat.test\n", DEFAULT_DOMAINS,
              "hostname = mx/moat.test", r"hostname 'mx/moat.test' is not a domain name"),
             ("empty data_dir", "data_dir =\n", DEFAULT_DOMAINS, "data_dir =",
@@ -118,6 +119,25 @@ class TestConfigErrors(ProcessCase):
                 msg = log[log.index(want) + len(want):].split("\n")[0]
                 self.assertRegex(msg, rx, "%s: message %r" % (name, msg))
                 self.assertNotIn("event=started", log, "%s: started anyway" % name)
+
+
+class TestRouteLoop(ProcessCase):
+    def test_route_to_own_listener_refused(self):
+        for host in ("127.0.0.1", "localhost", "mx.moat.test", "127.0.0.1, [127.0.0.2]"):
+            with self.subTest(host):
+                m = self.daemon(start=False)
+                hosts = ", ".join("[%s]:%d" % (h.strip(" []"), m.port) for h in host.split(","))
+                route = "route = smtp:" + hosts
+                m.write_conf(domains="[domain a.test]\nrecipients = any\n" + route + "\n")
+                self.assertNotEqual(m.start(expect_fail=True), 0, m.log())
+                self.assertRegex(m.log(), r"moat.conf:\d+: \[domain a.test\] route points back "
+                                          r"at moat's own smtp_listen \(mail loop\)")
+
+    def test_route_elsewhere_accepted(self):
+        m = self.daemon(start=False)
+        m.write_conf(domains="[domain a.test]\nrecipients = any\n"
+                             "route = smtp:[127.0.0.1]:%d\n" % (m.port + 1))
+        m.start()
 
 
 class TestReload(ProcessCase):
