@@ -8,9 +8,10 @@
 # As root it also creates the unprivileged 'moat' user that moatd drops to.
 set -eu
 
-BUILD_PKGS="build-essential meson ninja-build pkg-config libevent-dev libssl-dev zlib1g-dev"
+BUILD_PKGS="build-essential meson ninja-build pkg-config libevent-dev libssl-dev zlib1g-dev
+ libunbound-dev"
 TEST_PKGS="libcmocka-dev clang clang-format libclang-rt-14-dev python3 swaks postfix openssl procps
- iproute2 libnet-ssleay-perl libio-socket-ssl-perl"
+ iproute2 libnet-ssleay-perl libio-socket-ssl-perl unbound"
 
 pkgs=$BUILD_PKGS
 [ "${1:-}" = "--test" ] && pkgs="$pkgs $TEST_PKGS"
