@@ -141,6 +141,12 @@ struct config_listen_list {
 	  "Time for the reply after the message data (RFC 5321 4.5.3.2.6: 10 min).")               \
 	X(delivery_rcpts_per_transaction, UINT, "100", 1, 1000,                                    \
 	  "Recipients sent in one transaction (RFC 5321 4.5.3.1.8 guarantees 100).")               \
+	X(delivery_mx_port, UINT, "25", 1, 65535,                                                  \
+	  "Port of MX hosts (25; another value only for test setups).")                            \
+	X(dns_resolver, STRING, "", 0, 0,                                                          \
+	  "DNS server for every lookup, IP[@PORT]; empty: the servers in /etc/resolv.conf.")       \
+	X(dns_timeout, DURATION, "5s", 100, 60000,                                                 \
+	  "Bound on each DNS lookup; a timeout is a temporary failure, never a hard one.")         \
 	X(delivery_dsn_max_original, SIZE, "100k", 0, 1073741824,                                  \
 	  "A DSN returns the whole message up to this size, the headers only above it.")
 

@@ -23,12 +23,14 @@
 #include "delivery_internal.h"
 #include "dsn.h"
 #include "../common/config.h"
+#include "../dns/dns.h"
 #include "../common/log.h"
 #include "../common/mailaddr.h"
 #include "../common/util.h"
 #include "../policy/policy.h"
 #include "../smtp/smtp_parse.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <openssl/err.h>
@@ -37,7 +39,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define DQ_BUCKETS 65536
+#define DQ_BUCKETS       65536
+#define DEST_RESOLVE_TTL (5 * 60 * 1000) /* re-resolve a destination after this */
 
 struct delivery_tls_ctx {
 	char ca[1024];
@@ -263,9 +266,10 @@ dest_free_cb(evutil_socket_t fd, short what, void *arg)
 	struct delivery *d = dest->d;
 
 	dest->free_pending = false;
-	if (dest->nsessions > 0 || !TAILQ_EMPTY(&dest->tasks))
+	if (dest->nsessions > 0 || !TAILQ_EMPTY(&dest->tasks) || dest->lookups > 0)
 		return;
 	TAILQ_REMOVE(&d->dests, dest, entry);
+	free(dest->addrs);
 	free(dest->key);
 	free(dest);
 }
@@ -274,7 +278,8 @@ dest_free_cb(evutil_socket_t fd, short what, void *arg)
 static void
 dest_maybe_free(struct delivery *d, struct dest *dest)
 {
-	if (dest->free_pending || dest->nsessions > 0 || !TAILQ_EMPTY(&dest->tasks))
+	if (dest->free_pending || dest->nsessions > 0 || !TAILQ_EMPTY(&dest->tasks) ||
+	    dest->lookups > 0)
 		return;
 	dest->free_pending = true;
 	event_base_once(d->base, -1, EV_TIMEOUT, dest_free_cb, dest, NULL);
@@ -291,6 +296,216 @@ dest_waiting(const struct dest *dest)
 	return n;
 }
 
+/* Every waiting task of dest gets this reply (a resolution failure). */
+static void
+dest_fail_waiting(struct delivery *d, struct dest *dest, int code, const char *reply)
+{
+	struct dq_task *t;
+
+	while ((t = TAILQ_FIRST(&dest->tasks)) != NULL) {
+		TAILQ_REMOVE(&dest->tasks, t, entry);
+		for (size_t i = 0; i < t->n; i++) {
+			t->code[i] = code;
+			free(t->reply[i]);
+			t->reply[i] = xstrdup(reply);
+		}
+		delivery_task_done(d, t);
+	}
+}
+
+static void dest_kick(struct delivery *d, struct dest *dest);
+
+static void
+dest_add_addr(struct dest *dest, const char *name, uint16_t port, const struct sockaddr_storage *ss)
+{
+	struct dest_addr *a;
+
+	dest->addrs = xrealloc(dest->addrs, (dest->naddrs + 1) * sizeof(*dest->addrs));
+	a = &dest->addrs[dest->naddrs++];
+	memset(a, 0, sizeof(*a));
+	str_copy(a->name, name, sizeof(a->name));
+	a->port = port;
+	a->ss = *ss;
+	if (ss->ss_family == AF_INET) {
+		((struct sockaddr_in *)&a->ss)->sin_port = htons(port);
+		a->len = sizeof(struct sockaddr_in);
+	} else {
+		((struct sockaddr_in6 *)&a->ss)->sin6_port = htons(port);
+		a->len = sizeof(struct sockaddr_in6);
+	}
+}
+
+/* Resolution is over: go on with the addresses, or fail what waits. */
+static void
+dest_resolved(struct delivery *d, struct dest *dest)
+{
+	char reply[sizeof(dest->resolve_error) + 16];
+
+	dest->resolve = DEST_RESOLVED;
+	dest->resolved_ms = clock_ms();
+	if (dest->naddrs > 0) {
+		dest->resolve_code = 0;
+		dest_kick(d, dest);
+		return;
+	}
+	if (dest->resolve_code == 0) {
+		dest->resolve_code = 451;
+		str_copy(dest->resolve_error, "4.4.3 no address for the destination",
+		         sizeof(dest->resolve_error));
+	}
+	snprintf(reply, sizeof(reply), "%d %s", dest->resolve_code, dest->resolve_error);
+	log_info("event=dest_unresolved dest=\"%s\" reason=\"%s\"", dest->key, reply);
+	dest_fail_waiting(d, dest, dest->resolve_code, reply);
+	/* try again next time instead of remembering the failure */
+	dest->resolve = DEST_UNRESOLVED;
+}
+
+/* Per smart-host name lookup: its results go to slot host_i. */
+struct dest_lookup {
+	struct dest *dest;
+	size_t host_i;
+	struct dns_addr_result res;
+	bool done;
+};
+
+static void
+dest_host_cb(void *arg, const struct dns_addr_result *r)
+{
+	struct dest_lookup *lk = arg;
+	struct dest *dest = lk->dest;
+	struct dest_lookup *all = dest->lookup_slots;
+
+	lk->res = *r;
+	lk->done = true;
+	if (--dest->lookups > 0)
+		return;
+	/* All names are in: addresses in the route's fallback order. */
+	for (size_t h = 0; h < dest->route.nhosts; h++) {
+		const struct route_host *rh = &dest->route.host[h];
+		unsigned char ip[16];
+		struct sockaddr_storage ss = {0};
+
+		if (inet_pton(AF_INET, rh->name, ip) == 1) {
+			ss.ss_family = AF_INET;
+			memcpy(&((struct sockaddr_in *)&ss)->sin_addr, ip, 4);
+			dest_add_addr(dest, rh->name, rh->port, &ss);
+		} else if (inet_pton(AF_INET6, rh->name, ip) == 1) {
+			ss.ss_family = AF_INET6;
+			memcpy(&((struct sockaddr_in6 *)&ss)->sin6_addr, ip, 16);
+			dest_add_addr(dest, rh->name, rh->port, &ss);
+		} else if (all[h].done) {
+			for (size_t k = 0; k < all[h].res.naddrs; k++)
+				dest_add_addr(dest, rh->name, rh->port, &all[h].res.addr[k]);
+			if (all[h].res.naddrs == 0) {
+				dest->resolve_code = 451;
+				snprintf(dest->resolve_error, sizeof(dest->resolve_error),
+				         "4.4.3 smart host %s: %s", rh->name,
+				         dns_status_str(all[h].res.status));
+			}
+		}
+	}
+	free(dest->lookup_slots);
+	dest->lookup_slots = NULL;
+	dest_resolved(dest->d, dest);
+}
+
+static void
+dest_mx_cb(void *arg, const struct dns_mx_result *r)
+{
+	struct dest *dest = arg;
+	struct delivery *d = dest->d;
+	bool tempfail = false;
+
+	dest->lookups--;
+	if (r->status == DNS_NXDOMAIN) {
+		dest->resolve_code = 550;
+		snprintf(dest->resolve_error, sizeof(dest->resolve_error),
+		         "5.1.2 domain %s does not exist", dest->domain);
+	} else if (r->status != DNS_OK) {
+		dest->resolve_code = r->status == DNS_PERMFAIL ? 550 : 451;
+		snprintf(dest->resolve_error, sizeof(dest->resolve_error),
+		         "%s MX lookup for %s: %s", r->status == DNS_PERMFAIL ? "5.4.4" : "4.4.3",
+		         dest->domain, dns_status_str(r->status));
+	} else if (r->null_mx) {
+		dest->resolve_code = 556;
+		snprintf(dest->resolve_error, sizeof(dest->resolve_error),
+		         "5.1.10 domain %s accepts no mail (null MX, RFC 7505)", dest->domain);
+	} else {
+		for (size_t h = 0; h < r->nhosts; h++) {
+			for (size_t k = 0; k < r->host[h].naddrs; k++)
+				dest_add_addr(dest, r->host[h].name,
+				              (uint16_t)d->cfg->delivery_mx_port,
+				              &r->host[h].addr[k]);
+			tempfail |= r->host[h].addr_status == DNS_TEMPFAIL;
+		}
+		if (dest->naddrs == 0) {
+			dest->resolve_code = tempfail ? 451 : 550;
+			snprintf(dest->resolve_error, sizeof(dest->resolve_error),
+			         "%s no MX host of %s has an address", tempfail ? "4.4.3" : "5.4.4",
+			         dest->domain);
+		}
+	}
+	dest_resolved(d, dest);
+}
+
+/* Look up the destination's addresses (MX, or the smart hosts' names). */
+static void
+dest_resolve(struct delivery *d, struct dest *dest)
+{
+	size_t names = 0;
+
+	free(dest->addrs);
+	dest->addrs = NULL;
+	dest->naddrs = 0;
+	dest->resolve_code = 0;
+	dest->resolve_error[0] = '\0';
+	dest->resolve = DEST_RESOLVING;
+	if (d->dns == NULL) {
+		dest->resolve_code = 451;
+		str_copy(dest->resolve_error, "4.4.3 no DNS resolver", sizeof(dest->resolve_error));
+	}
+	if (dest->route.type == ROUTE_MX) {
+		if (d->dns == NULL) {
+			dest_resolved(d, dest);
+			return;
+		}
+		dest->lookups++;
+		dns_mx(d->dns, dest->domain, dest_mx_cb, dest);
+		return;
+	}
+	dest->lookup_slots = xcalloc(dest->route.nhosts + 1, sizeof(struct dest_lookup));
+	for (size_t h = 0; h < dest->route.nhosts; h++) {
+		unsigned char ip[16];
+		const char *name = dest->route.host[h].name;
+
+		if (inet_pton(AF_INET, name, ip) == 1 || inet_pton(AF_INET6, name, ip) == 1)
+			continue;
+		names++;
+	}
+	if (names == 0 || d->dns == NULL) {
+		/* only addresses: no lookup; run the completion directly */
+		struct dest_lookup *lk =
+		        &((struct dest_lookup *)dest->lookup_slots)[dest->route.nhosts];
+
+		lk->dest = dest;
+		dest->lookups = 1;
+		dest_host_cb(lk, &(struct dns_addr_result){.status = DNS_NODATA});
+		return;
+	}
+	dest->lookups = (unsigned)names;
+	for (size_t h = 0; h < dest->route.nhosts; h++) {
+		struct dest_lookup *lk = &((struct dest_lookup *)dest->lookup_slots)[h];
+		unsigned char ip[16];
+		const char *name = dest->route.host[h].name;
+
+		lk->dest = dest;
+		lk->host_i = h;
+		if (inet_pton(AF_INET, name, ip) == 1 || inet_pton(AF_INET6, name, ip) == 1)
+			continue;
+		dns_addr(d->dns, name, dest_host_cb, lk);
+	}
+}
+
 /* Match waiting tasks with idle connections; open connections if useful. */
 static void
 dest_kick(struct delivery *d, struct dest *dest)
@@ -300,6 +515,14 @@ dest_kick(struct delivery *d, struct dest *dest)
 	struct dq_task *t;
 	unsigned waiting, connecting = 0;
 
+	if (dest->resolve == DEST_RESOLVING)
+		return;
+	if (dest->resolve == DEST_UNRESOLVED ||
+	    (dest->nsessions == 0 && clock_ms() - dest->resolved_ms > DEST_RESOLVE_TTL)) {
+		if (!TAILQ_EMPTY(&dest->tasks))
+			dest_resolve(d, dest);
+		return;
+	}
 	while ((t = TAILQ_FIRST(&dest->tasks)) != NULL && (s = TAILQ_FIRST(&dest->idle)) != NULL) {
 		TAILQ_REMOVE(&dest->tasks, t, entry);
 		TAILQ_REMOVE(&dest->idle, s, idle_entry);
@@ -374,19 +597,11 @@ delivery_session_gone(struct delivery *d, struct mta_session *s)
 		dest->connect_failures++;
 	if (dest->connect_failures > 0 && dest->nsessions == 0) {
 		/* Nobody can reach this destination now: its waiting work is deferred. */
-		struct dq_task *t;
 		char reply[DELIVERY_REPLY_MAX + 32];
 
 		snprintf(reply, sizeof(reply), "451 4.4.1 %s", s->last_error);
-		while ((t = TAILQ_FIRST(&dest->tasks)) != NULL) {
-			TAILQ_REMOVE(&dest->tasks, t, entry);
-			for (size_t i = 0; i < t->n; i++) {
-				t->code[i] = 451;
-				free(t->reply[i]);
-				t->reply[i] = xstrdup(reply);
-			}
-			delivery_task_done(d, t);
-		}
+		dest_fail_waiting(d, dest, 451, reply);
+		dest->resolve = DEST_UNRESOLVED; /* addresses may have changed */
 	} else {
 		dest_kick(d, dest);
 	}
@@ -477,13 +692,6 @@ dq_schedule(struct delivery *d, struct dq_msg *m)
 		r = policy_route_for(d->pol, domain);
 		if (r->type == ROUTE_MAILDIR) {
 			dq_deliver_maildir(d, m, i);
-			maildir++;
-			continue;
-		}
-		if (r->type == ROUTE_MX) {
-			/* MX routing needs the resolver (src/dns/), which is not wired in yet. */
-			dq_set_outcome(m, i, DQ_PENDING, "4.4.3", NULL,
-			               "451 4.4.3 MX routing is not available in this build");
 			maildir++;
 			continue;
 		}
@@ -837,8 +1045,19 @@ static void *
 delivery_main(void *arg)
 {
 	struct delivery *d = arg;
+	char err[256];
 
+	/* libunbound's own thread belongs with the loop that uses it */
+	d->dns = dns_new(d->base, d->cfg->dns_resolver[0] ? d->cfg->dns_resolver : NULL,
+	                 (unsigned)d->cfg->dns_timeout, err, sizeof(err));
+	if (d->dns == NULL)
+		log_error("event=dns_error reason=\"%s\" action=\"MX routes and smart host names "
+		          "are deferred\"",
+		          err);
 	event_base_loop(d->base, EVLOOP_NO_EXIT_ON_EMPTY);
+	if (d->dns)
+		dns_free(d->dns);
+	d->dns = NULL;
 	return NULL;
 }
 

@@ -67,7 +67,7 @@ struct dq_task {
 TAILQ_HEAD(dq_task_list, dq_task);
 
 enum mta_state {
-	MTA_CONNECT, /* connecting to host[host_i] */
+	MTA_CONNECT, /* connecting to addrs[addr_i] */
 	MTA_BANNER,  /* waiting for the 220 */
 	MTA_EHLO,
 	MTA_HELO,
@@ -106,9 +106,9 @@ struct mta_session {
 	struct bufferevent *bev;
 	SSL *ssl;
 	struct event *timer;
-	size_t host_i; /* route host being tried */
-	struct addrinfo *ai, *ai_next;
-	char host[300]; /* "name [address]" for logs and DSNs */
+	struct dest_addr *addrs; /* a copy of the destination's list, in order */
+	size_t naddrs, addr_i;   /* the one being tried */
+	char host[300];          /* "name [address]" for logs and DSNs */
 	char last_error[DELIVERY_REPLY_MAX];
 	unsigned ext;
 	uint64_t size_max;
@@ -133,6 +133,16 @@ struct mta_session {
 	bool body_done;
 };
 
+/* One address to try, with the host name it belongs to (for TLS and logs). */
+struct dest_addr {
+	char name[256];
+	uint16_t port;
+	struct sockaddr_storage ss;
+	socklen_t len;
+};
+
+enum dest_resolve { DEST_UNRESOLVED, DEST_RESOLVING, DEST_RESOLVED };
+
 /* Where tasks go: one per route key (an MX route: one per domain). */
 struct dest {
 	struct delivery *d;
@@ -145,6 +155,15 @@ struct dest {
 	TAILQ_HEAD(, mta_session) idle;
 	unsigned nsessions;
 	unsigned connect_failures; /* in a row; limits new sessions */
+	/* addresses, from the MX records or the smart hosts' names */
+	enum dest_resolve resolve;
+	uint64_t resolved_ms;
+	struct dest_addr *addrs;
+	size_t naddrs;
+	unsigned lookups; /* outstanding DNS queries */
+	int resolve_code; /* 0, or the SMTP code of a resolution failure */
+	char resolve_error[400];
+	void *lookup_slots; /* struct dest_lookup[], while names resolve */
 	TAILQ_ENTRY(dest) entry;
 };
 
@@ -153,6 +172,7 @@ struct delivery {
 	char *data_dir;
 	char *hostname;
 	struct event_base *base;
+	struct dns *dns; /* created on the delivery thread */
 	pthread_t thread;
 	bool running;
 

@@ -46,9 +46,9 @@ _Static_assert((DSN_WANT_DEFAULT_DELAY & (SMTP_NOTIFY_NEVER | SMTP_NOTIFY_SUCCES
                                           SMTP_NOTIFY_FAILURE | SMTP_NOTIFY_DELAY)) == 0,
                "DSN_WANT_DEFAULT_DELAY overlaps an RFC 3461 NOTIFY bit");
 
-#define DSN_WRAP            76 /* text part lines wrap here */
+#define DSN_WRAP            76            /* text part lines wrap here */
 #define DSN_LABEL           "           " /* text part: indent under a label */
-#define DSN_QID_MAX         32 /* queue id octets in Message-ID and boundary */
+#define DSN_QID_MAX         32            /* queue id octets in Message-ID and boundary */
 #define DSN_HOST_MAX        255
 #define DSN_BOUNDARY_PREFIX "=_moat-dsn-" /* "=_" occurs in no QP or base64 text */
 #define DSN_DATE_MAX        64
@@ -129,8 +129,7 @@ buf_str(struct dsn_buf *b, const char *s)
 }
 
 /* Formatted text of our own (numbers, constants): a short result or a bug. */
-static void __attribute__((format(printf, 2, 3)))
-buf_fmt(struct dsn_buf *b, const char *fmt, ...)
+static void __attribute__((format(printf, 2, 3))) buf_fmt(struct dsn_buf *b, const char *fmt, ...)
 {
 	char tmp[256];
 	va_list ap;
@@ -679,16 +678,19 @@ dsn_text(struct dsn_buf *b, const struct dsn_ctx *c)
 	free(s);
 	buf_str(b, "\r\n");
 	if (c->any_failed)
-		dsn_para(b, "", "Your message could not be delivered to one or more of its "
-		                "recipients. The mail system has stopped trying for them; the "
-		                "details are below.");
+		dsn_para(b, "",
+		         "Your message could not be delivered to one or more of its "
+		         "recipients. The mail system has stopped trying for them; the "
+		         "details are below.");
 	else if (c->any_delayed)
-		dsn_para(b, "", "Your message has not been delivered yet to one or more of its "
-		                "recipients. The mail system is still trying, so you do not need to "
-		                "send it again; the details are below.");
+		dsn_para(b, "",
+		         "Your message has not been delivered yet to one or more of its "
+		         "recipients. The mail system is still trying, so you do not need to "
+		         "send it again; the details are below.");
 	else
-		dsn_para(b, "", "This is the delivery report you asked for when you sent your "
-		                "message; the details are below.");
+		dsn_para(b, "",
+		         "This is the delivery report you asked for when you sent your "
+		         "message; the details are below.");
 
 	for (size_t i = 0; i < c->nlisted; i++) {
 		const struct dsn_rcpt *r = &m->rcpts[i];
@@ -715,7 +717,8 @@ dsn_text(struct dsn_buf *b, const struct dsn_ctx *c)
 	if (m->nrcpts > c->nlisted) {
 		buf_str(b, "\r\n");
 		s = xasprintf("%zu more recipient%s not listed in this report.",
-		              m->nrcpts - c->nlisted, m->nrcpts - c->nlisted == 1 ? " is" : "s are");
+		              m->nrcpts - c->nlisted,
+		              m->nrcpts - c->nlisted == 1 ? " is" : "s are");
 		dsn_para(b, "", s);
 		free(s);
 	}
@@ -875,7 +878,8 @@ dsn_report(struct dsn_buf *b, const struct dsn_ctx *c)
 			dsn_field(b, "Original-Recipient", v);
 		free(v);
 		s = dsn_clean(r->addr, c->utf8, DSN_FIELD_MAX);
-		v = xasprintf("%s;%s", has_8bit(s) ? "utf-8" : "rfc822", *s != '\0' ? s : "unknown");
+		v = xasprintf("%s;%s", has_8bit(s) ? "utf-8" : "rfc822",
+		              *s != '\0' ? s : "unknown");
 		dsn_field(b, "Final-Recipient", v);
 		free(v);
 		free(s);
@@ -945,7 +949,8 @@ dsn_boundary(const char *qid, const struct dsn_span *spans, size_t nspans)
 		for (size_t k = 0; k < nspans; k++) {
 			const char *p = spans[k].p, *end = spans[k].p + spans[k].len, *q;
 
-			while (p < end && (q = memmem(p, (size_t)(end - p), prefix, plen)) != NULL) {
+			while (p < end &&
+			       (q = memmem(p, (size_t)(end - p), prefix, plen)) != NULL) {
 				const char *d = q + plen;
 				size_t v = 0, nd = 0;
 

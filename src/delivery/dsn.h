@@ -37,8 +37,8 @@
 enum dsn_action { DSN_FAILED, DSN_DELAYED, DSN_DELIVERED, DSN_RELAYED, DSN_EXPANDED };
 
 struct dsn_rcpt {
-	const char *addr;         /* final recipient, canonical local@domain (may be UTF-8) */
-	const char *orcpt;        /* RFC 3461 ORCPT as received ("rfc822;xtext"), or NULL */
+	const char *addr;  /* final recipient, canonical local@domain (may be UTF-8) */
+	const char *orcpt; /* RFC 3461 ORCPT as received ("rfc822;xtext"), or NULL */
 	enum dsn_action action;
 	const char *status;       /* RFC 3463 code "5.1.1"; NULL or malformed: X.0.0 by action */
 	const char *remote_mta;   /* downstream host name, or NULL */
@@ -53,12 +53,13 @@ struct dsn_msg {
 	const char *queue_id;      /* for X-Moat-Queue-Id, Message-ID and the boundary */
 	const char *envid;         /* RFC 3461 ENVID, xtext as received, or NULL */
 	const char *sender;        /* the original envelope sender = the DSN's recipient */
-	const char *client_addr;   /* Received-From-MTA: the client that gave us the message, or NULL */
-	const char *client_helo;   /* its HELO/EHLO name, or NULL */
-	int64_t arrival;           /* Arrival-Date, Unix time, 0 = omit */
-	int64_t now;               /* Date of the DSN (tests pass a fixed time) */
-	bool ret_hdrs;             /* RET=HDRS: return only the headers */
-	size_t max_original;       /* return the full message only up to this size, else headers only */
+	const char
+	        *client_addr; /* Received-From-MTA: the client that gave us the message, or NULL */
+	const char *client_helo; /* its HELO/EHLO name, or NULL */
+	int64_t arrival;         /* Arrival-Date, Unix time, 0 = omit */
+	int64_t now;             /* Date of the DSN (tests pass a fixed time) */
+	bool ret_hdrs;           /* RET=HDRS: return only the headers */
+	size_t max_original; /* return the full message only up to this size, else headers only */
 	const struct dsn_rcpt *rcpts;
 	size_t nrcpts;
 };

@@ -162,9 +162,7 @@ mta_task_finish(struct mta_session *s)
 		s->body_fd = -1;
 	}
 	/* RFC 3464 Remote-MTA names the host; logs get s->host with its address */
-	str_copy(t->remote,
-	         s->dest->route.host[s->host_i < s->dest->route.nhosts ? s->host_i : 0].name,
-	         sizeof(t->remote));
+	str_copy(t->remote, s->naddrs ? s->addrs[s->addr_i].name : "", sizeof(t->remote));
 	delivery_task_done(s->d, t);
 }
 
@@ -199,7 +197,7 @@ mta_is_ip(const char *name)
 	return inet_pton(AF_INET, name, b) == 1 || inet_pton(AF_INET6, name, b) == 1;
 }
 
-/* This host did not work out: note why and try the next one. */
+/* This address did not work out: note why and try the next one. */
 static void mta_host_failed(struct mta_session *s, const char *fmt, ...)
         __attribute__((format(printf, 2, 3)));
 
@@ -219,17 +217,10 @@ mta_host_failed(struct mta_session *s, const char *fmt, ...)
 	}
 	s->ssl = NULL;
 	s->ext = 0;
-	if (s->ai_next) {
-		mta_connect_host(s); /* next address of the same host */
-		return;
-	}
-	if (s->ai) {
-		freeaddrinfo(s->ai);
-		s->ai = NULL;
-	}
-	s->host_i++;
+	s->addr_i++;
 	s->tls_failed_here = false;
-	if (s->host_i >= s->dest->route.nhosts) {
+	if (s->addr_i >= s->naddrs) {
+		s->addr_i = s->naddrs - 1;
 		mta_close(s, s->last_error);
 		return;
 	}
@@ -239,34 +230,16 @@ mta_host_failed(struct mta_session *s, const char *fmt, ...)
 static void
 mta_connect_host(struct mta_session *s)
 {
-	const struct route_host *h = &s->dest->route.host[s->host_i];
-	struct addrinfo *ai;
+	const struct dest_addr *a = &s->addrs[s->addr_i];
 	char addr[INET6_ADDRSTRLEN] = "?";
 
-	if (s->ai == NULL) {
-		struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
-		char port[8];
-		int r;
-
-		snprintf(port, sizeof(port), "%u", h->port);
-		/* TODO(dns): smart host names resolve through the blocking stub resolver. */
-		if ((r = getaddrinfo(h->name, port, &hints, &s->ai)) != 0) {
-			s->ai = NULL;
-			snprintf(s->host, sizeof(s->host), "%s", h->name);
-			mta_host_failed(s, "cannot resolve %s: %s", h->name, gai_strerror(r));
-			return;
-		}
-		s->ai_next = s->ai;
-	}
-	ai = s->ai_next;
-	s->ai_next = ai->ai_next;
-	if (ai->ai_family == AF_INET)
-		inet_ntop(AF_INET, &((struct sockaddr_in *)ai->ai_addr)->sin_addr, addr,
+	if (a->ss.ss_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)&a->ss)->sin_addr, addr,
 		          sizeof(addr));
-	else if (ai->ai_family == AF_INET6)
-		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr, addr,
+	else if (a->ss.ss_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)&a->ss)->sin6_addr, addr,
 		          sizeof(addr));
-	snprintf(s->host, sizeof(s->host), "%s[%s]:%u", h->name, addr, h->port);
+	snprintf(s->host, sizeof(s->host), "%s[%s]:%u", a->name, addr, a->port);
 	s->bev = bufferevent_socket_new(s->d->base, -1, BEV_OPT_CLOSE_ON_FREE);
 	if (s->bev == NULL) {
 		mta_host_failed(s, "out of resources");
@@ -275,7 +248,7 @@ mta_connect_host(struct mta_session *s)
 	bufferevent_setcb(s->bev, mta_read_cb, mta_write_cb, mta_event_cb, s);
 	bufferevent_setwatermark(s->bev, EV_READ, 0, 64 * 1024);
 	mta_enter_state(s, MTA_CONNECT);
-	if (bufferevent_socket_connect(s->bev, ai->ai_addr, (int)ai->ai_addrlen) < 0) {
+	if (bufferevent_socket_connect(s->bev, (const struct sockaddr *)&a->ss, (int)a->len) < 0) {
 		mta_host_failed(s, "connect: %s", strerror(errno));
 		return;
 	}
@@ -288,7 +261,7 @@ static void
 mta_tls_start(struct mta_session *s)
 {
 	const struct route *r = &s->dest->route;
-	const struct route_host *h = &r->host[s->host_i];
+	const struct dest_addr *h = &s->addrs[s->addr_i];
 	SSL_CTX *ctx = delivery_tls_ctx(s->d, r);
 	struct bufferevent *tls;
 	SSL *ssl;
@@ -868,10 +841,6 @@ mta_event_cb(struct bufferevent *bev, short what, void *arg)
 			bufferevent_free(s->bev);
 			s->bev = NULL;
 			s->ssl = NULL;
-			if (s->ai) {
-				freeaddrinfo(s->ai);
-				s->ai = NULL;
-			}
 			mta_connect_host(s);
 			return;
 		}
@@ -923,6 +892,7 @@ mta_free_cb(evutil_socket_t fd, short what, void *arg)
 	struct mta_session *s = arg;
 
 	event_free(s->timer);
+	free(s->addrs);
 	free(s);
 }
 
@@ -941,9 +911,6 @@ mta_close(struct mta_session *s, const char *why)
 	if (s->bev)
 		bufferevent_free(s->bev);
 	s->bev = NULL;
-	if (s->ai)
-		freeaddrinfo(s->ai);
-	s->ai = NULL;
 	if (s->body_fd >= 0)
 		close(s->body_fd);
 	s->body_fd = -1;
@@ -964,9 +931,16 @@ mta_session_new(struct delivery *d, struct dest *dest)
 	s->started_ms = clock_ms();
 	s->timer = evtimer_new(d->base, mta_timer_cb, s);
 	s->state = MTA_CONNECT;
+	s->naddrs = dest->naddrs;
+	s->addrs = xcalloc(dest->naddrs ? dest->naddrs : 1, sizeof(*s->addrs));
+	memcpy(s->addrs, dest->addrs, dest->naddrs * sizeof(*s->addrs));
 	TAILQ_INSERT_TAIL(&dest->sessions, s, entry);
 	dest->nsessions++;
 	d->nsessions++;
+	if (s->naddrs == 0) {
+		mta_close(s, "no address to connect to");
+		return s;
+	}
 	mta_connect_host(s);
 	return s;
 }

@@ -154,8 +154,6 @@ struct dns {
 	struct dns_qlist running, done, ready;
 };
 
-static void dns_query_advance(struct dns_query *q);
-
 const char *
 dns_status_str(enum dns_status st)
 {
@@ -570,7 +568,8 @@ dns_mx_on_mx(struct dns_query *q)
 		 */
 		r->implicit = true;
 		r->nhosts = 1;
-		if (s->res->canonname == NULL || !dns_name_check(s->res->canonname, r->host[0].name))
+		if (s->res->canonname == NULL ||
+		    !dns_name_check(s->res->canonname, r->host[0].name))
 			str_copy(r->host[0].name, q->name, sizeof(r->host[0].name));
 		dns_mx_lookup_hosts(q);
 		return;
@@ -737,12 +736,18 @@ dns_on_timeout(evutil_socket_t fd, short events, void *arg)
 	struct dns_query *q = arg;
 
 	for (size_t i = 0; i < q->nsubs; i++) {
-		if (q->sub[i].pending) {
-			dns_sub_cancel(q, &q->sub[i]);
-			q->sub[i].timedout = true;
-			log_debug("event=dns_timeout type=%s name=%s rrtype=%d",
-			          dns_kind_str(q->kind), q->name, q->sub[i].rrtype);
-		}
+		struct dns_sub *s = &q->sub[i];
+
+		if (!s->pending)
+			continue;
+		dns_sub_cancel(q, s);
+		s->timedout = true;
+		log_debug("event=dns_timeout type=%s name=%s host=%s rrtype=%d",
+		          dns_kind_str(q->kind), q->name,
+		          q->kind == DNS_KIND_MX && q->stage == DNS_STAGE_ADDR
+		                  ? q->mx->r.host[s->host].name
+		                  : q->name,
+		          s->rrtype);
 	}
 	dns_query_advance(q);
 }

@@ -84,12 +84,13 @@ struct dns_mx_host {
  * status is DNS_OK whenever the domain's MX RRset was obtained, whatever
  * became of its hosts: the caller decides (e.g. defer when no host has
  * an address and one of them is TEMPFAIL, bounce when none has one).
- * Without MX records (NODATA), the domain is its own host with
- * preference 0 (implicit) when it has an address, else status is that
- * of its address lookup. A null MX (RFC 7505: MX records whose only
- * target is ".") gives null_mx with no hosts; a "." among other MX
- * targets is ignored. Hosts appear once, at their lowest preference; of
- * more than DNS_MX_MAX, those with the lowest preferences are kept.
+ * Without MX records (NODATA), the domain (its canonical name if it is
+ * an alias) is its own host with preference 0 (implicit) when it has an
+ * address, else status is that of its address lookup. A null MX (RFC
+ * 7505: MX records whose only target is ".") gives null_mx with no
+ * hosts; a "." among other MX targets is ignored. Hosts appear once, at
+ * their lowest preference; of more than DNS_MX_MAX, those with the
+ * lowest preferences are kept.
  */
 struct dns_mx_result {
 	enum dns_status status;
