@@ -96,6 +96,7 @@ unit_suite unit build
 py_suite session tests/session
 py_suite clients tests/clients
 py_suite crash tests/crash
+py_suite dns tests/dns
 
 echo "== suite style"
 if clang-format --dry-run --Werror src/*/*.c src/*/*.h tests/unit/*.c tests/unit/*.h fuzz/*.c \
@@ -121,6 +122,7 @@ if build build-asan -Db_sanitize=address,undefined -Db_lundef=false --buildtype=
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:log_path=$OUT/ubsan)
 	unit_suite unit-asan build-asan
 	py_suite session-asan tests/session MOATD="$ROOT/build-asan/moatd" "${SAN_ENV[@]}"
+	py_suite dns-asan tests/dns DNS_PROBE="$ROOT/build-asan/tests/unit/dns_probe" "${SAN_ENV[@]}"
 	if ls "$OUT"/asan.* "$OUT"/ubsan.* >/dev/null 2>&1; then
 		echo "sanitizer reports:"
 		head -n 60 "$OUT"/asan.* "$OUT"/ubsan.* 2>/dev/null
