@@ -9,7 +9,7 @@
 set -eu
 
 BUILD_PKGS="build-essential meson ninja-build pkg-config libevent-dev libssl-dev zlib1g-dev
- libunbound-dev"
+ libunbound-dev libjansson-dev"
 TEST_PKGS="libcmocka-dev clang clang-format libclang-rt-14-dev python3 swaks postfix openssl procps
  iproute2 libnet-ssleay-perl libio-socket-ssl-perl unbound"
 

@@ -23,8 +23,10 @@
 #include "delivery_internal.h"
 #include "dsn.h"
 #include "../common/config.h"
+#include "../control/control.h"
 #include "../dns/dns.h"
 #include "../common/log.h"
+#include "../common/stats.h"
 #include "../common/mailaddr.h"
 #include "../common/util.h"
 #include "../policy/policy.h"
@@ -55,7 +57,6 @@ struct dq_hash_node {
 };
 static struct dq_hash_node *dq_hash[DQ_BUCKETS];
 
-static void dq_schedule(struct delivery *d, struct dq_msg *m);
 static void dq_settle(struct delivery *d, struct dq_msg *m, bool retry_now);
 
 const struct config *
@@ -76,7 +77,7 @@ dq_hash_id(const char *id)
 	return h % DQ_BUCKETS;
 }
 
-static struct dq_msg *
+struct dq_msg *
 dq_find(const char *id)
 {
 	for (struct dq_hash_node *n = dq_hash[dq_hash_id(id)]; n; n = n->next)
@@ -119,7 +120,7 @@ dq_retry_cb(evutil_socket_t fd, short what, void *arg)
 	dq_schedule(m->d, m);
 }
 
-static void
+void
 dq_free(struct delivery *d, struct dq_msg *m)
 {
 	TAILQ_REMOVE(&d->msgs, m, entry);
@@ -653,12 +654,13 @@ dq_deliver_maildir(struct delivery *d, struct dq_msg *m, size_t i)
 		return;
 	}
 	close(b.fd);
+	stats_inc(delivery_delivered);
 	dq_set_outcome(m, i, DQ_DELIVERED, "2.0.0", "maildir", "250 2.0.0 delivered to maildir");
 	log_info("event=delivered id=%s to=%s route=maildir", m->id, q);
 }
 
 /* Turn a message's pending recipients into tasks at their destinations. */
-static void
+void
 dq_schedule(struct delivery *d, struct dq_msg *m)
 {
 	const struct config *c = d->cfg;
@@ -739,14 +741,17 @@ delivery_task_done(struct delivery *d, struct dq_task *t)
 		log_quote(q, sizeof(q), m->env.rcpts[i].addr, strlen(m->env.rcpts[i].addr));
 		log_quote(rq, sizeof(rq), reply, strlen(reply));
 		if (code / 100 == 2) {
+			stats_inc(delivery_delivered);
 			dq_set_outcome(m, i, DQ_DELIVERED, status, t->remote, reply);
 			log_info("event=delivered id=%s to=%s relay=\"%s\" reply=%s", m->id, q,
 			         t->remote, rq);
 		} else if (code / 100 == 5) {
+			stats_inc(delivery_bounced);
 			dq_set_outcome(m, i, DQ_FAILED, status, t->remote, reply);
 			log_info("event=bounced id=%s to=%s relay=\"%s\" reply=%s", m->id, q,
 			         t->remote, rq);
 		} else {
+			stats_inc(delivery_deferred);
 			dq_set_outcome(m, i, DQ_PENDING, status, t->remote, reply);
 			log_info("event=deferred id=%s to=%s relay=\"%s\" reply=%s%s", m->id, q,
 			         t->remote, rq, no_attempt ? " attempt=none" : "");
@@ -850,6 +855,7 @@ dq_send_dsn(struct delivery *d, struct dq_msg *m, enum dsn_action action)
 			log_error("event=dsn_failed id=%s reason=\"%s\"", m->id, strerror(err));
 			return;
 		}
+		stats_inc(delivery_dsn);
 		log_info("event=dsn id=%s dsn_id=%s action=%s to=<%s> rcpts=%zu", m->id, id,
 		         action == DSN_FAILED    ? "failed"
 		         : action == DSN_DELAYED ? "delayed"
@@ -1055,6 +1061,8 @@ delivery_main(void *arg)
 		          "are deferred\"",
 		          err);
 	event_base_loop(d->base, EVLOOP_NO_EXIT_ON_EMPTY);
+	control_free(d->control);
+	d->control = NULL;
 	if (d->dns)
 		dns_free(d->dns);
 	d->dns = NULL;
@@ -1078,6 +1086,15 @@ delivery_new(struct spool *spool, struct config *cfg, struct policy *pol)
 		fatalx("delivery: event_base_new failed");
 	d->wake_ev = event_new(d->base, -1, 0, delivery_wake_cb, d);
 	return d;
+}
+
+int
+delivery_control_open(struct delivery *d, const char *path, char *err, size_t errsize)
+{
+	if ((d->control = control_new(d->base, path, err, errsize)) == NULL)
+		return -1;
+	delivery_ctl_register(d, d->control);
+	return 0;
 }
 
 int

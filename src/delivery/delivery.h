@@ -22,6 +22,7 @@
 #define MOAT_DELIVERY_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct config;
@@ -30,6 +31,8 @@ struct policy;
 struct spool;
 
 struct delivery *delivery_new(struct spool *spool, struct config *cfg, struct policy *pol);
+/* Serve the control socket (moatctl) at path on the delivery loop. */
+int delivery_control_open(struct delivery *d, const char *path, char *err, size_t errsize);
 int delivery_start(struct delivery *d);
 /* Queue a committed message (any thread). */
 void delivery_enqueue(struct delivery *d, const char *id);

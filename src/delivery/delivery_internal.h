@@ -195,7 +195,17 @@ struct delivery {
 	SSL_CTX *tls_any;                    /* opportunistic / required */
 	struct delivery_tls_ctx *tls_verify; /* verify, one per CA file */
 	uint64_t next_sid;
+	struct control *control; /* the control socket, on this loop */
 };
+
+/* delivery.c, for the control commands (delivery_ctl.c) */
+struct dq_msg *dq_find(const char *id);
+void dq_schedule(struct delivery *d, struct dq_msg *m);
+void dq_free(struct delivery *d, struct dq_msg *m);
+
+/* delivery_ctl.c: register queue.* and stats on the control socket */
+struct control;
+void delivery_ctl_register(struct delivery *d, struct control *c);
 
 /* delivery.c, called by sessions */
 void delivery_task_done(struct delivery *d, struct dq_task *t);

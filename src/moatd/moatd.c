@@ -242,6 +242,16 @@ main(int argc, char **argv)
 		fatalx("spool: %s", err);
 	smtp_server_set_spool(m.smtp, m.spool);
 	m.delivery = delivery_new(m.spool, m.cfg, m.pol);
+	{
+		char *path = m.cfg->control_socket[0]
+		                     ? xstrdup(m.cfg->control_socket)
+		                     : xasprintf("%s/control.sock", m.cfg->data_dir);
+
+		if (delivery_control_open(m.delivery, path, err, sizeof(err)) < 0)
+			fatalx("%s", err);
+		log_info("event=control path=%s", path);
+		free(path);
+	}
 	if ((queued = spool_recover(m.spool, moatd_recovered, m.delivery)) < 0)
 		fatal("spool recovery in %s", m.cfg->data_dir);
 	if (spool_start(m.spool, m.base, (unsigned)m.cfg->spool_writers, moatd_committed,

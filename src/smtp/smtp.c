@@ -7,6 +7,7 @@
 #include "smtp_tls.h"
 #include "../common/config.h"
 #include "../common/log.h"
+#include "../common/stats.h"
 #include "../common/util.h"
 #include "../policy/policy.h"
 
@@ -230,6 +231,7 @@ smtp_refuse(int fd, const char *addr, const char *why)
 	ssize_t n;
 
 	/* Best effort, non-blocking: a client that does not read gets nothing. */
+	stats_inc(smtp_refused_connections);
 	n = write(fd, msg, sizeof(msg) - 1);
 	(void)n;
 	close(fd);
@@ -264,6 +266,7 @@ smtp_accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *
 	}
 	smtp_ip_add(srv, key, 1);
 	srv->nsessions++;
+	stats_inc(smtp_connections);
 	smtp_session_new(srv, fd, sa);
 }
 

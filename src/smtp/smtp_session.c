@@ -30,6 +30,7 @@
 #include "smtp_internal.h"
 #include "../common/config.h"
 #include "../common/log.h"
+#include "../common/stats.h"
 #include "../common/util.h"
 #include "../policy/policy.h"
 
@@ -333,6 +334,7 @@ smtp_commit_cb(void *arg, struct spool_msg *m, int err)
 		} else {
 			smtp_reply(s, "250 2.0.0 Ok: queued as %s", spool_msg_id(m));
 			s->messages++;
+			stats_inc(smtp_messages_accepted);
 			log_info("event=accepted sid=%llu id=%s client=%s from=<%s> nrcpt=%zu "
 			         "size=%llu proto=%s",
 			         (unsigned long long)s->sid, spool_msg_id(m), s->addr,
@@ -364,6 +366,7 @@ smtp_message_end(struct smtp_session *s)
 		         refuse + 10);
 		smtp_reply(s, "%s", refuse);
 		smtp_tx_end(s);
+		stats_inc(smtp_messages_refused);
 		return;
 	}
 	s->env.client_addr = xstrdup(s->addr);
@@ -878,6 +881,7 @@ smtp_cmd_rcpt(struct smtp_session *s, const struct smtp_cmd *cmd)
 	smtp_reply(s, "250 2.1.5 Ok");
 	return;
 rejected:
+	stats_inc(smtp_rcpt_rejected);
 	log_info("event=rcpt_rejected sid=%llu client=%s to=%s reason=\"%s\"",
 	         (unsigned long long)s->sid, s->addr,
 	         log_quote(q, sizeof(q), cmd->arg, cmd->arg_len), why);

@@ -1,0 +1,6 @@
+/*
+ * stats.c - the counters (see stats.h).
+ */
+#include "stats.h"
+
+struct stats stats;

@@ -1,0 +1,304 @@
+/*
+ * moatctl.c - moat from the shell: talks to a running moatd over its
+ * control socket (src/control/) and prints the answer as text, or as the
+ * JSON it got (--json) for scripts.
+ *
+ * Exit status: 0 done; 1 moatd refused (unknown id, conflict...); 2 bad
+ * usage; 3 moatd cannot be reached.
+ */
+#include "../common/config.h"
+#include "../common/log.h"
+#include "../common/util.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MOATCTL_DEFAULT_CONFIG "/etc/moat/moat.conf"
+#define MOATCTL_REPLY_MAX      (64 * 1024 * 1024)
+
+struct moatctl_cmd {
+	const char *words; /* "queue hold" */
+	const char *args;  /* "ID" */
+	const char *cmd;   /* control command */
+	const char *help;
+	void (*print)(json_t *resp);
+};
+
+static bool json_out;
+
+static void
+print_time(json_int_t t)
+{
+	char buf[32];
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	localtime_r(&tt, &tm);
+	strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M:%S", &tm);
+	printf("%s", buf);
+}
+
+static void
+print_rcpts(json_t *msg, bool full)
+{
+	size_t i;
+	json_t *r;
+
+	json_array_foreach(json_object_get(msg, "recipients"), i, r)
+	{
+		const char *reply = json_string_value(json_object_get(r, "last_reply"));
+
+		printf("    -> %-40s %-9s", json_string_value(json_object_get(r, "to")),
+		       json_string_value(json_object_get(r, "state")));
+		if (reply)
+			printf(" %s", reply);
+		if (full && json_object_get(r, "remote"))
+			printf(" (from %s)", json_string_value(json_object_get(r, "remote")));
+		printf("\n");
+	}
+}
+
+static void
+print_list(json_t *resp)
+{
+	size_t i;
+	json_t *m;
+
+	json_array_foreach(json_object_get(resp, "messages"), i, m)
+	{
+		printf("%s  %8lld  ", json_string_value(json_object_get(m, "id")),
+		       (long long)json_integer_value(json_object_get(m, "size")));
+		print_time(json_integer_value(json_object_get(m, "received")));
+		printf("  <%s>%s\n", json_string_value(json_object_get(m, "from")),
+		       json_is_true(json_object_get(m, "held")) ? "  HELD" : "");
+		print_rcpts(m, false);
+	}
+	printf("%lld message(s) in the queue\n",
+	       (long long)json_integer_value(json_object_get(resp, "total")));
+}
+
+static void
+print_show(json_t *resp)
+{
+	json_t *m = json_object_get(resp, "message");
+	json_t *next = json_object_get(m, "next_attempt_in_s");
+
+	printf("id:        %s\n", json_string_value(json_object_get(m, "id")));
+	printf("from:      <%s>\n", json_string_value(json_object_get(m, "from")));
+	printf("received:  ");
+	print_time(json_integer_value(json_object_get(m, "received")));
+	printf(" from %s (%s) with %s\n", json_string_value(json_object_get(m, "helo")),
+	       json_string_value(json_object_get(m, "client")),
+	       json_string_value(json_object_get(m, "protocol")));
+	printf("size:      %lld\n", (long long)json_integer_value(json_object_get(m, "size")));
+	printf("held:      %s\n", json_is_true(json_object_get(m, "held")) ? "yes" : "no");
+	printf("attempts:  %lld", (long long)json_integer_value(json_object_get(m, "attempts")));
+	if (next)
+		printf(", next in %lld s", (long long)json_integer_value(next));
+	printf("\nrecipients:\n");
+	print_rcpts(m, true);
+}
+
+static void
+print_ok(json_t *resp)
+{
+	json_t *n = json_object_get(resp, "retried");
+
+	if (n)
+		printf("%lld message(s) scheduled now\n", (long long)json_integer_value(n));
+	else
+		printf("ok\n");
+}
+
+static void
+print_stats(json_t *resp)
+{
+	const char *k;
+	json_t *v;
+
+	printf("queue:\n");
+	json_object_foreach(json_object_get(resp, "queue"), k, v)
+	        printf("  %-28s %lld\n", k, (long long)json_integer_value(v));
+	printf("counters:\n");
+	json_object_foreach(json_object_get(resp, "counters"), k, v)
+	        printf("  %-28s %lld\n", k, (long long)json_integer_value(v));
+}
+
+static const struct moatctl_cmd moatctl_cmds[] = {
+        {"queue list", "", "queue.list", "list the messages waiting for delivery", print_list},
+        {"queue show", "ID", "queue.show", "show one message and each recipient's state",
+         print_show},
+        {"queue retry", "ID|all", "queue.retry", "try to deliver now instead of waiting", print_ok},
+        {"queue hold", "ID", "queue.hold", "stop delivering a message until released", print_ok},
+        {"queue release", "ID", "queue.release", "deliver a held message again", print_ok},
+        {"queue delete", "ID", "queue.delete",
+         "remove a message from the queue, without a report to its sender", print_ok},
+        {"stats", "", "stats", "counters and queue depth", print_stats},
+};
+
+static void
+usage(FILE *fp)
+{
+	fprintf(fp, "usage: moatctl [-c CONFIG | -s SOCKET] [--json] COMMAND [ARG]\n\n");
+	for (size_t i = 0; i < nitems(moatctl_cmds); i++)
+		fprintf(fp, "  %-14s %-7s %s\n", moatctl_cmds[i].words, moatctl_cmds[i].args,
+		        moatctl_cmds[i].help);
+	fprintf(fp, "\n  -c CONFIG   moatd's configuration, to find the control socket "
+	            "(default " MOATCTL_DEFAULT_CONFIG ")\n"
+	            "  -s SOCKET   the control socket itself\n"
+	            "  --json      print moatd's JSON answer as it is\n"
+	            "  COMMAND --help   help for one command\n");
+}
+
+/* Send one request, read one line back. */
+static json_t *
+moatctl_call(const char *sock, json_t *req)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	char *text = json_dumps(req, JSON_COMPACT), *line = NULL;
+	size_t cap = 0;
+	json_error_t jerr;
+	json_t *resp;
+	FILE *fp;
+	int fd;
+
+	if (str_copy(sun.sun_path, sock, sizeof(sun.sun_path)) >= sizeof(sun.sun_path)) {
+		fprintf(stderr, "moatctl: socket path too long: %s\n", sock);
+		exit(3);
+	}
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
+	    connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+		fprintf(stderr,
+		        "moatctl: cannot reach moatd at %s: %s (is it running? are you root or "
+		        "the moat user?)\n",
+		        sock, strerror(errno));
+		exit(3);
+	}
+	if (write_all(fd, text, strlen(text)) < 0 || write_all(fd, "\n", 1) < 0) {
+		fprintf(stderr, "moatctl: write to %s: %s\n", sock, strerror(errno));
+		exit(3);
+	}
+	free(text);
+	fp = fdopen(fd, "r");
+	if (fp == NULL || getline(&line, &cap, fp) < 0) {
+		fprintf(stderr, "moatctl: no answer from moatd\n");
+		exit(3);
+	}
+	fclose(fp);
+	resp = json_loads(line, 0, &jerr);
+	free(line);
+	if (resp == NULL) {
+		fprintf(stderr, "moatctl: moatd's answer is not JSON: %s\n", jerr.text);
+		exit(3);
+	}
+	return resp;
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *config = MOATCTL_DEFAULT_CONFIG, *sock = NULL;
+	char words[64] = "", err[1024], *sockbuf = NULL;
+	const struct moatctl_cmd *c = NULL;
+	const char *arg = NULL;
+	bool help = false;
+	json_t *req, *resp;
+	int i, rc;
+
+	for (i = 1; i < argc && argv[i][0] == '-'; i++) {
+		if (strcmp(argv[i], "-c") == 0 && i + 1 < argc)
+			config = argv[++i];
+		else if (strcmp(argv[i], "-s") == 0 && i + 1 < argc)
+			sock = argv[++i];
+		else if (strcmp(argv[i], "--json") == 0)
+			json_out = true;
+		else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			usage(stdout);
+			return 0;
+		} else {
+			usage(stderr);
+			return 2;
+		}
+	}
+	/* the command is one or two words; then its argument; --help anywhere */
+	for (; i < argc; i++) {
+		if (strcmp(argv[i], "--help") == 0) {
+			help = true;
+			continue;
+		}
+		if (strcmp(argv[i], "--json") == 0) {
+			json_out = true;
+			continue;
+		}
+		if (c == NULL) {
+			if (words[0])
+				strncat(words, " ", sizeof(words) - strlen(words) - 1);
+			strncat(words, argv[i], sizeof(words) - strlen(words) - 1);
+			for (size_t k = 0; k < nitems(moatctl_cmds); k++)
+				if (strcmp(words, moatctl_cmds[k].words) == 0)
+					c = &moatctl_cmds[k];
+			continue;
+		}
+		if (arg != NULL) {
+			fprintf(stderr, "moatctl: %s takes one argument\n", c->words);
+			return 2;
+		}
+		arg = argv[i];
+	}
+	if (c == NULL) {
+		if (words[0])
+			fprintf(stderr, "moatctl: unknown command '%s'\n\n", words);
+		usage(stderr);
+		return 2;
+	}
+	if (help) {
+		printf("usage: moatctl %s %s\n  %s\n", c->words, c->args, c->help);
+		return 0;
+	}
+	if (c->args[0] && arg == NULL) {
+		fprintf(stderr, "usage: moatctl %s %s\n", c->words, c->args);
+		return 2;
+	}
+	if (!c->args[0] && arg != NULL) {
+		fprintf(stderr, "moatctl: %s takes no argument\n", c->words);
+		return 2;
+	}
+	if (sock == NULL) {
+		struct config *cfg;
+
+		log_init("moatctl", LOG_TARGET_STDERR, LOG_LEVEL_ERROR);
+		if ((cfg = config_load(config, err, sizeof(err))) == NULL) {
+			fprintf(stderr, "moatctl: %s (use -c CONFIG or -s SOCKET)\n", err);
+			return 3;
+		}
+		sockbuf = cfg->control_socket[0] ? xstrdup(cfg->control_socket)
+		                                 : xasprintf("%s/control.sock", cfg->data_dir);
+		config_unref(cfg);
+		sock = sockbuf;
+	}
+	req = json_pack("{s:s}", "cmd", c->cmd);
+	if (arg)
+		json_object_set_new(req, "id", json_string(arg));
+	resp = moatctl_call(sock, req);
+	json_decref(req);
+	rc = json_is_true(json_object_get(resp, "ok")) ? 0 : 1;
+	if (json_out) {
+		char *text = json_dumps(resp, JSON_INDENT(2) | JSON_SORT_KEYS);
+		printf("%s\n", text);
+		free(text);
+	} else if (rc == 0) {
+		c->print(resp);
+	} else {
+		fprintf(stderr, "moatctl: %s\n", json_string_value(json_object_get(resp, "error")));
+	}
+	json_decref(resp);
+	free(sockbuf);
+	return rc;
+}
