@@ -97,6 +97,7 @@ py_suite session tests/session
 py_suite clients tests/clients
 py_suite crash tests/crash
 py_suite dns tests/dns
+py_suite control tests/control
 
 echo "== suite style"
 if clang-format --dry-run --Werror src/*/*.c src/*/*.h tests/unit/*.c tests/unit/*.h fuzz/*.c \

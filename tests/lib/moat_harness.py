@@ -158,6 +158,7 @@ class Moatd:
             f.write(text)
 
     def start(self, wait=True, expect_fail=False, env=None):
+        self.log_mark = len(self.log())  # wait_ready looks at this run's lines only
         self.logf = open(self.log_path, "ab")
         full_env = dict(os.environ)
         full_env.update(env or {})
@@ -175,7 +176,7 @@ class Moatd:
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError("moatd exited with %d:\n%s" % (self.proc.returncode, self.log()))
-            if "event=started" in self.log():
+            if "event=started" in self.log()[self.log_mark:]:
                 return
             time.sleep(0.02)
         raise RuntimeError("moatd did not start:\n" + self.log())
