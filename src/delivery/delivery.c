@@ -784,7 +784,10 @@ dq_send_dsn(struct delivery *d, struct dq_msg *m, enum dsn_action action)
 		             (action == DSN_DELAYED && st == DQ_PENDING) ||
 		             (action == DSN_DELIVERED && st == DQ_DELIVERED);
 
-		if (!match || !dsn_wanted(r->notify, action))
+		/* with a delay warning configured, a sender who said nothing hears of delays */
+		if (!match ||
+		    !dsn_wanted(r->notify | (action == DSN_DELAYED ? DSN_WANT_DEFAULT_DELAY : 0),
+		                action))
 			continue;
 		dr[n].addr = r->addr;
 		dr[n].orcpt = r->orcpt;
@@ -802,9 +805,16 @@ dq_send_dsn(struct delivery *d, struct dq_msg *m, enum dsn_action action)
 		free(dr);
 		return; /* nobody asked, or the null sender (RFC 5321 4.5.5) */
 	}
-	/* Read as much of the original as the report may carry. */
-	want = m->body_len < c->delivery_dsn_max_original + 1 ? m->body_len
-	                                                      : c->delivery_dsn_max_original + 1;
+	/*
+	 * Read as much of the original as the report may carry; past that, at
+	 * least a whole header block (bounded by smtp_max_header_size) so that
+	 * a headers-only report is never cut inside the header.
+	 */
+	want = c->delivery_dsn_max_original + 1;
+	if (want < c->smtp_max_header_size + 1024)
+		want = c->smtp_max_header_size + 1024;
+	if (want > m->body_len)
+		want = m->body_len;
 	if (spool_body_open(d->spool, m->id, &b) == 0) {
 		orig = xmalloc((size_t)want + 1);
 		ssize_t r = pread(b.fd, orig, (size_t)want, b.offset);

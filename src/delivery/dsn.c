@@ -21,7 +21,7 @@
  *   DSN_LINE_MAX. The returned original is scanned first and sent whole
  *   only when none of its lines does either.
  * - The parts are built first; then a boundary is chosen that occurs in
- *   none of them nor in the returned original (dsn_boundary(), one pass,
+ *   none of them nor in the returned original (dsn_boundary(), two passes,
  *   always succeeds); then the whole is assembled.
  * - The output has a ceiling computed from the inputs (dsn_ceiling());
  *   reaching it would be a bug here, not a property of the input, so it is
@@ -128,8 +128,11 @@ buf_str(struct dsn_buf *b, const char *s)
 	buf_add(b, s, strlen(s));
 }
 
+static void buf_fmt(struct dsn_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* Formatted text of our own (numbers, constants): a short result or a bug. */
-static void __attribute__((format(printf, 2, 3))) buf_fmt(struct dsn_buf *b, const char *fmt, ...)
+static void
+buf_fmt(struct dsn_buf *b, const char *fmt, ...)
 {
 	char tmp[256];
 	va_list ap;

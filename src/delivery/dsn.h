@@ -40,10 +40,11 @@ struct dsn_rcpt {
 	const char *addr;  /* final recipient, canonical local@domain (may be UTF-8) */
 	const char *orcpt; /* RFC 3461 ORCPT as received ("rfc822;xtext"), or NULL */
 	enum dsn_action action;
-	const char *status;       /* RFC 3463 code "5.1.1"; NULL or malformed: X.0.0 by action */
-	const char *remote_mta;   /* downstream host name, or NULL */
-	const char *diagnostic;   /* downstream reply "550 5.1.1 User unknown" (may be
-	                           * multi-line, may contain anything the remote sent), or NULL */
+	const char *status;     /* RFC 3463 "5.1.1"; NULL or malformed: X.0.0 by action */
+	const char *remote_mta; /* downstream host name (may be "name [address]"), or NULL */
+	/* The downstream reply "550 5.1.1 User unknown", or NULL: may be multi-line and
+	 * hold anything the remote sent. */
+	const char *diagnostic;
 	int64_t last_attempt;     /* Unix time, 0 = unknown */
 	int64_t will_retry_until; /* DELAYED only, 0 = omit */
 };
@@ -53,13 +54,12 @@ struct dsn_msg {
 	const char *queue_id;      /* for X-Moat-Queue-Id, Message-ID and the boundary */
 	const char *envid;         /* RFC 3461 ENVID, xtext as received, or NULL */
 	const char *sender;        /* the original envelope sender = the DSN's recipient */
-	const char
-	        *client_addr; /* Received-From-MTA: the client that gave us the message, or NULL */
-	const char *client_helo; /* its HELO/EHLO name, or NULL */
-	int64_t arrival;         /* Arrival-Date, Unix time, 0 = omit */
-	int64_t now;             /* Date of the DSN (tests pass a fixed time) */
-	bool ret_hdrs;           /* RET=HDRS: return only the headers */
-	size_t max_original; /* return the full message only up to this size, else headers only */
+	const char *client_addr;   /* Received-From-MTA: the client's address, or NULL */
+	const char *client_helo;   /* and its HELO/EHLO name, or NULL */
+	int64_t arrival;           /* Arrival-Date, Unix time, 0 = omit */
+	int64_t now;               /* Date of the DSN (tests pass a fixed time) */
+	bool ret_hdrs;             /* RET=HDRS: return only the headers */
+	size_t max_original;       /* the whole original only up to this size */
 	const struct dsn_rcpt *rcpts;
 	size_t nrcpts;
 };
@@ -69,7 +69,9 @@ struct dsn_msg {
  * DSN_LINE_MAX octets. Returns a malloc'd buffer (NUL-terminated, for
  * convenience) and its length; never NULL. The original message is
  * orig[0..orig_len) (CRLF lines, as received, may lack a final CRLF; bare
- * CR or LF are sent as CRLF).
+ * CR or LF are sent as CRLF). A caller that passes only the start of a big
+ * message must pass its whole header block and more than max_original
+ * octets, so that the part is not taken for the whole.
  *
  * The original comes back whole (message/rfc822, or message/global when
  * its header holds 8-bit octets) only when some recipient FAILED, RET is

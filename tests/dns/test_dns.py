@@ -13,11 +13,15 @@ import shutil
 import socket
 import struct
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 import unittest
 import urllib.parse
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib"))
+from unbound_server import Unbound, dns_query, free_port  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OUT = os.path.join(ROOT, "tests", "out")
@@ -91,30 +95,6 @@ NAME_253 = ".".join(["x" * 63] * 3 + ["x" * 53, "example"])
 assert len(NAME_253) == 253
 
 
-def free_port():
-    """A port free for both UDP and TCP on 127.0.0.1."""
-    while True:
-        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        u.bind(("127.0.0.1", 0))
-        port = u.getsockname()[1]
-        t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            t.bind(("127.0.0.1", port))
-            return port
-        except OSError:
-            continue
-        finally:
-            t.close()
-            u.close()
-
-
-def dns_query(name, qtype=1, qid=0x1234):
-    q = struct.pack("!HHHHHH", qid, 0x0100, 1, 0, 0, 0)
-    for label in name.rstrip(".").split("."):
-        q += bytes([len(label)]) + label.encode()
-    return q + b"\0" + struct.pack("!HH", qtype, 1)
-
-
 class ServfailServer:
     """Answers every UDP query with SERVFAIL."""
 
@@ -149,77 +129,15 @@ class ServfailServer:
         self.sock.close()
 
 
-class Unbound:
-    """The unbound daemon serving RECORDS; "slow." goes to a socket that
-    never answers, "sf." to the SERVFAIL server."""
-
-    def __init__(self, blackhole_port, servfail_port):
-        os.makedirs(OUT, exist_ok=True)
-        self.dir = tempfile.mkdtemp(prefix="dns-", dir=OUT)
-        self.port = free_port()
-        self.conf = os.path.join(self.dir, "unbound.conf")
-        lines = [
-            "server:",
-            "\tinterface: 127.0.0.1",
-            "\tport: %d" % self.port,
-            "\tdo-daemonize: no",
-            '\tusername: ""',
-            '\tchroot: ""',
-            '\tdirectory: "%s"' % self.dir,
-            '\tpidfile: ""',
-            "\tuse-syslog: no",
-            '\tlogfile: ""',
-            "\tverbosity: 1",
-            "\tnum-threads: 1",
-            "\tdo-ip6: no",
-            '\tmodule-config: "iterator"',
-            "\tdo-not-query-localhost: no",
-            "\taccess-control: 127.0.0.0/8 allow",
-            '\tlocal-zone: "example." static',
-            '\tlocal-zone: "refused.example." refuse',
-            '\tlocal-zone: "10.in-addr.arpa." static',
-        ]
-        for owner, rtype, rdata in RECORDS:
-            lines.append("\tlocal-data: '%s %s %s'" % (owner, rtype, rdata))
-        lines += ["stub-zone:", '\tname: "slow."', "\tstub-addr: 127.0.0.1@%d" % blackhole_port,
-                  "stub-zone:", '\tname: "sf."', "\tstub-addr: 127.0.0.1@%d" % servfail_port]
-        with open(self.conf, "w") as f:
-            f.write("\n".join(lines) + "\n")
-        r = subprocess.run([CHECKCONF, self.conf], capture_output=True, text=True)
-        if r.returncode != 0:
-            raise RuntimeError("unbound-checkconf: " + r.stdout + r.stderr)
-        self.log = open(os.path.join(self.dir, "unbound.log"), "w")
-        self.proc = subprocess.Popen([UNBOUND, "-d", "-c", self.conf], stdout=self.log,
-                                     stderr=subprocess.STDOUT)
-        self.wait_ready()
-
-    def wait_ready(self, timeout=10.0):
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.settimeout(0.2)
-        deadline = time.monotonic() + timeout
-        try:
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    raise RuntimeError("unbound exited; see %s" % self.dir)
-                s.sendto(dns_query("mx1.a.example"), ("127.0.0.1", self.port))
-                try:
-                    data = s.recv(4096)
-                except OSError:
-                    continue
-                if data[:2] == b"\x12\x34":
-                    return
-            raise RuntimeError("unbound did not answer; see %s" % self.dir)
-        finally:
-            s.close()
-
-    def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
+def start_unbound(blackhole_port, servfail_port):
+    """unbound serving RECORDS; "slow." goes to a socket that never answers,
+    "sf." to the SERVFAIL server."""
+    return Unbound(RECORDS, zones=("example.",),
+                   extra=('local-zone: "refused.example." refuse',
+                          'local-zone: "10.in-addr.arpa." static'),
+                   tail=("stub-zone:", '\tname: "slow."', "\tstub-addr: 127.0.0.1@%d" % blackhole_port,
+                         "stub-zone:", '\tname: "sf."', "\tstub-addr: 127.0.0.1@%d" % servfail_port),
+                   probe="mx1.a.example")
 
 
 class Result:
@@ -284,7 +202,7 @@ class DnsTest(unittest.TestCase):
         cls.blackhole.bind(("127.0.0.1", 0))  # never read: queries go unanswered
         cls.bh_port = cls.blackhole.getsockname()[1]
         cls.servfail = ServfailServer()
-        cls.server = Unbound(cls.bh_port, cls.servfail.port)
+        cls.server = start_unbound(cls.bh_port, cls.servfail.port)
         cls.upstream = "127.0.0.1@%d" % cls.server.port
 
     @classmethod

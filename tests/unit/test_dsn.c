@@ -22,9 +22,9 @@
 
 #include "table.h"
 
-#define NOW     INT64_C(1700000000) /* Tue, 14 Nov 2023 22:13:20 +0000 */
-#define NOW_STR "Tue, 14 Nov 2023 22:13:20 +0000"
-#define MAXF    32 /* fields in one parsed block */
+#define NOW       INT64_C(1700000000) /* Tue, 14 Nov 2023 22:13:20 +0000 */
+#define NOW_STR   "Tue, 14 Nov 2023 22:13:20 +0000"
+#define MAXF      32 /* fields in one parsed block */
 #define NITEMS(a) (sizeof(a) / sizeof((a)[0]))
 
 /* ---- a small parser of our own output ---- */
@@ -280,13 +280,16 @@ dsn_parse(const char *s, size_t n, struct parsed *p)
 	/* the delivery-status part: blocks separated by empty lines */
 	if (p->nparts >= 2) {
 		const struct part *st = &p->parts[1];
-		size_t off = 0;
+		size_t off = 0, cap = 0;
 
 		while (off < st->body_len) {
 			size_t used;
 
-			p->status = realloc(p->status, (p->nstatus + 1) * sizeof(*p->status));
-			assert_non_null(p->status);
+			if (p->nstatus == cap) {
+				cap = cap ? cap * 2 : 16;
+				p->status = realloc(p->status, cap * sizeof(*p->status));
+				assert_non_null(p->status);
+			}
 			used = block_parse(st->body + off, st->body_len - off,
 			                   &p->status[p->nstatus], p->err, sizeof(p->err));
 			if (used == SIZE_MAX)
@@ -308,17 +311,18 @@ name_in(const char *name, const char *const *names)
 }
 
 static const char *const top_names[] = {
-        "From",   "To",          "Subject", "Date", "Message-ID", "Auto-Submitted", "MIME-Version",
-        "Content-Type", "Content-Transfer-Encoding", NULL,
+        "From",         "To",           "Subject",
+        "Date",         "Message-ID",   "Auto-Submitted",
+        "MIME-Version", "Content-Type", "Content-Transfer-Encoding",
+        NULL,
 };
 static const char *const msg_names[] = {
-        "Original-Envelope-Id", "Reporting-MTA", "Received-From-MTA", "Arrival-Date",
-        "X-Moat-Queue-Id",      NULL,
+        "Original-Envelope-Id", "Reporting-MTA",   "Received-From-MTA",
+        "Arrival-Date",         "X-Moat-Queue-Id", NULL,
 };
 static const char *const rcpt_names[] = {
-        "Original-Recipient", "Final-Recipient",   "Action",           "Status",
-        "Remote-MTA",         "Diagnostic-Code",   "Last-Attempt-Date", "Will-Retry-Until",
-        NULL,
+        "Original-Recipient", "Final-Recipient",   "Action",           "Status", "Remote-MTA",
+        "Diagnostic-Code",    "Last-Attempt-Date", "Will-Retry-Until", NULL,
 };
 static const char *const part_names[] = {
         "Content-Description",
@@ -377,7 +381,8 @@ build_check(const char *row, const struct dsn_msg *m, const char *orig, size_t o
 			table_mismatch(row, "part %zu holds the boundary %s", k + 1, p->boundary);
 	}
 	if (strcmp(block_get(&p->parts[0].h, "Content-Type"), "text/plain; charset=utf-8") != 0)
-		table_mismatch(row, "part 1 type got %s", block_get(&p->parts[0].h, "Content-Type"));
+		table_mismatch(row, "part 1 type got %s",
+		               block_get(&p->parts[0].h, "Content-Type"));
 	if (p->nstatus != listed + 1)
 		table_mismatch(row, "status blocks got %zu, want %zu", p->nstatus, listed + 1);
 	for (size_t b = 0; b < p->nstatus; b++)
@@ -440,16 +445,16 @@ base_msg(const struct dsn_rcpt *rcpts, size_t n)
 }
 
 static const struct dsn_rcpt rcpt_failed = {
-        "bob@example.com", NULL, DSN_FAILED, "5.1.1", "mx.example.com", "550 5.1.1 User unknown",
-        NOW - 60, 0,
+        "bob@example.com",        NULL,     DSN_FAILED, "5.1.1", "mx.example.com",
+        "550 5.1.1 User unknown", NOW - 60, 0,
 };
 static const struct dsn_rcpt rcpt_delayed = {
-        "carol@example.com", NULL, DSN_DELAYED, "4.4.1", "mx.example.com", "421 4.4.1 Try later",
-        NOW - 60, NOW + 86400,
+        "carol@example.com",   NULL,     DSN_DELAYED, "4.4.1", "mx.example.com",
+        "421 4.4.1 Try later", NOW - 60, NOW + 86400,
 };
 static const struct dsn_rcpt rcpt_delivered = {
-        "dave@example.com", NULL, DSN_DELIVERED, "2.0.0", "mx.example.com", "250 2.0.0 Ok",
-        NOW - 60, 0,
+        "dave@example.com", NULL,           DSN_DELIVERED, "2.0.0",
+        "mx.example.com",   "250 2.0.0 Ok", NOW - 60,      0,
 };
 
 /* ---- the per-message and per-recipient fields, field by field ---- */
@@ -508,7 +513,8 @@ test_dsn_fields(void **state)
 		fail_msg("%d mismatches", table_failures);
 
 	/* DSN header */
-	want_field("header", &p.top, "From", "\"Mail Delivery System\" <MAILER-DAEMON@mx.moat.test>");
+	want_field("header", &p.top, "From",
+	           "\"Mail Delivery System\" <MAILER-DAEMON@mx.moat.test>");
 	want_field("header", &p.top, "To", "<alice@sender.test>");
 	want_field("header", &p.top, "Subject", "Undelivered Mail Returned to Sender");
 	want_field("header", &p.top, "Date", NOW_STR);
@@ -522,7 +528,8 @@ test_dsn_fields(void **state)
 	            "multipart/report; report-type=delivery-status;", 46) != 0)
 		table_mismatch("header", "Content-Type got %s", block_get(&p.top, "Content-Type"));
 	if (strcmp(p.boundary, "=_moat-dsn-4F2A9C01-0=") != 0)
-		table_mismatch("header", "boundary got %s, want =_moat-dsn-4F2A9C01-0=", p.boundary);
+		table_mismatch("header",
+		               "boundary got %s, want =_moat-dsn-4F2A9C01-0=", p.boundary);
 
 	/* per-message fields */
 	want_field("part 2", &p.parts[1].h, "Content-Type", "message/delivery-status");
@@ -600,12 +607,15 @@ struct ret_case {
 	const char *report; /* part 2 type */
 	const char *part3;  /* part 3 type, NULL: no part 3 */
 	const char *cte3;
-	const char *body3; /* part 3 body as parsed (without the delimiter's CRLF), NULL: unchecked */
-	const char *note;  /* the one note in the text part, NULL: none */
+	const char
+	        *body3; /* part 3 body as parsed (without the delimiter's CRLF), NULL: unchecked */
+	const char *note; /* the one note in the text part, NULL: none */
 };
 
-#define HDR  "From: alice@sender.test\r\nSubject: hi\r\n"
-#define HDR8 "From: alice@sender.test\r\nSubject: Gr\xc3\xbc\xc3\x9f" "e\r\n"
+#define HDR "From: alice@sender.test\r\nSubject: hi\r\n"
+#define HDR8                                                                                       \
+	"From: alice@sender.test\r\nSubject: Gr\xc3\xbc\xc3\x9f"                                   \
+	"e\r\n"
 #define UND  "Undelivered Mail Returned to Sender"
 #define DEL  "Delayed Mail (still being retried)"
 #define OK   "Successful Mail Delivery Report"
@@ -621,8 +631,8 @@ static const struct ret_case ret_cases[] = {
          "From: alice@sender.test\r\nSubject: hi", NOTE_HDRS},
         {"over max_original", RC_FAILED, false, 10, HDR "\r\nbody\r\n", GEN_NONE, UND, DS, RHDR,
          "7bit", "From: alice@sender.test\r\nSubject: hi", NOTE_BIG},
-        {"at max_original", RC_FAILED, false, sizeof(HDR "\r\nbody\r\n") - 1,
-         HDR "\r\nbody\r\n", GEN_NONE, UND, DS, R822, "7bit", HDR "\r\nbody", NOTE_FULL},
+        {"at max_original", RC_FAILED, false, sizeof(HDR "\r\nbody\r\n") - 1, HDR "\r\nbody\r\n",
+         GEN_NONE, UND, DS, R822, "7bit", HDR "\r\nbody", NOTE_FULL},
         {"max_original 1 under", RC_FAILED, false, sizeof(HDR "\r\nbody\r\n") - 2,
          HDR "\r\nbody\r\n", GEN_NONE, UND, DS, RHDR, "7bit", NULL, NOTE_BIG},
         {"body line 998", RC_FAILED, false, 0, HDR "\r\n", GEN_BODY_998, UND, DS, R822, "7bit",
@@ -639,10 +649,10 @@ static const struct ret_case ret_cases[] = {
          "7bit", "From: alice@sender.test\r\nSubject: hi", NOTE_BIG},
         {"no final CRLF", RC_FAILED, false, 0, HDR "\r\nlast line", GEN_NONE, UND, DS, R822, "7bit",
          HDR "\r\nlast line", NOTE_FULL},
-        {"header only, no final CRLF", RC_FAILED, true, 0, "From: a@b.test\r\nSubject: x",
-         GEN_NONE, UND, DS, RHDR, "7bit", "From: a@b.test\r\nSubject: x", NOTE_HDRS},
-        {"bare LF and CR made CRLF", RC_FAILED, false, 0, "Subject: x\n\nline1\rline2\n",
-         GEN_NONE, UND, DS, R822, "7bit", "Subject: x\r\n\r\nline1\r\nline2", NOTE_FULL},
+        {"header only, no final CRLF", RC_FAILED, true, 0, "From: a@b.test\r\nSubject: x", GEN_NONE,
+         UND, DS, RHDR, "7bit", "From: a@b.test\r\nSubject: x", NOTE_HDRS},
+        {"bare LF and CR made CRLF", RC_FAILED, false, 0, "Subject: x\n\nline1\rline2\n", GEN_NONE,
+         UND, DS, R822, "7bit", "Subject: x\r\n\r\nline1\r\nline2", NOTE_FULL},
         {"no header at all", RC_FAILED, true, 0, "\r\nbody only\r\n", GEN_NONE, UND, DS, RHDR,
          "7bit", "", NOTE_HDRS},
         {"empty original", RC_FAILED, false, 0, "", GEN_NONE, UND, DS, NULL, NULL, NULL, NULL},
@@ -653,10 +663,17 @@ static const struct ret_case ret_cases[] = {
          "From: alice@sender.test\r\nSubject: Gr\xc3\xbc\xc3\x9f"
          "e",
          NOTE_HDRS},
-        {"8-bit body only", RC_FAILED, false, 0, HDR "\r\nGr\xc3\xbc\xc3\x9f" "e\r\n", GEN_NONE,
-         UND, DS, R822, "8bit", HDR "\r\nGr\xc3\xbc\xc3\x9f" "e", NOTE_FULL},
+        {"8-bit body only", RC_FAILED, false, 0,
+         HDR "\r\nGr\xc3\xbc\xc3\x9f"
+             "e\r\n",
+         GEN_NONE, UND, DS, R822, "8bit",
+         HDR "\r\nGr\xc3\xbc\xc3\x9f"
+             "e",
+         NOTE_FULL},
         {"8-bit body, RET=HDRS: 7bit headers", RC_FAILED, true, 0,
-         HDR "\r\nGr\xc3\xbc\xc3\x9f" "e\r\n", GEN_NONE, UND, DS, RHDR, "7bit", NULL, NOTE_HDRS},
+         HDR "\r\nGr\xc3\xbc\xc3\x9f"
+             "e\r\n",
+         GEN_NONE, UND, DS, RHDR, "7bit", NULL, NOTE_HDRS},
         {"delay: headers only", RC_DELAYED, false, 0, HDR "\r\nbody\r\n", GEN_NONE, DEL, DS, RHDR,
          "7bit", "From: alice@sender.test\r\nSubject: hi", NOTE_HDRS},
         {"success: headers only", RC_DELIVERED, false, 0, HDR "\r\nbody\r\n", GEN_NONE, OK, DS,
@@ -771,7 +788,8 @@ test_dsn_returned_table(void **state)
 
 			if (has != want)
 				table_mismatch(c->name, "text note '%s': got %s, want %s", notes[k],
-				               has ? "present" : "absent", want ? "present" : "absent");
+				               has ? "present" : "absent",
+				               want ? "present" : "absent");
 		}
 		parsed_free(&p);
 		free(s);
@@ -796,8 +814,9 @@ static const struct diag_case diag_cases[] = {
         {"LF Bcc", "550 x\nBcc: victim@x", false, "smtp; 550 x Bcc: victim@x"},
         {"CR Bcc", "550 x\rBcc: victim@x", false, "smtp; 550 x Bcc: victim@x"},
         {"CRLF CRLF body", "550 x\r\n\r\nForged: body\r\n", false, "smtp; 550 x Forged: body"},
-        {"multi-line reply", "550-5.1.1 No such user\r\n550-5.1.1 Check the address\r\n550 5.1.1 Bye",
-         false, "smtp; 550-5.1.1 No such user 550-5.1.1 Check the address 550 5.1.1 Bye"},
+        {"multi-line reply",
+         "550-5.1.1 No such user\r\n550-5.1.1 Check the address\r\n550 5.1.1 Bye", false,
+         "smtp; 550-5.1.1 No such user 550-5.1.1 Check the address 550 5.1.1 Bye"},
         {"boundary in reply", "550 x\r\n--=_moat-dsn-4F2A9C01-0=\r\nContent-Type: text/html", false,
          "smtp; 550 x --=_moat-dsn-4F2A9C01-0= Content-Type: text/html"},
         {"tabs and controls", "550\tx\x01y\x1b[31mz\x7f", false, "smtp; 550 x y [31mz"},
@@ -811,9 +830,18 @@ static const struct diag_case diag_cases[] = {
          "smtp; 550 Benutzer unbekannt: J\xc3\xb6rg"},
         {"invalid UTF-8", "550 a\xff\xfe b\xc3 c\xe2\x82", true, "smtp; 550 a?? b? c??"},
         {"overlong and surrogate", "550 \xc0\xaf \xed\xa0\x80", true, "smtp; 550 ?? ???"},
-        {"C1 NEL", "550 a\xc2\x85" "Bcc: x", true, "smtp; 550 a?Bcc: x"},
-        {"U+2028 line separator", "550 a\xe2\x80\xa8" "Bcc: x", true, "smtp; 550 a?Bcc: x"},
-        {"bidi override", "550 \xe2\x80\xae" "kcab", true, "smtp; 550 ?kcab"},
+        {"C1 NEL",
+         "550 a\xc2\x85"
+         "Bcc: x",
+         true, "smtp; 550 a?Bcc: x"},
+        {"U+2028 line separator",
+         "550 a\xe2\x80\xa8"
+         "Bcc: x",
+         true, "smtp; 550 a?Bcc: x"},
+        {"bidi override",
+         "550 \xe2\x80\xae"
+         "kcab",
+         true, "smtp; 550 ?kcab"},
 };
 
 static void
@@ -855,8 +883,8 @@ test_dsn_diagnostic_table(void **state)
 		} else {
 			for (size_t k = 0; k < strlen(s); k++)
 				if ((unsigned char)s[k] >= 0x80) {
-					table_mismatch(c->name, "8-bit octet at %zu of an ASCII DSN",
-					               k);
+					table_mismatch(c->name,
+					               "8-bit octet at %zu of an ASCII DSN", k);
 					break;
 				}
 		}
@@ -925,8 +953,9 @@ test_dsn_long_fields(void **state)
 		free(want);
 		want = tmp;
 		if (strcmp(got, want) != 0)
-			table_mismatch("long address", "Final-Recipient got '%.60s...', want '%.60s...'",
-			               got, want);
+			table_mismatch("long address",
+			               "Final-Recipient got '%.60s...', want '%.60s...'", got,
+			               want);
 		free(got);
 		free(want);
 		got = unspace(block_get(&p.status[1], "Diagnostic-Code"));
@@ -955,7 +984,8 @@ test_dsn_long_fields(void **state)
 		if (strstr(d, note) == NULL)
 			table_mismatch("long reply", "no note '%s'", note);
 		if (strncmp(d, "smtp; ", 6) != 0 || strncmp(d + 6, words, DSN_DIAG_MAX - 1) != 0)
-			table_mismatch("long reply", "Diagnostic-Code does not start with the reply");
+			table_mismatch("long reply",
+			               "Diagnostic-Code does not start with the reply");
 		/* folded: no header line of the status part over 78 */
 		for (size_t i = 0; i + 1 < p.parts[1].body_len; i++)
 			if (p.parts[1].body[i] == '\r') {
@@ -1067,8 +1097,8 @@ static const struct boundary_case boundary_cases[] = {
          "Subject: =_moat-dsn-4F2A9C01-3=\r\n\r\n=_moat-dsn-4F2A9C01-0=\r\n"
          "x=_moat-dsn-4F2A9C01-1=x\r\n",
          "550 x", "=_moat-dsn-4F2A9C01-2="},
-        {"taken by the reply", "Subject: x\r\n\r\nbody\r\n", "550 --=_moat-dsn-4F2A9C01-0=",
-         "=_moat-dsn-4F2A9C01-1="},
+        {"taken by the reply", "Subject: x\r\n\r\nbody\r\n",
+         "550 --=_moat-dsn-4F2A9C01-0=", "=_moat-dsn-4F2A9C01-1="},
         {"prefix without the '='", "Subject: x\r\n\r\n=_moat-dsn-4F2A9C01-0\r\n", "550 x",
          "=_moat-dsn-4F2A9C01-0="},
         {"10 taken, not 1", "Subject: x\r\n\r\n=_moat-dsn-4F2A9C01-10=\r\n", "550 x",
@@ -1113,7 +1143,8 @@ test_dsn_boundary_table(void **state)
 		assert_non_null(orig);
 		off = (size_t)snprintf(orig, cap, "Subject: x\r\n\r\n");
 		for (int k = 0; k <= 300; k++)
-			off += (size_t)snprintf(orig + off, cap - off, "=_moat-dsn-4F2A9C01-%d=\r\n", k);
+			off += (size_t)snprintf(orig + off, cap - off,
+			                        "=_moat-dsn-4F2A9C01-%d=\r\n", k);
 		if (build_check("300 taken", &m, orig, off, &p, &s, NULL)) {
 			if (strcmp(p.boundary, "=_moat-dsn-4F2A9C01-301=") != 0)
 				table_mismatch("300 taken", "boundary got %s", p.boundary);
@@ -1138,7 +1169,8 @@ test_dsn_utf8(void **state)
 
 	(void)state;
 	table_reset();
-	r[0].addr = "j\xc3\xb6rg@b\xc3\xbc" "cher.example";
+	r[0].addr = "j\xc3\xb6rg@b\xc3\xbc"
+	            "cher.example";
 	r[0].orcpt = "utf-8;j\\x{00F6}rg@b\\x{00FC}cher.example";
 	r[1].addr = "plain@example.com";
 	m = base_msg(r, 2);
@@ -1148,12 +1180,14 @@ test_dsn_utf8(void **state)
 		want_field("utf8", &p.top, "Content-Transfer-Encoding", "8bit");
 		want_field("utf8", &p.parts[1].h, "Content-Type", GDS);
 		want_field("utf8", &p.status[1], "Final-Recipient",
-		           "utf-8;j\xc3\xb6rg@b\xc3\xbc" "cher.example");
+		           "utf-8;j\xc3\xb6rg@b\xc3\xbc"
+		           "cher.example");
 		want_field("utf8", &p.status[1], "Original-Recipient",
 		           "utf-8;j\\x{00F6}rg@b\\x{00FC}cher.example");
 		want_field("utf8", &p.status[2], "Final-Recipient", "rfc822;plain@example.com");
 		want_field("utf8", &p.parts[2].h, "Content-Type", R822);
-		if (!body_has(&p.parts[0], "Recipient: <j\xc3\xb6rg@b\xc3\xbc" "cher.example>"))
+		if (!body_has(&p.parts[0], "Recipient: <j\xc3\xb6rg@b\xc3\xbc"
+		                           "cher.example>"))
 			table_mismatch("utf8", "text part lacks the UTF-8 address");
 		parsed_free(&p);
 		free(s);
@@ -1223,7 +1257,8 @@ test_dsn_odd_inputs(void **state)
 		want_field("odd", &p.status[1], "Final-Recipient", "rfc822;unknown");
 		want_field("odd", &p.status[1], "Status", "4.0.0");
 		want_field("odd", &p.status[1], "Remote-MTA", "dns; evil (?host? Bcc: x)");
-		want_field("odd", &p.status[1], "Will-Retry-Until", "Fri, 31 Dec 9999 23:59:59 +0000");
+		want_field("odd", &p.status[1], "Will-Retry-Until",
+		           "Fri, 31 Dec 9999 23:59:59 +0000");
 		if (strncmp(block_get(&p.top, "Message-ID"), "<noqueue.dsn--5.", 16) != 0)
 			table_mismatch("odd", "Message-ID got %s", block_get(&p.top, "Message-ID"));
 		if (p.nparts != 2)
@@ -1282,7 +1317,8 @@ static const struct wanted_case wanted_cases[] = {
 static void
 test_dsn_wanted_table(void **state)
 {
-	static const char *const names[] = {"failed", "delayed", "delivered", "relayed", "expanded"};
+	static const char *const names[] = {"failed", "delayed", "delivered", "relayed",
+	                                    "expanded"};
 	char row[32];
 
 	(void)state;
@@ -1295,7 +1331,8 @@ test_dsn_wanted_table(void **state)
 			bool got = dsn_wanted(c->notify, (enum dsn_action)a);
 
 			if (got != c->want[a])
-				table_mismatch(row, "%s: got %d, want %d", names[a], got, c->want[a]);
+				table_mismatch(row, "%s: got %d, want %d", names[a], got,
+				               c->want[a]);
 		}
 	}
 	if (table_failures)
