@@ -131,6 +131,7 @@ dq_free(struct delivery *d, struct dq_msg *m)
 	spool_env_clear(&m->env);
 	free(m->state);
 	free(m->recorded);
+	free(m->success);
 	free(m);
 }
 
@@ -162,14 +163,18 @@ dq_set_outcome(struct dq_msg *m, size_t i, enum dq_rcpt_state st, const char *st
                const char *remote, const char *diag)
 {
 	struct spool_rcpt *r = &m->env.rcpts[i];
+	/* the arguments may be r's own strings: copy before freeing */
+	char *nstatus = status ? xstrdup(status) : NULL;
+	char *nremote = remote && *remote ? xstrdup(remote) : NULL;
+	char *ndiag = diag ? xstrdup(diag) : NULL;
 
 	m->state[i] = st;
 	free(r->status);
 	free(r->remote);
 	free(r->diag);
-	r->status = status ? xstrdup(status) : NULL;
-	r->remote = remote && *remote ? xstrdup(remote) : NULL;
-	r->diag = diag ? xstrdup(diag) : NULL;
+	r->status = nstatus;
+	r->remote = nremote;
+	r->diag = ndiag;
 	r->when = (int64_t)time(NULL);
 }
 
@@ -207,6 +212,9 @@ dq_load(struct delivery *d, const char *id)
 	spool_file_close(&f);
 	m->state = xcalloc(m->env.nrcpts, sizeof(*m->state));
 	m->recorded = xcalloc(m->env.nrcpts, sizeof(*m->recorded));
+	m->success = xcalloc(m->env.nrcpts, sizeof(*m->success));
+	for (size_t i = 0; i < m->env.nrcpts; i++)
+		m->success[i] = -1;
 	for (size_t i = 0; i < m->env.nrcpts; i++) {
 		switch (m->env.rcpts[i].state) {
 		case SPOOL_RCPT_DELIVERED:
@@ -654,6 +662,7 @@ dq_deliver_maildir(struct delivery *d, struct dq_msg *m, size_t i)
 		return;
 	}
 	close(b.fd);
+	m->success[i] = DSN_DELIVERED;
 	stats_inc(delivery_delivered);
 	dq_set_outcome(m, i, DQ_DELIVERED, "2.0.0", "maildir", "250 2.0.0 delivered to maildir");
 	log_info("event=delivered id=%s to=%s route=maildir", m->id, q);
@@ -742,6 +751,7 @@ delivery_task_done(struct delivery *d, struct dq_task *t)
 		log_quote(rq, sizeof(rq), reply, strlen(reply));
 		if (code / 100 == 2) {
 			stats_inc(delivery_delivered);
+			m->success[i] = t->dsn_passed ? -1 : DSN_RELAYED;
 			dq_set_outcome(m, i, DQ_DELIVERED, status, t->remote, reply);
 			log_info("event=delivered id=%s to=%s relay=\"%s\" reply=%s", m->id, q,
 			         t->remote, rq);
@@ -782,7 +792,7 @@ dq_send_dsn(struct delivery *d, struct dq_msg *m, enum dsn_action action)
 		enum dq_rcpt_state st = m->state[i];
 		bool match = (action == DSN_FAILED && st == DQ_FAILED) ||
 		             (action == DSN_DELAYED && st == DQ_PENDING) ||
-		             (action == DSN_DELIVERED && st == DQ_DELIVERED);
+		             (action == DSN_DELIVERED && st == DQ_DELIVERED && m->success[i] >= 0);
 
 		/* with a delay warning configured, a sender who said nothing hears of delays */
 		if (!match ||
@@ -791,7 +801,7 @@ dq_send_dsn(struct delivery *d, struct dq_msg *m, enum dsn_action action)
 			continue;
 		dr[n].addr = r->addr;
 		dr[n].orcpt = r->orcpt;
-		dr[n].action = action;
+		dr[n].action = action == DSN_DELIVERED ? (enum dsn_action)m->success[i] : action;
 		dr[n].status = r->status;
 		dr[n].remote_mta = r->remote;
 		dr[n].diagnostic = r->diag;
@@ -839,13 +849,19 @@ dq_send_dsn(struct delivery *d, struct dq_msg *m, enum dsn_action action)
 	free(dr);
 	out = spool_msg_new(d->spool);
 	spool_msg_write(out, text, tlen);
-	free(text);
 	env.received_at = now;
 	env.client_addr = xstrdup("127.0.0.1");
 	env.helo = xstrdup(d->hostname);
 	env.protocol = xstrdup("local");
 	env.sender = xstrdup("");
-	env.body_type = xstrdup("8BITMIME");
+	/* 8BITMIME only when the report holds 8-bit octets (an 8-bit original) */
+	for (size_t k = 0; k < tlen; k++) {
+		if ((unsigned char)text[k] >= 0x80) {
+			env.body_type = xstrdup("8BITMIME");
+			break;
+		}
+	}
+	free(text);
 	{
 		struct mailaddr a;
 		env.smtputf8 = mailaddr_parse(m->env.sender, strlen(m->env.sender),

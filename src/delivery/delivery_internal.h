@@ -43,6 +43,12 @@ struct dq_msg {
 	struct spool_env env;      /* rcpts[i].state/status/remote/diag as in the file */
 	enum dq_rcpt_state *state; /* per recipient */
 	bool *recorded;            /* final outcome already appended to the queue file */
+	/*
+	 * Success reports (NOTIFY=SUCCESS): DSN_DELIVERED (maildir),
+	 * DSN_RELAYED (a downstream without DSN), or -1: the downstream got
+	 * NOTIFY and reports itself, or nothing to report.
+	 */
+	int *success;
 	uint64_t body_len;
 	unsigned attempts; /* rounds that ended with something deferred */
 	unsigned inflight; /* tasks out with sessions */
@@ -62,6 +68,7 @@ struct dq_task {
 	char **reply;     /* per recipient: the reply that decided it */
 	char remote[300]; /* host [address] that answered */
 	bool no_attempt;  /* not tried at all (session ended before MAIL): no penalty */
+	bool dsn_passed;  /* the downstream offered DSN: NOTIFY and ORCPT went with RCPT */
 	TAILQ_ENTRY(dq_task) entry;
 };
 TAILQ_HEAD(dq_task_list, dq_task);

@@ -391,6 +391,7 @@ mta_reply_line(struct mta_session *s, char *buf, size_t size)
 }
 
 static void mta_send_body(struct mta_session *s);
+static void mta_send_rcpt(struct mta_session *s);
 
 /* Send MAIL and (pipelined if offered) the RCPTs. */
 static void
@@ -434,45 +435,37 @@ mta_start_transaction(struct mta_session *s)
 	if ((s->ext & MTA_EXT_DSN) && e->envid && o < sizeof(params))
 		snprintf(params + o, sizeof(params) - o, " ENVID=%s", e->envid);
 	s->rcpt_sent = s->rcpt_replied = s->rcpt_ok = 0;
+	t->dsn_passed = (s->ext & MTA_EXT_DSN) != 0;
 	s->mail_ok = false;
 	s->bdat_pending = 0;
 	mta_send(s, "MAIL FROM:<%s>%s", e->sender, params);
 	mta_enter_state(s, MTA_MAIL);
 	if (!(s->ext & MTA_EXT_PIPELINING))
 		return;
-	for (; s->rcpt_sent < t->n; s->rcpt_sent++) {
-		const struct spool_rcpt *r = &e->rcpts[t->rcpt[s->rcpt_sent]];
-		char rp[700] = "";
-
-		if (s->ext & MTA_EXT_DSN) {
-			size_t n = 0;
-			if (r->notify) {
-				n += (size_t)snprintf(rp + n, sizeof(rp) - n, " NOTIFY=");
-				if (r->notify & SMTP_NOTIFY_NEVER)
-					n += (size_t)snprintf(rp + n, sizeof(rp) - n, "NEVER");
-				else
-					n += (size_t)snprintf(
-					        rp + n, sizeof(rp) - n, "%s%s%s",
-					        (r->notify & SMTP_NOTIFY_SUCCESS) ? "SUCCESS," : "",
-					        (r->notify & SMTP_NOTIFY_FAILURE) ? "FAILURE," : "",
-					        (r->notify & SMTP_NOTIFY_DELAY) ? "DELAY," : "");
-				if (rp[n - 1] == ',')
-					rp[--n] = '\0';
-			}
-			if (r->orcpt && n < sizeof(rp))
-				snprintf(rp + n, sizeof(rp) - n, " ORCPT=%s", r->orcpt);
-		}
-		mta_send(s, "RCPT TO:<%s>%s", r->addr, rp);
-	}
+	for (; s->rcpt_sent < t->n;)
+		mta_send_rcpt(s);
 }
 
+/* RCPT for the next recipient; NOTIFY and ORCPT go along when offered (RFC 3461). */
 static void
 mta_send_rcpt(struct mta_session *s)
 {
 	const struct spool_env *e = &s->task->msg->env;
 	const struct spool_rcpt *r = &e->rcpts[s->task->rcpt[s->rcpt_sent++]];
+	char rp[SMTP_ORCPT_MAX + 64] = "";
+	size_t n = 0;
 
-	mta_send(s, "RCPT TO:<%s>", r->addr);
+	if ((s->ext & MTA_EXT_DSN) && r->notify) {
+		n += (size_t)snprintf(rp + n, sizeof(rp) - n, " NOTIFY=%s%s%s%s",
+		                      (r->notify & SMTP_NOTIFY_NEVER) ? "NEVER," : "",
+		                      (r->notify & SMTP_NOTIFY_SUCCESS) ? "SUCCESS," : "",
+		                      (r->notify & SMTP_NOTIFY_FAILURE) ? "FAILURE," : "",
+		                      (r->notify & SMTP_NOTIFY_DELAY) ? "DELAY," : "");
+		rp[--n] = '\0'; /* the last comma */
+	}
+	if ((s->ext & MTA_EXT_DSN) && r->orcpt)
+		snprintf(rp + n, sizeof(rp) - n, " ORCPT=%s", r->orcpt);
+	mta_send(s, "RCPT TO:<%s>%s", r->addr, rp);
 }
 
 /* All RCPT replies are in: send the data, or give up on this one. */
