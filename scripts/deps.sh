@@ -11,7 +11,7 @@ set -eu
 BUILD_PKGS="build-essential meson ninja-build pkg-config libevent-dev libssl-dev zlib1g-dev
  libunbound-dev libjansson-dev"
 TEST_PKGS="libcmocka-dev clang clang-format libclang-rt-14-dev python3 swaks postfix openssl procps
- iproute2 libnet-ssleay-perl libio-socket-ssl-perl unbound"
+ iproute2 libnet-ssleay-perl libio-socket-ssl-perl unbound python3-aiosmtpd"
 
 pkgs=$BUILD_PKGS
 [ "${1:-}" = "--test" ] && pkgs="$pkgs $TEST_PKGS"

@@ -98,6 +98,7 @@ py_suite clients tests/clients
 py_suite crash tests/crash
 py_suite dns tests/dns
 py_suite control tests/control
+py_suite delivery tests/delivery
 
 echo "== suite style"
 if clang-format --dry-run --Werror src/*/*.c src/*/*.h tests/unit/*.c tests/unit/*.h fuzz/*.c \
@@ -123,6 +124,7 @@ if build build-asan -Db_sanitize=address,undefined -Db_lundef=false --buildtype=
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:log_path=$OUT/ubsan)
 	unit_suite unit-asan build-asan
 	py_suite session-asan tests/session MOATD="$ROOT/build-asan/moatd" "${SAN_ENV[@]}"
+	py_suite delivery-asan tests/delivery MOATD="$ROOT/build-asan/moatd" "${SAN_ENV[@]}"
 	py_suite dns-asan tests/dns DNS_PROBE="$ROOT/build-asan/tests/unit/dns_probe" "${SAN_ENV[@]}"
 	if ls "$OUT"/asan.* "$OUT"/ubsan.* >/dev/null 2>&1; then
 		echo "sanitizer reports:"

@@ -106,7 +106,7 @@ struct config_listen_list {
 	  "On SIGTERM, how long transactions in progress may take to finish before moatd exits.")  \
 	X(spool_min_free, SIZE, "100M", 0, UINT64_MAX / 2,                                         \
 	  "Free space the spool file system must keep; below it MAIL gets 452 4.3.1.")             \
-	X(control_socket, PATH, "", 0, 0,                                                         \
+	X(control_socket, PATH, "", 0, 0,                                                          \
 	  "Unix socket of moatctl (owner only). Empty: data_dir/control.sock.")                    \
 	X(spool_writers, UINT, "16", 1, 64,                                                        \
 	  "Threads that write and sync accepted messages in parallel (group commit).")             \

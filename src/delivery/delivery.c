@@ -215,11 +215,16 @@ dq_load(struct delivery *d, const char *id)
 	m->success = xcalloc(m->env.nrcpts, sizeof(*m->success));
 	for (size_t i = 0; i < m->env.nrcpts; i++)
 		m->success[i] = -1;
+
 	for (size_t i = 0; i < m->env.nrcpts; i++) {
 		switch (m->env.rcpts[i].state) {
 		case SPOOL_RCPT_DELIVERED:
 			m->state[i] = DQ_DELIVERED;
 			m->recorded[i] = true;
+			if (m->env.rcpts[i].report == 'D')
+				m->success[i] = DSN_DELIVERED;
+			else if (m->env.rcpts[i].report == 'R')
+				m->success[i] = DSN_RELAYED;
 			break;
 		case SPOOL_RCPT_FAILED:
 			m->state[i] = DQ_FAILED;
@@ -533,9 +538,13 @@ dest_kick(struct delivery *d, struct dest *dest)
 		return;
 	}
 	while ((t = TAILQ_FIRST(&dest->tasks)) != NULL && (s = TAILQ_FIRST(&dest->idle)) != NULL) {
-		TAILQ_REMOVE(&dest->tasks, t, entry);
 		TAILQ_REMOVE(&dest->idle, s, idle_entry);
 		s->in_idle = false;
+		if (!mta_session_reusable(s)) {
+			mta_session_quit(s); /* too old, or at its message cap */
+			continue;
+		}
+		TAILQ_REMOVE(&dest->tasks, t, entry);
 		mta_session_run(s, t);
 	}
 	TAILQ_FOREACH(s, &dest->sessions, entry)
@@ -567,6 +576,15 @@ dest_push(struct delivery *d, struct dest *dest, struct dq_task *t)
 }
 
 void
+delivery_session_leaving(struct delivery *d, struct mta_session *s)
+{
+	if (s->in_idle) {
+		TAILQ_REMOVE(&s->dest->idle, s, idle_entry);
+		s->in_idle = false;
+	}
+}
+
+void
 delivery_session_idle(struct delivery *d, struct mta_session *s)
 {
 	struct dest *dest = s->dest;
@@ -581,6 +599,18 @@ delivery_session_idle(struct delivery *d, struct mta_session *s)
 		TAILQ_REMOVE(&dest->tasks, t, entry);
 		mta_session_run(s, t);
 		return;
+	}
+	if (d->nsessions >= d->cfg->delivery_max_connections) {
+		struct dest *o;
+
+		TAILQ_FOREACH(o, &d->dests, entry)
+		{
+			if (o != dest && !TAILQ_EMPTY(&o->tasks)) {
+				/* the global cap is reached and others wait: free the slot */
+				mta_session_quit(s);
+				return;
+			}
+		}
 	}
 	if (!s->in_idle) {
 		TAILQ_INSERT_TAIL(&dest->idle, s, idle_entry);
@@ -613,6 +643,16 @@ delivery_session_gone(struct delivery *d, struct mta_session *s)
 		dest->resolve = DEST_UNRESOLVED; /* addresses may have changed */
 	} else {
 		dest_kick(d, dest);
+	}
+	/* A connection is free under delivery_max_connections: others may wait for one. */
+	if (d->nsessions < d->cfg->delivery_max_connections) {
+		struct dest *o;
+
+		TAILQ_FOREACH(o, &d->dests, entry)
+		{
+			if (o != dest && !TAILQ_EMPTY(&o->tasks) && o->nsessions == 0)
+				dest_kick(d, o);
+		}
 	}
 	dest_maybe_free(d, dest);
 }
@@ -917,6 +957,9 @@ dq_settle(struct delivery *d, struct dq_msg *m, bool retry_now)
 		marks[nmarks].remote = m->env.rcpts[i].remote;
 		marks[nmarks].diag = m->env.rcpts[i].diag;
 		marks[nmarks].when = m->env.rcpts[i].when;
+		/* a success report owed only if the sender asked for it */
+		if (m->success[i] >= 0 && (m->env.rcpts[i].notify & SMTP_NOTIFY_SUCCESS))
+			marks[nmarks].report = m->success[i] == DSN_DELIVERED ? 'D' : 'R';
 		nmarks++;
 	}
 	if (pending == 0) {
@@ -1176,10 +1219,25 @@ void
 delivery_free(struct delivery *d)
 {
 	struct dq_msg *m;
+	struct dest *dest;
 	struct delivery_tls_ctx *t;
 
 	delivery_stop(d);
-	/* sessions freed themselves on the last loop turns; tasks went with them */
+	/* sessions closed at stop free themselves on the next loop turn */
+	event_base_loop(d->base, EVLOOP_NONBLOCK);
+	while ((dest = TAILQ_FIRST(&d->dests)) != NULL) {
+		struct dq_task *task;
+
+		TAILQ_REMOVE(&d->dests, dest, entry);
+		while ((task = TAILQ_FIRST(&dest->tasks)) != NULL) {
+			TAILQ_REMOVE(&dest->tasks, task, entry);
+			dq_task_free(task);
+		}
+		free(dest->lookup_slots);
+		free(dest->addrs);
+		free(dest->key);
+		free(dest);
+	}
 	while ((m = TAILQ_FIRST(&d->msgs)) != NULL)
 		dq_free(d, m);
 	while ((t = d->tls_verify) != NULL) {

@@ -130,6 +130,9 @@ struct mta_session {
 	struct dq_task *task;
 	size_t rcpt_sent, rcpt_replied, rcpt_ok;
 	bool mail_ok;
+	unsigned transactions; /* begun on this connection (RSET before the 2nd on) */
+	bool rset_pending;     /* an RSET before this MAIL awaits its reply */
+	char *mail_params;     /* MAIL parameters waiting for that reply (no PIPELINING) */
 	unsigned bdat_pending; /* BDAT chunks sent and not yet answered */
 	/* the body being sent */
 	int body_fd;
@@ -218,6 +221,8 @@ void delivery_ctl_register(struct delivery *d, struct control *c);
 void delivery_task_done(struct delivery *d, struct dq_task *t);
 void delivery_session_idle(struct delivery *d, struct mta_session *s);
 void delivery_session_gone(struct delivery *d, struct mta_session *s);
+/* The session will take no more tasks (it is quitting). */
+void delivery_session_leaving(struct delivery *d, struct mta_session *s);
 SSL_CTX *delivery_tls_ctx(struct delivery *d, const struct route *r);
 const struct config *delivery_config(const struct delivery *d);
 

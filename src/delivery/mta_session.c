@@ -174,7 +174,7 @@ mta_task_abandon(struct mta_session *s, const char *why)
 
 	if (s->task == NULL)
 		return;
-	if (s->state == MTA_MAIL && s->messages > 0 && !s->mail_ok) {
+	if (s->state == MTA_MAIL && s->transactions > 1 && !s->mail_ok) {
 		/* A reused connection closed on us before this transaction began. */
 		s->task->no_attempt = true;
 	}
@@ -438,6 +438,20 @@ mta_start_transaction(struct mta_session *s)
 	t->dsn_passed = (s->ext & MTA_EXT_DSN) != 0;
 	s->mail_ok = false;
 	s->bdat_pending = 0;
+	/*
+	 * On a reused connection, RSET first: it proves the connection is
+	 * alive and the server's state clean before a message is risked on it
+	 * (a 421 there is a reconnect, not an attempt). Pipelined when offered.
+	 */
+	s->rset_pending = s->transactions > 0;
+	if (s->rset_pending)
+		mta_send(s, "RSET");
+	s->transactions++;
+	if (s->rset_pending && !(s->ext & MTA_EXT_PIPELINING)) {
+		s->mail_params = xstrdup(params);
+		mta_enter_state(s, MTA_MAIL);
+		return; /* MAIL goes when the RSET is answered */
+	}
 	mta_send(s, "MAIL FROM:<%s>%s", e->sender, params);
 	mta_enter_state(s, MTA_MAIL);
 	if (!(s->ext & MTA_EXT_PIPELINING))
@@ -598,6 +612,11 @@ mta_reply(struct mta_session *s, int code)
 	mta_reply_line(s, line, sizeof(line));
 	log_debug("event=mta_reply msid=%llu state=%s reply=\"%s\"", (unsigned long long)s->sid,
 	          mta_state_names[s->state], line);
+	if (code == 421 && s->state < MTA_READY) {
+		/* this host does not want us now: the next one may */
+		mta_host_failed(s, "%s", line);
+		return;
+	}
 	if (code == 421 && s->state != MTA_QUIT) {
 		/* The server is closing: whatever is in hand is deferred. */
 		mta_task_abandon(s, line);
@@ -643,6 +662,24 @@ mta_reply(struct mta_session *s, int code)
 		mta_tls_start(s);
 		return;
 	case MTA_MAIL:
+		if (s->rset_pending) {
+			/* the answer to the RSET that went before MAIL */
+			s->rset_pending = false;
+			if (code / 100 != 2) {
+				mta_task_abandon(s, line);
+				mta_close(s, "RSET refused");
+				return;
+			}
+			if (s->mail_params != NULL) {
+				/* not pipelined: now the MAIL */
+				mta_send(s, "MAIL FROM:<%s>%s", s->task->msg->env.sender,
+				         s->mail_params);
+				free(s->mail_params);
+				s->mail_params = NULL;
+				mta_enter_state(s, MTA_MAIL);
+			}
+			return;
+		}
 		if (code / 100 != 2) {
 			mta_task_set_rest(s, code, line);
 		} else {
@@ -885,6 +922,7 @@ mta_free_cb(evutil_socket_t fd, short what, void *arg)
 	struct mta_session *s = arg;
 
 	event_free(s->timer);
+	free(s->mail_params);
 	free(s->addrs);
 	free(s);
 }
@@ -957,6 +995,7 @@ mta_session_reusable(const struct mta_session *s)
 void
 mta_session_quit(struct mta_session *s)
 {
+	delivery_session_leaving(s->d, s);
 	if (s->state != MTA_READY) {
 		mta_close(s, NULL);
 		return;

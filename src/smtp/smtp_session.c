@@ -372,7 +372,8 @@ smtp_message_end(struct smtp_session *s)
 	s->env.client_addr = xstrdup(s->addr);
 	s->env.helo = xstrdup(s->helo);
 	s->env.protocol = xstrdup(smtp_protocol(s));
-	if (s->mp.body == SMTP_BODY_8BITMIME)
+	/* 8-bit octets are labelled as such downstream, declared or not (RFC 6152) */
+	if (s->mp.body == SMTP_BODY_8BITMIME || (s->scan.flags & SMTP_DATA_8BIT))
 		s->env.body_type = xstrdup("8BITMIME");
 	else if (s->mp.body == SMTP_BODY_7BIT)
 		s->env.body_type = xstrdup("7BIT");

@@ -413,7 +413,7 @@ rec_set(char **slot, const unsigned char *p, uint32_t len)
 	return true;
 }
 
-/* Split a status payload "idx TAB status TAB remote TAB diag TAB when" in place. */
+/* Split a status payload "idx TAB status TAB remote TAB diag TAB when TAB report" in place. */
 static void
 spool_status_fields(char *v, char **f, size_t nf)
 {
@@ -437,7 +437,7 @@ spool_parse_status(const unsigned char *p, size_t len, struct spool_env *env)
 	while (len - off >= SPOOL_REC_HDR + 4) {
 		int type = p[off];
 		uint32_t rlen = get_u32(p + off + 1), crc;
-		char *v, *f[5];
+		char *v, *f[6];
 		uint64_t idx, when;
 
 		if (rlen > SPOOL_STATUS_MAX || rlen + 4 > len - off - SPOOL_REC_HDR)
@@ -467,6 +467,7 @@ spool_parse_status(const unsigned char *p, size_t len, struct spool_env *env)
 			r->diag = f[3] && *f[3] ? xstrdup(f[3]) : NULL;
 			if (f[4] && parse_u64(f[4], strlen(f[4]), INT64_MAX, &when) == 0)
 				r->when = (int64_t)when;
+			r->report = f[5] && (f[5][0] == 'D' || f[5][0] == 'R') ? f[5][0] : 0;
 			break;
 		}
 		case SPOOL_S_HOLD:
@@ -790,6 +791,9 @@ spool_mark(struct spool *s, const char *id, const struct spool_mark *marks, size
 			/* the diagnostic may be long: keep room for the time */
 			spool_status_put(v, &vlen, SPOOL_STATUS_MAX - 32, m->diag, false);
 			snprintf(num, sizeof(num), "%lld", (long long)m->when);
+			spool_status_put(v, &vlen, SPOOL_STATUS_MAX, num, false);
+			num[0] = m->report ? m->report : '\0';
+			num[1] = '\0';
 			spool_status_put(v, &vlen, SPOOL_STATUS_MAX, num, true);
 			break;
 		case SPOOL_MARK_HOLD:

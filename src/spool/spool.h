@@ -54,6 +54,7 @@ struct spool_rcpt {
 	char *remote; /* the downstream that answered, or NULL */
 	char *diag;   /* its reply (one line), or NULL */
 	int64_t when; /* Unix time of the outcome */
+	char report;  /* a success report still owed: 'D' delivered, 'R' relayed, 0 none */
 };
 
 /* The envelope kept with a message. Strings are owned by the struct. */
@@ -82,7 +83,8 @@ struct spool_mark {
 	enum spool_rcpt_state state;        /* SPOOL_MARK_RCPT */
 	const char *status, *remote, *diag; /* SPOOL_MARK_RCPT, may be NULL */
 	int64_t when;
-	bool held; /* SPOOL_MARK_HOLD */
+	char report; /* SPOOL_MARK_RCPT: success report owed ('D', 'R' or 0) */
+	bool held;   /* SPOOL_MARK_HOLD */
 };
 
 void spool_env_add_rcpt(struct spool_env *env, const char *addr, unsigned notify,
