@@ -270,8 +270,12 @@ mta_tls_start(struct mta_session *s)
 		mta_host_failed(s, "TLS setup failed (tls_ca %s?)", r->tls_ca[0] ? r->tls_ca : "");
 		return;
 	}
-	if (!mta_is_ip(h->name))
-		SSL_set_tlsext_host_name(ssl, h->name);
+	if (!mta_is_ip(h->name)) {
+		char sni[sizeof(h->name)]; /* the macro takes a char * */
+
+		str_copy(sni, h->name, sizeof(sni));
+		SSL_set_tlsext_host_name(ssl, sni);
+	}
 	if (r->tls == ROUTE_TLS_VERIFY) {
 		const char *want = r->tls_name[0] ? r->tls_name : h->name;
 
