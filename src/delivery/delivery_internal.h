@@ -115,7 +115,7 @@ struct mta_session {
 	struct event *timer;
 	struct dest_addr *addrs; /* a copy of the destination's list, in order */
 	size_t naddrs, addr_i;   /* the one being tried */
-	char host[320]; /* "name [address]" for logs and DSNs */
+	char host[320];          /* "name [address]" for logs and DSNs */
 	char last_error[DELIVERY_REPLY_MAX];
 	unsigned ext;
 	uint64_t size_max;
