@@ -1,12 +1,13 @@
 # shellcheck shell=bash
-# bench/lib.sh - helpers shared by bench/accept.sh and bench/idle.sh.
+# bench/lib.sh - helpers shared by bench/accept.sh, bench/idle.sh and
+# bench/relay.sh.
 # Sourced, not run.  Needs root, Debian's /usr/bin/python3 and Postfix 3.7.
 #
 # Everything a script starts is recorded here and torn down by bench_cleanup
 # (installed as an EXIT trap by bench_init): moatd by its pid, each private
 # Postfix instance with `postfix -c DIR stop` (then `abort`, then a kill of
 # its master pid), and any other background pid registered with
-# bench_track_pid.
+# bench_track_pid (smtp-sink started by sink_start, for one).
 
 PY=/usr/bin/python3
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -186,6 +187,10 @@ moat_user() {
 }
 
 # moat_conf DIR PORT > DIR/moatd.conf ; the data dir is DIR/data.
+# By default moatd accepts and holds (delivery_paused, route = maildir).
+# With MOAT_ROUTE set (e.g. "smtp:[127.0.0.1]:2526") it delivers instead:
+# example.test goes to that route with `tls = ${MOAT_TLS:-none}`.
+# MOAT_EXTRA_CONF (if set) is added to the global options.
 moat_conf() {
 	local dir=$1 port=$2
 	cat <<EOF
@@ -198,13 +203,28 @@ log_level = warn
 smtp_greeting_delay = 0
 smtp_max_sessions_per_ip = ${MOAT_MAX_PER_IP:-10000}
 smtp_max_sessions = ${MOAT_MAX_SESSIONS:-20000}
+EOF
+	if [[ -z ${MOAT_ROUTE:-} ]]; then
+		cat <<EOF
 # accept and hold: nothing is delivered during the bench
 delivery_paused = yes
+${MOAT_EXTRA_CONF:-}
 
 [domain example.test]
 recipients = any
 route = maildir
 EOF
+	else
+		cat <<EOF
+# accept and deliver to the route below
+${MOAT_EXTRA_CONF:-}
+
+[domain example.test]
+recipients = any
+route = $MOAT_ROUTE
+tls = ${MOAT_TLS:-none}
+EOF
+	fi
 }
 
 MOAT_PID=""
@@ -274,20 +294,33 @@ PF_PORT=""
 PF_DIR=""
 
 # pf_setup DIR PORT PROCESS_LIMIT: a private Postfix instance that accepts
-# mail for example.test from 127.0.0.0/8 and puts it on hold.
+# mail for example.test from 127.0.0.0/8 and puts it on hold; with
+# PF_RELAY_PORT set, a plain relay instead: no HOLD, example.test is
+# delivered by the smtp client to 127.0.0.1:PF_RELAY_PORT (queue, fsync and
+# scheduling as shipped).
 #   DIR/etc    main.cf, master.cf (root-owned, apart from the queue)
 #   DIR/queue  queue_directory (hold queue: DIR/queue/hold)
 #   DIR/data   data_directory
 #   DIR/log    maillog
 # PF_EXTRA_MAINCF (if set) is appended to main.cf.
 pf_setup() {
-	local dir=$1 port=$2 plimit=$3
+	local dir=$1 port=$2 plimit=$3 what transport restrictions
+	if [[ -n ${PF_RELAY_PORT:-} ]]; then
+		what="relay to 127.0.0.1:$PF_RELAY_PORT"
+		transport="inline:{ example.test=smtp:[127.0.0.1]:$PF_RELAY_PORT }"
+		restrictions="permit_mynetworks, reject"
+	else
+		what="accept and hold"
+		# held mail would go to the discard port, where nothing listens
+		transport="inline:{ example.test=smtp:[127.0.0.1]:9 }"
+		restrictions="check_client_access static:HOLD, permit_mynetworks, reject"
+	fi
 	mkdir -p "$dir/etc" "$dir/queue" "$dir/data" "$dir/log"
 	chmod 755 "$dir" "$dir/etc" "$dir/queue" "$dir/log"
 	chown postfix: "$dir/data"
 	chmod 700 "$dir/data"
 	cat >"$dir/etc/main.cf" <<EOF
-# written by bench/$(basename "$0"): private instance, accept and hold
+# written by bench/$(basename "$0"): private instance, $what
 compatibility_level = 3.6
 queue_directory = $dir/queue
 data_directory = $dir/data
@@ -304,11 +337,10 @@ inet_interfaces = 127.0.0.1
 inet_protocols = ipv4
 mynetworks = 127.0.0.0/8
 relay_domains = example.test
-# held mail would go to the discard port, where nothing listens
-transport_maps = inline:{ example.test=smtp:[127.0.0.1]:9 }
+transport_maps = $transport
 # like moat's [domain example.test]: only example.test is accepted
 smtpd_relay_restrictions = reject_unauth_destination
-smtpd_recipient_restrictions = check_client_access static:HOLD, permit_mynetworks, reject
+smtpd_recipient_restrictions = $restrictions
 biff = no
 append_dot_mydomain = no
 smtpd_tls_security_level = none
@@ -410,4 +442,52 @@ pf_other_count() {
 		n=$((n + c))
 	done
 	echo "$n"
+}
+
+# Messages anywhere in the queue (held or not).
+pf_queue_count() {
+	local h o
+	h=$(pf_hold_count)
+	o=$(pf_other_count)
+	echo $((h + o))
+}
+
+# ----------------------------------------------------------- smtp-sink --
+
+SINK_PID=""
+SINK_PORT=""
+SINK_LOG=""
+
+# sink_start DIR: Postfix's smtp-sink on a free port of 127.0.0.1, with -c
+# (running counters "sess=.. quit=.. mesg=N", one per CR, in DIR/sink.log;
+# smtp-sink updates them at each end of data, session end and QUIT).  Sets
+# SINK_PID, SINK_PORT, SINK_LOG.  SINK_ARGS (if set) adds options.
+sink_start() {
+	local dir=$1
+	mkdir -p "$dir"
+	SINK_PORT=$(free_port)
+	SINK_LOG=$dir/sink.log
+	# shellcheck disable=SC2086 # SINK_ARGS is a list of options
+	smtp-sink -u postfix -c -m 1000 ${SINK_ARGS:-} "127.0.0.1:$SINK_PORT" 1024 >"$SINK_LOG" 2>&1 &
+	SINK_PID=$!
+	bench_track_pid "$SINK_PID"
+	wait_220 "$SINK_PORT" 10 "$SINK_PID" || {
+		cat "$SINK_LOG" >&2
+		die "smtp-sink did not answer 220 on 127.0.0.1:$SINK_PORT"
+	}
+}
+
+# Messages smtp-sink has received so far (its last complete mesg= counter:
+# each ends with a CR).
+sink_count() {
+	local n
+	n=$(tail -c 200 "$SINK_LOG" 2>/dev/null | grep -a -o $'mesg=[0-9]*\r' | tail -n 1 | tr -dc 0-9)
+	echo "${n:-0}"
+}
+
+sink_stop() {
+	[[ -n $SINK_PID ]] || return 0
+	stop_pid "$SINK_PID"
+	bench_untrack_pid "$SINK_PID"
+	SINK_PID=""
 }

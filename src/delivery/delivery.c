@@ -299,15 +299,17 @@ dest_maybe_free(struct delivery *d, struct dest *dest)
 	event_base_once(d->base, -1, EV_TIMEOUT, dest_free_cb, dest, NULL);
 }
 
-static unsigned
-dest_waiting(const struct dest *dest)
+/* Take the first waiting task off dest (the count stays exact: O(1) scheduling). */
+static struct dq_task *
+dest_task_pop(struct dest *dest)
 {
-	unsigned n = 0;
-	const struct dq_task *t;
+	struct dq_task *t = TAILQ_FIRST(&dest->tasks);
 
-	TAILQ_FOREACH(t, &dest->tasks, entry)
-	n++;
-	return n;
+	if (t != NULL) {
+		TAILQ_REMOVE(&dest->tasks, t, entry);
+		dest->ntasks--;
+	}
+	return t;
 }
 
 /* Every waiting task of dest gets this reply (a resolution failure). */
@@ -316,8 +318,7 @@ dest_fail_waiting(struct delivery *d, struct dest *dest, int code, const char *r
 {
 	struct dq_task *t;
 
-	while ((t = TAILQ_FIRST(&dest->tasks)) != NULL) {
-		TAILQ_REMOVE(&dest->tasks, t, entry);
+	while ((t = dest_task_pop(dest)) != NULL) {
 		for (size_t i = 0; i < t->n; i++) {
 			t->code[i] = code;
 			free(t->reply[i]);
@@ -544,8 +545,7 @@ dest_kick(struct delivery *d, struct dest *dest)
 			mta_session_quit(s); /* too old, or at its message cap */
 			continue;
 		}
-		TAILQ_REMOVE(&dest->tasks, t, entry);
-		mta_session_run(s, t);
+		mta_session_run(s, dest_task_pop(dest));
 	}
 	TAILQ_FOREACH(s, &dest->sessions, entry)
 	{
@@ -553,7 +553,7 @@ dest_kick(struct delivery *d, struct dest *dest)
 			connecting++;
 	}
 	for (;;) {
-		waiting = dest_waiting(dest);
+		waiting = dest->ntasks;
 		if (waiting <= connecting ||
 		    dest->nsessions >= c->delivery_max_connections_per_dest ||
 		    d->nsessions >= c->delivery_max_connections)
@@ -572,6 +572,7 @@ static void
 dest_push(struct delivery *d, struct dest *dest, struct dq_task *t)
 {
 	TAILQ_INSERT_TAIL(&dest->tasks, t, entry);
+	dest->ntasks++;
 	dest_kick(d, dest);
 }
 
@@ -595,8 +596,7 @@ delivery_session_idle(struct delivery *d, struct mta_session *s)
 		mta_session_quit(s);
 		return;
 	}
-	if ((t = TAILQ_FIRST(&dest->tasks)) != NULL) {
-		TAILQ_REMOVE(&dest->tasks, t, entry);
+	if ((t = dest_task_pop(dest)) != NULL) {
 		mta_session_run(s, t);
 		return;
 	}
@@ -1229,10 +1229,8 @@ delivery_free(struct delivery *d)
 		struct dq_task *task;
 
 		TAILQ_REMOVE(&d->dests, dest, entry);
-		while ((task = TAILQ_FIRST(&dest->tasks)) != NULL) {
-			TAILQ_REMOVE(&dest->tasks, task, entry);
+		while ((task = dest_task_pop(dest)) != NULL)
 			dq_task_free(task);
-		}
 		free(dest->lookup_slots);
 		free(dest->addrs);
 		free(dest->key);

@@ -161,6 +161,7 @@ struct dest {
 	char domain[256];
 	struct route route;
 	struct dq_task_list tasks;          /* waiting */
+	unsigned ntasks;                    /* how many */
 	TAILQ_HEAD(, mta_session) sessions; /* all of this destination */
 	TAILQ_HEAD(, mta_session) idle;
 	unsigned nsessions;
