@@ -3,11 +3,10 @@ means nothing half-written is ever picked up; torn queue files are set aside."""
 import os
 import re
 import shutil
-import threading
 import time
 import unittest
 
-from moat_harness import Moatd, SMTPRaw, send_simple
+from moat_harness import Moatd, load_then_kill, send_simple
 
 QID = re.compile(r"queued as ([0-9a-f]{16})")
 
@@ -90,40 +89,7 @@ class CrashTest(unittest.TestCase):
         """20 senders, kill -9 in the middle: every 250 is delivered after restart."""
         m = Moatd(name="crash-load")
         m.start()
-        acked, lock, stop = [], threading.Lock(), threading.Event()
-
-        def sender(n):
-            i = 0
-            while not stop.is_set():
-                try:
-                    c = SMTPRaw("127.0.0.1", m.port, timeout=5)
-                    c.cmd("EHLO s%d.test" % n)
-                    while not stop.is_set():
-                        tag = "load-%d-%d" % (n, i)
-                        i += 1
-                        if c.cmd("MAIL FROM:<s@remote.test>").code != 250:
-                            break
-                        if c.cmd("RCPT TO:<load@example.test>").code != 250:
-                            break
-                        if c.cmd("DATA").code != 354:
-                            break
-                        c.send(("Subject: %s\r\n\r\n%s\r\n.\r\n" % (tag, ("z" * 900 + "\r\n") * 2)).encode())
-                        if c.reply().code == 250:
-                            with lock:
-                                acked.append(tag)
-                except (OSError, EOFError, ValueError):
-                    time.sleep(0.05)
-
-        threads = [threading.Thread(target=sender, args=(n,)) for n in range(20)]
-        for t in threads:
-            t.start()
-        time.sleep(1.5)
-        m.kill9()
-        stop.set()
-        for t in threads:
-            t.join()
-        with lock:
-            tags = list(acked)
+        tags = load_then_kill(m, "load@example.test")
         self.assertGreater(len(tags), 50, "the load did not get going")
         m.start()
         deadline = time.time() + 60

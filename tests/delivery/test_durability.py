@@ -10,6 +10,7 @@ import unittest
 
 from dlvutil import (DeliveryCase, Sink, SMTPRaw, domain, log_lines, moat_conf, restart,
                      smtp_route, submit, wait_for, wait_queue_empty)
+from moat_harness import load_then_kill  # noqa: E402 (dlvutil sets the path)
 
 
 def subjects(sink):
@@ -51,42 +52,10 @@ class TestKillUnderLoad(DeliveryCase):
         sink = self.start_sink(Sink())
         dsn = self.start_sink(Sink())
         m = self.start_moatd(moat_conf(dsn.port), domain("load.test", smtp_route(sink.port)))
-        acked, lock, stop = [], threading.Lock(), threading.Event()
-
-        def sender(n):
-            i = 0
-            while not stop.is_set():
-                try:
-                    c = SMTPRaw("127.0.0.1", m.port, timeout=5)
-                    c.cmd("EHLO s%d.test" % n)
-                    while not stop.is_set():
-                        tag = "load-%d-%d" % (n, i)
-                        i += 1
-                        if c.cmd("MAIL FROM:<s@remote.test>").code != 250:
-                            break
-                        if c.cmd("RCPT TO:<load@load.test>").code != 250:
-                            break
-                        if c.cmd("DATA").code != 354:
-                            break
-                        c.send(("Subject: %s\r\n\r\n%s.\r\n" % (tag, ("z" * 500 + "\r\n") * 2))
-                               .encode())
-                        if c.reply().code == 250:
-                            with lock:
-                                acked.append(tag)
-                except (OSError, EOFError, ValueError):
-                    time.sleep(0.05)
-
-        threads = [threading.Thread(target=sender, args=(n,)) for n in range(20)]
-        for t in threads:
-            t.start()
-        time.sleep(1.5)
-        delivered_before = len(sink.txns)
-        m.kill9()
-        stop.set()
-        for t in threads:
-            t.join()
-        with lock:
-            tags = list(acked)
+        before = []
+        tags = load_then_kill(m, "load@load.test",
+                              on_kill=lambda _m: before.append(len(sink.txns)))
+        delivered_before = before[0]
         self.assertGreater(len(tags), 50, "the load did not get going")
         restart(m)
         wait_queue_empty(m, timeout=90)

@@ -310,3 +310,48 @@ def make_cert(directory, cn="mx.moat.test"):
     for p in (key, cert, ca):
         os.chmod(p, 0o644)  # readable by the 'moat' user after the privilege drop
     return ca, cert, key
+
+
+def load_then_kill(m, rcpt, senders=20, seconds=1.5, lines=2, on_kill=None):
+    """Send tagged messages from `senders` threads for `seconds`, then kill -9
+    moatd. Returns the tags of the messages that got a 250 (Subject: tag).
+    on_kill(m) runs just before the kill (to note what was delivered)."""
+    import threading
+
+    acked, lock, stop = [], threading.Lock(), threading.Event()
+
+    def sender(n):
+        i = 0
+        while not stop.is_set():
+            try:
+                c = SMTPRaw("127.0.0.1", m.port, timeout=5)
+                c.cmd("EHLO s%d.test" % n)
+                while not stop.is_set():
+                    tag = "load-%d-%d" % (n, i)
+                    i += 1
+                    if c.cmd("MAIL FROM:<s@remote.test>").code != 250:
+                        break
+                    if c.cmd("RCPT TO:<%s>" % rcpt).code != 250:
+                        break
+                    if c.cmd("DATA").code != 354:
+                        break
+                    c.send(("Subject: %s\r\n\r\n%s.\r\n" % (tag, ("z" * 500 + "\r\n") * lines))
+                           .encode())
+                    if c.reply().code == 250:
+                        with lock:
+                            acked.append(tag)
+            except (OSError, EOFError, ValueError):
+                time.sleep(0.05)
+
+    threads = [threading.Thread(target=sender, args=(n,)) for n in range(senders)]
+    for t in threads:
+        t.start()
+    time.sleep(seconds)
+    if on_kill:
+        on_kill(m)
+    m.kill9()
+    stop.set()
+    for t in threads:
+        t.join()
+    with lock:
+        return list(acked)
