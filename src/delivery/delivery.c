@@ -120,6 +120,18 @@ dq_retry_cb(evutil_socket_t fd, short what, void *arg)
 	dq_schedule(m->d, m);
 }
 
+/* Schedule m on the next loop turn (never from inside the caller). */
+void
+dq_schedule_soon(struct delivery *d, struct dq_msg *m)
+{
+	struct timeval now = {0, 0};
+
+	if (d->stopping)
+		return;
+	m->retry_at_ms = 0;
+	evtimer_add(m->retry_ev, &now);
+}
+
 void
 dq_free(struct delivery *d, struct dq_msg *m)
 {
@@ -188,6 +200,8 @@ dq_load(struct delivery *d, const char *id)
 
 	if (dq_find(id) != NULL)
 		return; /* already queued */
+	if (d->stopping)
+		return; /* it stays in the spool for the next start */
 	switch (spool_file_open(d->spool, id, &f)) {
 	case SPOOL_OK:
 		break;
@@ -240,11 +254,9 @@ dq_load(struct delivery *d, const char *id)
 	TAILQ_INSERT_TAIL(&d->msgs, m, entry);
 	dq_hash_add(m);
 	d->nmsgs++;
-	if (!pending) {
-		dq_settle(d, m, false); /* a crash came before its removal */
-		return;
-	}
-	dq_schedule(d, m);
+	/* all final already (a crash came before its removal): settling removes it */
+	(void)pending;
+	dq_schedule_soon(d, m);
 }
 
 /* --- destinations --- */
@@ -283,6 +295,8 @@ dest_free_cb(evutil_socket_t fd, short what, void *arg)
 	if (dest->nsessions > 0 || !TAILQ_EMPTY(&dest->tasks) || dest->lookups > 0)
 		return;
 	TAILQ_REMOVE(&d->dests, dest, entry);
+	if (dest->kick_ev)
+		event_free(dest->kick_ev);
 	free(dest->addrs);
 	free(dest->key);
 	free(dest);
@@ -373,6 +387,7 @@ dest_resolved(struct delivery *d, struct dest *dest)
 	dest_fail_waiting(d, dest, dest->resolve_code, reply);
 	/* try again next time instead of remembering the failure */
 	dest->resolve = DEST_UNRESOLVED;
+	dest_maybe_free(d, dest);
 }
 
 /* Per smart-host name lookup: its results go to slot host_i. */
@@ -521,51 +536,88 @@ dest_resolve(struct delivery *d, struct dest *dest)
 	}
 }
 
+/* The next task of dest that may run now; held or paused work goes back to its message. */
+static struct dq_task *
+dest_next_task(struct delivery *d, struct dest *dest)
+{
+	struct dq_task *t;
+
+	while ((t = dest_task_pop(dest)) != NULL) {
+		if (!t->msg->env.held && !d->cfg->delivery_paused && !d->stopping)
+			return t;
+		dq_task_return(d, t);
+	}
+	return NULL;
+}
+
 /* Match waiting tasks with idle connections; open connections if useful. */
 static void
-dest_kick(struct delivery *d, struct dest *dest)
+dest_kick_now(struct delivery *d, struct dest *dest)
 {
 	const struct config *c = d->cfg;
 	struct mta_session *s;
-	struct dq_task *t;
-	unsigned waiting, connecting = 0;
+	unsigned connecting = 0;
 
-	if (dest->resolve == DEST_RESOLVING)
+	if (d->stopping || dest->resolve == DEST_RESOLVING)
 		return;
 	if (dest->resolve == DEST_UNRESOLVED ||
 	    (dest->nsessions == 0 && clock_ms() - dest->resolved_ms > DEST_RESOLVE_TTL)) {
 		if (!TAILQ_EMPTY(&dest->tasks))
 			dest_resolve(d, dest);
+		else
+			dest_maybe_free(d, dest);
 		return;
 	}
-	while ((t = TAILQ_FIRST(&dest->tasks)) != NULL && (s = TAILQ_FIRST(&dest->idle)) != NULL) {
+	while (dest->ntasks > 0 && (s = TAILQ_FIRST(&dest->idle)) != NULL) {
+		struct dq_task *t;
+
 		TAILQ_REMOVE(&dest->idle, s, idle_entry);
 		s->in_idle = false;
 		if (!mta_session_reusable(s)) {
 			mta_session_quit(s); /* too old, or at its message cap */
 			continue;
 		}
-		mta_session_run(s, dest_task_pop(dest));
+		if ((t = dest_next_task(d, dest)) == NULL) {
+			TAILQ_INSERT_HEAD(&dest->idle, s, idle_entry);
+			s->in_idle = true;
+			break;
+		}
+		mta_session_run(s, t);
 	}
 	TAILQ_FOREACH(s, &dest->sessions, entry)
 	{
 		if (s->state < MTA_READY)
 			connecting++;
 	}
-	for (;;) {
-		waiting = dest->ntasks;
-		if (waiting <= connecting ||
-		    dest->nsessions >= c->delivery_max_connections_per_dest ||
-		    d->nsessions >= c->delivery_max_connections)
-			break;
-		/* After failures, probe with one connection rather than a crowd. */
-		if (dest->connect_failures > 0 && connecting > 0)
-			break;
-		s = mta_session_new(d, dest);
-		if (s->state == MTA_CLOSED)
-			break; /* failed at once and is gone already */
+	/* New connections connect on the next loop turn: nothing fails in here. */
+	while (dest->ntasks > connecting &&
+	       dest->nsessions < c->delivery_max_connections_per_dest &&
+	       d->nsessions < c->delivery_max_connections &&
+	       !(dest->connect_failures > 0 && connecting > 0)) {
+		mta_session_new(d, dest);
 		connecting++;
 	}
+	dest_maybe_free(d, dest);
+}
+
+static void
+dest_kick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct dest *dest = arg;
+
+	dest_kick_now(dest->d, dest);
+}
+
+/*
+ * Ask for a kick on the next loop turn. Kicks never run inside the callers
+ * (sessions, settling, control commands): nothing re-enters the engine.
+ */
+static void
+dest_kick(struct delivery *d, struct dest *dest)
+{
+	if (dest->kick_ev == NULL)
+		dest->kick_ev = event_new(d->base, -1, 0, dest_kick_cb, dest);
+	event_active(dest->kick_ev, 0, 0);
 }
 
 static void
@@ -596,7 +648,11 @@ delivery_session_idle(struct delivery *d, struct mta_session *s)
 		mta_session_quit(s);
 		return;
 	}
-	if ((t = dest_task_pop(dest)) != NULL) {
+	if (d->stopping) {
+		mta_session_quit(s);
+		return;
+	}
+	if ((t = dest_next_task(d, dest)) != NULL) {
 		mta_session_run(s, t);
 		return;
 	}
@@ -641,11 +697,11 @@ delivery_session_gone(struct delivery *d, struct mta_session *s)
 		snprintf(reply, sizeof(reply), "451 4.4.1 %s", s->last_error);
 		dest_fail_waiting(d, dest, 451, reply);
 		dest->resolve = DEST_UNRESOLVED; /* addresses may have changed */
-	} else {
+	} else if (!d->stopping) {
 		dest_kick(d, dest);
 	}
 	/* A connection is free under delivery_max_connections: others may wait for one. */
-	if (d->nsessions < d->cfg->delivery_max_connections) {
+	if (!d->stopping && d->nsessions < d->cfg->delivery_max_connections) {
 		struct dest *o;
 
 		TAILQ_FOREACH(o, &d->dests, entry)
@@ -681,6 +737,47 @@ dq_task_free(struct dq_task *t)
 	free(t->code);
 	free(t->rcpt);
 	free(t);
+}
+
+/*
+ * A task that never reached a session goes back to its message: its
+ * recipients are pending again, nothing was attempted. (Held, paused,
+ * stopping, or withdrawn by moatctl.)
+ */
+void
+dq_task_return(struct delivery *d, struct dq_task *t)
+{
+	struct dq_msg *m = t->msg;
+
+	for (size_t k = 0; k < t->n; k++)
+		m->state[t->rcpt[k]] = DQ_PENDING;
+	dq_task_free(t);
+	if (--m->inflight == 0 && !m->env.held && !d->cfg->delivery_paused)
+		dq_schedule_soon(d, m);
+}
+
+/* Pull m's tasks that wait at destinations back (hold, delete). Returns how many run still. */
+unsigned
+dq_withdraw(struct delivery *d, struct dq_msg *m)
+{
+	struct dest *dest;
+
+	TAILQ_FOREACH(dest, &d->dests, entry)
+	{
+		struct dq_task *t, *next;
+
+		for (t = TAILQ_FIRST(&dest->tasks); t; t = next) {
+			next = TAILQ_NEXT(t, entry);
+			if (t->msg != m)
+				continue;
+			TAILQ_REMOVE(&dest->tasks, t, entry);
+			dest->ntasks--;
+			dq_task_return(d, t);
+		}
+	}
+	evtimer_del(m->retry_ev);
+	m->retry_at_ms = 0;
+	return m->inflight;
 }
 
 /* Deliver recipient i to its local Maildir, now. */
@@ -719,7 +816,7 @@ dq_schedule(struct delivery *d, struct dq_msg *m)
 
 	evtimer_del(m->retry_ev);
 	m->retry_at_ms = 0;
-	if (m->env.held || c->delivery_paused || m->inflight > 0)
+	if (m->env.held || c->delivery_paused || m->inflight > 0 || d->stopping)
 		return;
 	for (size_t i = 0; i < m->env.nrcpts; i++) {
 		const char *domain;
@@ -1093,7 +1190,7 @@ delivery_wake_cb(evutil_socket_t fd, short what, void *arg)
 			TAILQ_FOREACH(m, &d->msgs, entry)
 			{
 				if (m->inflight == 0 && m->retry_at_ms == 0)
-					dq_schedule(d, m);
+					dq_schedule_soon(d, m);
 			}
 		}
 	}
@@ -1103,6 +1200,7 @@ delivery_wake_cb(evutil_socket_t fd, short what, void *arg)
 	if (stop) {
 		struct dest *dest, *next;
 
+		d->stopping = true;
 		for (dest = TAILQ_FIRST(&d->dests); dest; dest = next) {
 			struct mta_session *s, *sn;
 
@@ -1231,6 +1329,8 @@ delivery_free(struct delivery *d)
 		TAILQ_REMOVE(&d->dests, dest, entry);
 		while ((task = dest_task_pop(dest)) != NULL)
 			dq_task_free(task);
+		if (dest->kick_ev)
+			event_free(dest->kick_ev);
 		free(dest->lookup_slots);
 		free(dest->addrs);
 		free(dest->key);

@@ -153,8 +153,8 @@ ctl_hold(void *arg, json_t *req, json_t **result, char *err, size_t errsize)
 		return code;
 	if ((code = ctl_set_held(d, m, true, err, errsize)) != 0)
 		return code;
-	evtimer_del(m->retry_ev);
-	m->retry_at_ms = 0;
+	/* what waits for a connection comes back; only a transaction under way finishes */
+	dq_withdraw(d, m);
 	return 0;
 }
 
@@ -169,7 +169,8 @@ ctl_release(void *arg, json_t *req, json_t **result, char *err, size_t errsize)
 		return code;
 	if ((code = ctl_set_held(d, m, false, err, errsize)) != 0)
 		return code;
-	dq_schedule(d, m);
+	if (m->inflight == 0)
+		dq_schedule_soon(d, m);
 	return 0;
 }
 
@@ -186,7 +187,7 @@ ctl_retry(void *arg, json_t *req, json_t **result, char *err, size_t errsize)
 			next = TAILQ_NEXT(m, entry);
 			if (m->inflight == 0 && !m->env.held) {
 				n++;
-				dq_schedule(d, m);
+				dq_schedule_soon(d, m);
 			}
 		}
 		*result = json_pack("{s:i}", "retried", n);
@@ -199,7 +200,7 @@ ctl_retry(void *arg, json_t *req, json_t **result, char *err, size_t errsize)
 		return 409;
 	}
 	if (m->inflight == 0)
-		dq_schedule(d, m);
+		dq_schedule_soon(d, m);
 	*result = json_pack("{s:i}", "retried", 1);
 	return 0;
 }
@@ -213,9 +214,8 @@ ctl_delete(void *arg, json_t *req, json_t **result, char *err, size_t errsize)
 
 	if (m == NULL)
 		return code;
-	if (m->inflight > 0) {
-		snprintf(err, errsize, "%s is being delivered right now: hold it, then delete it",
-		         m->id);
+	if (dq_withdraw(d, m) > 0) {
+		snprintf(err, errsize, "%s is being sent right now; try again in a moment", m->id);
 		return 409;
 	}
 	if (spool_remove(d->spool, m->id) < 0 && errno != ENOENT) {

@@ -26,7 +26,7 @@ struct config;
 struct dest;
 struct mta_session;
 
-#define DELIVERY_REPLY_MAX 1024 /* a downstream reply kept for logs and DSNs */
+#define DELIVERY_REPLY_MAX 8192 /* a downstream reply kept (EHLO lists, logs, DSNs) */
 
 /* Per-recipient state in memory; final ones are also in the queue file. */
 enum dq_rcpt_state {
@@ -109,7 +109,6 @@ struct mta_session {
 	bool in_idle;
 	uint64_t sid;
 	enum mta_state state;
-	int fd;
 	struct bufferevent *bev;
 	SSL *ssl;
 	struct event *timer;
@@ -121,6 +120,8 @@ struct mta_session {
 	uint64_t size_max;
 	bool tls_failed_here; /* opportunistic TLS failed: retry this host in plaintext */
 	bool ready_once;      /* reached READY at least once */
+	bool connect_pending; /* the timer starts the connection */
+	bool idle_pending;    /* the timer offers the session to the engine */
 	uint64_t started_ms;
 	unsigned messages; /* transactions completed on this connection */
 	/* reply being read */
@@ -157,6 +158,7 @@ enum dest_resolve { DEST_UNRESOLVED, DEST_RESOLVING, DEST_RESOLVED };
 struct dest {
 	struct delivery *d;
 	bool free_pending;
+	struct event *kick_ev; /* dest_kick: deferred to the next loop turn */
 	char *key;
 	char domain[256];
 	struct route route;
@@ -206,12 +208,17 @@ struct delivery {
 	SSL_CTX *tls_any;                    /* opportunistic / required */
 	struct delivery_tls_ctx *tls_verify; /* verify, one per CA file */
 	uint64_t next_sid;
+	bool stopping;           /* nothing new starts: no connection, no schedule */
 	struct control *control; /* the control socket, on this loop */
 };
 
 /* delivery.c, for the control commands (delivery_ctl.c) */
 struct dq_msg *dq_find(const char *id);
 void dq_schedule(struct delivery *d, struct dq_msg *m);
+void dq_schedule_soon(struct delivery *d, struct dq_msg *m);
+struct dq_task;
+void dq_task_return(struct delivery *d, struct dq_task *t);
+unsigned dq_withdraw(struct delivery *d, struct dq_msg *m);
 void dq_free(struct delivery *d, struct dq_msg *m);
 
 /* delivery_ctl.c: register queue.* and stats on the control socket */

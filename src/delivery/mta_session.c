@@ -55,7 +55,6 @@
 #define MTA_OUTPUT_HIGH (256 * 1024) /* stop reading the body above this */
 #define MTA_BODY_CHUNK  (64 * 1024)
 #define MTA_LINE_MAX    998 /* octets before CRLF (RFC 5321 4.5.3.1.6) */
-#define MTA_REPLY_LINES 64  /* lines of one reply we read at most */
 #define MTA_QUIT_LINGER 5000
 
 static const char *const mta_state_names[MTA_STATE_COUNT] = {
@@ -72,6 +71,18 @@ static void mta_event_cb(struct bufferevent *bev, short what, void *arg);
 static void mta_timer_cb(evutil_socket_t fd, short what, void *arg);
 static void mta_connect_host(struct mta_session *s);
 static void mta_close(struct mta_session *s, const char *why);
+
+static void mta_timer_set(struct mta_session *s, uint64_t ms);
+static void mta_enter_state(struct mta_session *s, enum mta_state next);
+
+/* READY, and offered to the engine on the next loop turn (not from inside a task). */
+static void
+mta_idle_soon(struct mta_session *s)
+{
+	mta_enter_state(s, MTA_READY);
+	s->idle_pending = true;
+	mta_timer_set(s, 0);
+}
 
 static void
 mta_timer_set(struct mta_session *s, uint64_t ms)
@@ -231,6 +242,11 @@ static void
 mta_connect_host(struct mta_session *s)
 {
 	const struct dest_addr *a = &s->addrs[s->addr_i];
+
+	if (s->naddrs == 0) {
+		mta_close(s, "no address to connect to");
+		return;
+	}
 	char addr[INET6_ADDRSTRLEN] = "?";
 
 	if (a->ss.ss_family == AF_INET)
@@ -334,11 +350,13 @@ mta_parse_ehlo(struct mta_session *s)
 	s->size_max = 0;
 	/* the first line is the greeting; each further line one keyword */
 	while ((line = strchr(line, '\n')) != NULL) {
-		const char *kw = ++line + 4;
-		size_t n = strcspn(kw, " \n");
+		const char *kw;
+		size_t n;
 
-		if (strlen(line) < 4)
-			break;
+		if (strnlen(++line, 5) < 5)
+			break; /* "250" alone, or truncated: no keyword */
+		kw = line + 4;
+		n = strcspn(kw, " \n");
 		for (size_t i = 0; i < nitems(kws); i++) {
 			if (n == strlen(kws[i].kw) && mem_ieq(kw, kws[i].kw, n))
 				s->ext |= kws[i].bit;
@@ -413,8 +431,7 @@ mta_start_transaction(struct mta_session *s)
 		        "550 5.6.7 The message needs SMTPUTF8 and the downstream does not "
 		        "support it");
 		mta_task_finish(s);
-		mta_enter_state(s, MTA_READY);
-		delivery_session_idle(s->d, s);
+		mta_idle_soon(s);
 		return;
 	}
 	if (e->body_type && strcmp(e->body_type, "8BITMIME") == 0 && !(s->ext & MTA_EXT_8BITMIME)) {
@@ -423,8 +440,7 @@ mta_start_transaction(struct mta_session *s)
 		        "550 5.6.3 The message is 8-bit and the downstream does not support "
 		        "8BITMIME");
 		mta_task_finish(s);
-		mta_enter_state(s, MTA_READY);
-		delivery_session_idle(s->d, s);
+		mta_idle_soon(s);
 		return;
 	}
 	if (s->ext & MTA_EXT_SIZE)
@@ -663,6 +679,10 @@ mta_reply(struct mta_session *s, int code)
 			mta_host_failed(s, "4.7.5 STARTTLS refused: %s", line);
 			return;
 		}
+		if (evbuffer_get_length(bufferevent_get_input(s->bev)) > 0) {
+			mta_host_failed(s, "4.7.5 plaintext after the 220 to STARTTLS");
+			return;
+		}
 		mta_tls_start(s);
 		return;
 	case MTA_MAIL:
@@ -718,6 +738,12 @@ mta_reply(struct mta_session *s, int code)
 		return;
 	}
 	case MTA_DATA:
+		if (code / 100 == 2) {
+			/* a 2xx is not "go ahead": nothing was sent, nothing delivered */
+			mta_task_abandon(s, "protocol error: 2xx instead of 354 to DATA");
+			mta_close(s, "2xx to DATA");
+			return;
+		}
 		if (code != 354) {
 			mta_task_set_rest(s, code, line);
 			mta_task_finish(s);
@@ -733,16 +759,23 @@ mta_reply(struct mta_session *s, int code)
 		if (s->bdat_pending > 0) {
 			s->bdat_pending--;
 			if (code / 100 != 2) {
-				/* RFC 3030: a failed chunk fails the transaction */
+				/*
+				 * RFC 3030: a failed chunk fails the transaction. The
+				 * server still answers the chunks already sent: rather
+				 * than count them through an RSET, close and reconnect.
+				 */
 				mta_task_set_rest(s, code, line);
-				s->bdat_pending = 0;
 				mta_task_finish(s);
-				mta_send(s, "RSET");
-				mta_enter_state(s, MTA_RSET);
+				mta_close(s, "BDAT chunk refused");
 				return;
 			}
 			if (s->bdat_pending > 0 || !s->body_done)
 				return;
+		} else if (!s->body_done) {
+			/* DATA: a reply before the end of the data is no final reply */
+			mta_task_abandon(s, "protocol error: reply before the end of the data");
+			mta_close(s, "early reply");
+			return;
 		}
 		mta_task_set_rest(s, code, line);
 		s->messages++;
@@ -817,6 +850,8 @@ mta_read_cb(struct bufferevent *bev, void *arg)
 		s->reply_len = 0;
 		if (s->state != MTA_CLOSED)
 			s->reply[0] = '\0';
+		if (s->bev != bev)
+			return; /* a new connection, or TLS: what was buffered is not for it */
 	}
 	if (s->state != MTA_CLOSED && evbuffer_get_length(in) > DELIVERY_REPLY_MAX * 4) {
 		mta_task_abandon(s, "reply line too long");
@@ -829,8 +864,11 @@ mta_write_cb(struct bufferevent *bev, void *arg)
 {
 	struct mta_session *s = arg;
 
-	if (s->state == MTA_BODY || (s->state == MTA_EOM && !s->body_done))
+	if (s->state == MTA_BODY || (s->state == MTA_EOM && !s->body_done)) {
+		/* a block went out: the timeout is per block, not per message */
+		mta_timer_set(s, delivery_config(s->d)->delivery_command_timeout);
 		mta_send_body(s);
+	}
 }
 
 static void
@@ -899,12 +937,25 @@ mta_timer_cb(evutil_socket_t fd, short what, void *arg)
 
 	switch (s->state) {
 	case MTA_READY:
+		if (s->idle_pending) {
+			s->idle_pending = false;
+			mta_timer_set(s, delivery_config(s->d)->delivery_idle_keep);
+			delivery_session_idle(s->d, s);
+			return;
+		}
 		mta_session_quit(s);
 		return;
 	case MTA_QUIT:
 		mta_close(s, NULL);
 		return;
 	case MTA_CONNECT:
+		if (s->connect_pending) {
+			s->connect_pending = false;
+			mta_connect_host(s);
+			return;
+		}
+		mta_host_failed(s, "timeout connecting or waiting for the greeting");
+		return;
 	case MTA_BANNER:
 		mta_host_failed(s, "timeout connecting or waiting for the greeting");
 		return;
@@ -961,7 +1012,6 @@ mta_session_new(struct delivery *d, struct dest *dest)
 	s->d = d;
 	s->dest = dest;
 	s->sid = ++d->next_sid;
-	s->fd = -1;
 	s->body_fd = -1;
 	s->started_ms = clock_ms();
 	s->timer = evtimer_new(d->base, mta_timer_cb, s);
@@ -972,11 +1022,9 @@ mta_session_new(struct delivery *d, struct dest *dest)
 	TAILQ_INSERT_TAIL(&dest->sessions, s, entry);
 	dest->nsessions++;
 	d->nsessions++;
-	if (s->naddrs == 0) {
-		mta_close(s, "no address to connect to");
-		return s;
-	}
-	mta_connect_host(s);
+	/* connect on the next loop turn: a failure must not re-enter the engine */
+	s->connect_pending = true;
+	mta_timer_set(s, 0);
 	return s;
 }
 
