@@ -519,7 +519,18 @@ config_route_loops(const struct config *c, const struct route *r)
 		int fam = inet_pton(AF_INET, h->name, ip) == 1    ? AF_INET
 		          : inet_pton(AF_INET6, h->name, ip) == 1 ? AF_INET6
 		                                                  : 0;
-		bool self_name = strcmp(h->name, "localhost") == 0 || str_ieq(h->name, c->hostname);
+		bool self_name = strcmp(h->name, "localhost") == 0 ||
+		                 strncmp(h->name, "localhost.", 10) == 0 ||
+		                 str_ieq(h->name, c->hostname);
+
+		/* ::ffff:a.b.c.d is a.b.c.d; 0.0.0.0 and :: connect to this host */
+		if (fam == AF_INET6 && IN6_IS_ADDR_V4MAPPED((const struct in6_addr *)ip)) {
+			memmove(ip, ip + 12, 4);
+			fam = AF_INET;
+		}
+		if ((fam == AF_INET && memcmp(ip, "\0\0\0\0", 4) == 0) ||
+		    (fam == AF_INET6 && IN6_IS_ADDR_UNSPECIFIED((const struct in6_addr *)ip)))
+			self_name = true;
 
 		for (size_t j = 0; j < c->smtp_listen.n; j++) {
 			const struct config_listen *l = &c->smtp_listen.addr[j];

@@ -8,6 +8,7 @@
 #include "../common/util.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
@@ -25,8 +26,11 @@ struct control_cmd {
 	void *arg;
 };
 
+struct control_client;
+
 struct control {
 	struct evconnlistener *lev;
+	struct control_client *clients; /* all of them, for control_free */
 	char *path;
 	struct control_cmd *cmds;
 	size_t ncmds;
@@ -36,14 +40,32 @@ struct control {
 struct control_client {
 	struct control *c;
 	struct bufferevent *bev;
+	struct control_client *next, **prevp;
+	bool closing; /* answered its last request: close when the output is out */
 };
+
+#define CONTROL_OUTPUT_MAX (4 * 1024 * 1024) /* answers waiting for a client that does not read */
+#define CONTROL_IDLE_SECS  60
 
 static void
 control_client_free(struct control_client *cl)
 {
 	cl->c->nclients--;
+	*cl->prevp = cl->next;
+	if (cl->next)
+		cl->next->prevp = cl->prevp;
 	bufferevent_free(cl->bev);
 	free(cl);
+}
+
+/* Close once what was answered is written (or at once if nothing is waiting). */
+static void
+control_client_close(struct control_client *cl)
+{
+	cl->closing = true;
+	bufferevent_disable(cl->bev, EV_READ);
+	if (evbuffer_get_length(bufferevent_get_output(cl->bev)) == 0)
+		control_client_free(cl);
 }
 
 static void
@@ -136,20 +158,47 @@ control_read_cb(struct bufferevent *bev, void *arg)
 	size_t len;
 
 	while ((line = evbuffer_readln(in, &len, EVBUFFER_EOL_LF)) != NULL) {
+		if (len > CONTROL_LINE_MAX) {
+			free(line);
+			control_error(cl, 400, "request line too long");
+			control_client_close(cl);
+			return;
+		}
 		control_request(cl, line, len);
 		free(line);
+		if (evbuffer_get_length(bufferevent_get_output(bev)) > CONTROL_OUTPUT_MAX) {
+			/* it asks without reading the answers: stop listening to it */
+			control_client_close(cl);
+			return;
+		}
 	}
 	if (evbuffer_get_length(in) > CONTROL_LINE_MAX) {
 		control_error(cl, 400, "request line too long");
-		evbuffer_drain(in, evbuffer_get_length(in));
+		control_client_close(cl);
 	}
+}
+
+static void
+control_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct control_client *cl = arg;
+
+	if (cl->closing && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		control_client_free(cl);
 }
 
 static void
 control_event_cb(struct bufferevent *bev, short what, void *arg)
 {
-	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
-		control_client_free(arg);
+	struct control_client *cl = arg;
+
+	if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR) && !cl->closing) {
+		/* the client is done sending: finish writing its answers, then close */
+		control_client_close(cl);
+		return;
+	}
+	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT))
+		control_client_free(cl);
 }
 
 static void
@@ -171,10 +220,20 @@ control_accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockadd
 		free(cl);
 		return;
 	}
-	c->nclients++;
-	bufferevent_setcb(cl->bev, control_read_cb, NULL, control_event_cb, cl);
-	bufferevent_setwatermark(cl->bev, EV_READ, 0, CONTROL_LINE_MAX + 1);
-	bufferevent_enable(cl->bev, EV_READ | EV_WRITE);
+	{
+		struct timeval idle = {CONTROL_IDLE_SECS, 0};
+
+		c->nclients++;
+		cl->next = c->clients;
+		if (cl->next)
+			cl->next->prevp = &cl->next;
+		cl->prevp = &c->clients;
+		c->clients = cl;
+		bufferevent_setcb(cl->bev, control_read_cb, control_write_cb, control_event_cb, cl);
+		bufferevent_setwatermark(cl->bev, EV_READ, 0, CONTROL_LINE_MAX + 1);
+		bufferevent_set_timeouts(cl->bev, &idle, &idle);
+		bufferevent_enable(cl->bev, EV_READ | EV_WRITE);
+	}
 }
 
 struct control *
@@ -221,6 +280,8 @@ control_free(struct control *c)
 {
 	if (c == NULL)
 		return;
+	while (c->clients)
+		control_client_free(c->clients);
 	evconnlistener_free(c->lev);
 	unlink(c->path);
 	for (size_t i = 0; i < c->ncmds; i++) {

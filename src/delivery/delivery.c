@@ -50,7 +50,7 @@ struct delivery_tls_ctx {
 	struct delivery_tls_ctx *next;
 };
 
-/* The id hash: chained through hnext (a field kept here, not in the header). */
+/* The id hash: buckets of chained nodes pointing at the messages. */
 struct dq_hash_node {
 	struct dq_msg *msg;
 	struct dq_hash_node *next;
@@ -190,6 +190,22 @@ dq_set_outcome(struct dq_msg *m, size_t i, enum dq_rcpt_state st, const char *st
 	r->when = (int64_t)time(NULL);
 }
 
+struct dq_reload {
+	struct delivery *d;
+	char id[SPOOL_ID_LEN + 1];
+};
+
+static void dq_load(struct delivery *d, const char *id);
+
+static void
+dq_reload_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct dq_reload *r = arg;
+
+	dq_load(r->d, r->id);
+	free(r);
+}
+
 /* Load a committed message into the queue. */
 static void
 dq_load(struct delivery *d, const char *id)
@@ -212,10 +228,25 @@ dq_load(struct delivery *d, const char *id)
 		if (spool_set_aside(d->spool, id) < 0)
 			log_error("event=spool_corrupt id=%s error=\"%s\"", id, strerror(errno));
 		return;
-	case SPOOL_EIO:
-		log_error("event=spool_read_error id=%s reason=\"%s\" action=\"retry at restart\"",
-		          id, strerror(errno));
+	case SPOOL_EIO: {
+		struct timeval tv = {.tv_sec = (time_t)(d->cfg->delivery_retry_min / 1000)};
+		struct dq_reload *r = xcalloc(1, sizeof(*r));
+
+		log_error("event=spool_read_error id=%s reason=\"%s\" action=retry", id,
+		          strerror(errno));
+		r->d = d;
+		str_copy(r->id, id, sizeof(r->id));
+		event_base_once(d->base, -1, EV_TIMEOUT, dq_reload_cb, r, &tv);
 		return;
+	}
+	}
+	if (f.env.status_torn) {
+		/* a crash tore the last append: cut it off before appending again */
+		log_warn("event=spool_status_torn id=%s action=cut offset=%zu", id,
+		         f.env.status_end);
+		if (spool_cut_torn(d->spool, id, f.env.status_end) < 0)
+			log_error("event=spool_status_torn id=%s error=\"%s\"", id,
+			          strerror(errno));
 	}
 	m = xcalloc(1, sizeof(*m));
 	m->d = d;
@@ -589,6 +620,9 @@ dest_kick_now(struct delivery *d, struct dest *dest)
 		if (s->state < MTA_READY)
 			connecting++;
 	}
+	/* After a failed connection, no new one before the backoff is over. */
+	if (clock_ms() < dest->connect_backoff_until_ms)
+		goto out;
 	/* New connections connect on the next loop turn: nothing fails in here. */
 	while (dest->ntasks > connecting &&
 	       dest->nsessions < c->delivery_max_connections_per_dest &&
@@ -597,6 +631,7 @@ dest_kick_now(struct delivery *d, struct dest *dest)
 		mta_session_new(d, dest);
 		connecting++;
 	}
+out:
 	dest_maybe_free(d, dest);
 }
 
@@ -644,6 +679,7 @@ delivery_session_idle(struct delivery *d, struct mta_session *s)
 	struct dq_task *t;
 
 	dest->connect_failures = 0;
+	dest->connect_backoff_until_ms = 0;
 	if (!mta_session_reusable(s)) {
 		mta_session_quit(s);
 		return;
@@ -688,8 +724,22 @@ delivery_session_gone(struct delivery *d, struct mta_session *s)
 	s->in_idle = false;
 	dest->nsessions--;
 	d->nsessions--;
-	if (never_ready)
+	if (never_ready) {
+		/* wait before the next attempt: 1 s, doubling, at most a minute */
+		unsigned shift = dest->connect_failures < 6 ? dest->connect_failures : 6;
+		uint64_t wait = 1000ULL << shift;
+		struct timeval tv;
+
+		if (wait > 60000)
+			wait = 60000;
 		dest->connect_failures++;
+		dest->connect_backoff_until_ms = clock_ms() + wait;
+		tv.tv_sec = (time_t)(wait / 1000);
+		tv.tv_usec = (suseconds_t)(wait % 1000) * 1000;
+		if (dest->kick_ev == NULL)
+			dest->kick_ev = event_new(d->base, -1, 0, dest_kick_cb, dest);
+		event_add(dest->kick_ev, &tv);
+	}
 	if (dest->connect_failures > 0 && dest->nsessions == 0) {
 		/* Nobody can reach this destination now: its waiting work is deferred. */
 		char reply[DELIVERY_REPLY_MAX + 32];
@@ -904,13 +954,23 @@ delivery_task_done(struct delivery *d, struct dq_task *t)
 			         t->remote, rq, no_attempt ? " attempt=none" : "");
 		}
 	}
+	if (!no_attempt)
+		m->round_attempted = true;
 	dq_task_free(t);
-	if (--m->inflight == 0)
-		dq_settle(d, m, no_attempt);
+	if (--m->inflight == 0) {
+		/* a round where nothing was really tried is repeated at once */
+		bool retry_now = !m->round_attempted;
+
+		m->round_attempted = false;
+		dq_settle(d, m, retry_now);
+	}
 }
 
-/* Write a delivery report about m for the recipients with this action. */
-static void
+/*
+ * Write a delivery report about m for the recipients with this action.
+ * 1: written; 0: nobody to tell; -1: it could not be written (try later).
+ */
+static int
 dq_send_dsn(struct delivery *d, struct dq_msg *m, enum dsn_action action)
 {
 	const struct config *c = d->cfg;
@@ -950,7 +1010,7 @@ dq_send_dsn(struct delivery *d, struct dq_msg *m, enum dsn_action action)
 	}
 	if (n == 0 || m->env.sender == NULL || m->env.sender[0] == '\0') {
 		free(dr);
-		return; /* nobody asked, or the null sender (RFC 5321 4.5.5) */
+		return 0; /* nobody asked, or the null sender (RFC 5321 4.5.5) */
 	}
 	/*
 	 * Read as much of the original as the report may carry; past that, at
@@ -1015,8 +1075,9 @@ dq_send_dsn(struct delivery *d, struct dq_msg *m, enum dsn_action action)
 		str_copy(id, spool_msg_id(out), sizeof(id));
 		err = spool_msg_commit_sync(out);
 		if (err) {
-			log_error("event=dsn_failed id=%s reason=\"%s\"", m->id, strerror(err));
-			return;
+			log_error("event=dsn_failed id=%s reason=\"%s\" action=retry", m->id,
+			          strerror(err));
+			return -1;
 		}
 		stats_inc(delivery_dsn);
 		log_info("event=dsn id=%s dsn_id=%s action=%s to=<%s> rcpts=%zu", m->id, id,
@@ -1026,6 +1087,7 @@ dq_send_dsn(struct delivery *d, struct dq_msg *m, enum dsn_action action)
 		         m->env.sender, n);
 		dq_load(d, id);
 	}
+	return 1;
 }
 
 /* All tasks of m are back: record, report, retry or remove. */
@@ -1060,16 +1122,54 @@ dq_settle(struct delivery *d, struct dq_msg *m, bool retry_now)
 		nmarks++;
 	}
 	if (pending == 0) {
-		/* Done. Reports first; then the message leaves (no marks needed). */
-		if (failed && !m->env.dsn_sent)
-			dq_send_dsn(d, m, DSN_FAILED);
-		dq_send_dsn(d, m, DSN_DELIVERED);
-		free(marks);
-		if (spool_remove(d->spool, m->id) < 0 && errno != ENOENT)
-			log_error("event=spool_remove id=%s reason=\"%s\"", m->id, strerror(errno));
-		log_info("event=removed id=%s", m->id);
-		dq_free(d, m);
-		return;
+		/*
+		 * Done. Reports first, each recorded as sent before the next step;
+		 * then the message leaves. Anything that fails keeps it queued
+		 * (with its outcomes recorded) and is tried again later.
+		 */
+		static const struct {
+			unsigned bit;
+			enum dsn_action action;
+		} reports[] = {{SPOOL_REPORT_FAILED, DSN_FAILED},
+		               {SPOOL_REPORT_SUCCESS, DSN_DELIVERED}};
+		bool stuck = false;
+
+		for (size_t k = 0; k < nitems(reports) && !stuck; k++) {
+			struct spool_mark sent = {.what = SPOOL_MARK_REPORTS};
+
+			if (m->env.reports_sent & reports[k].bit)
+				continue;
+			if (reports[k].action == DSN_FAILED && failed == 0)
+				continue;
+			switch (dq_send_dsn(d, m, reports[k].action)) {
+			case -1:
+				stuck = true;
+				continue;
+			case 0:
+				continue; /* nothing to report: nothing to record */
+			}
+			m->env.reports_sent |= reports[k].bit;
+			sent.reports = m->env.reports_sent;
+			if (spool_mark(d->spool, m->id, &sent, 1) < 0)
+				log_warn("event=spool_mark id=%s reason=\"%s\" risk=\"a report may "
+				         "be sent "
+				         "again after a restart\"",
+				         m->id, strerror(errno));
+		}
+		if (!stuck && spool_remove(d->spool, m->id) < 0 && errno != ENOENT) {
+			log_error("event=spool_remove id=%s reason=\"%s\" action=retry", m->id,
+			          strerror(errno));
+			stuck = true;
+		}
+		if (!stuck) {
+			free(marks);
+			log_info("event=removed id=%s", m->id);
+			dq_free(d, m);
+			return;
+		}
+		/* keep it: record what is final, come back after delivery_retry_min */
+		retry_now = false;
+		m->attempts = 0;
 	}
 	if (nmarks > 0) {
 		if (spool_mark(d->spool, m->id, marks, nmarks) < 0) {
@@ -1082,10 +1182,14 @@ dq_settle(struct delivery *d, struct dq_msg *m, bool retry_now)
 		}
 	}
 	free(marks);
-	if (c->delivery_delay_warning && !m->delay_warned &&
-	    now - m->env.received_at >= (int64_t)(c->delivery_delay_warning / 1000)) {
-		m->delay_warned = true;
-		dq_send_dsn(d, m, DSN_DELAYED);
+	if (pending > 0 && c->delivery_delay_warning && !m->env.delay_warned &&
+	    now - m->env.received_at >= (int64_t)(c->delivery_delay_warning / 1000) &&
+	    dq_send_dsn(d, m, DSN_DELAYED) >= 0) {
+		struct spool_mark warned = {.what = SPOOL_MARK_DELAY_WARNED};
+
+		m->env.delay_warned = true;
+		if (spool_mark(d->spool, m->id, &warned, 1) < 0)
+			log_warn("event=spool_mark id=%s reason=\"%s\"", m->id, strerror(errno));
 	}
 	{
 		uint64_t delay;

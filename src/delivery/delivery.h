@@ -11,8 +11,9 @@
  * Outcomes: 2xx delivered, 5xx failed, 4xx and connection trouble retried
  * with exponential backoff (delivery_retry_min doubling up to
  * delivery_retry_max) until delivery_queue_lifetime, then failed with
- * 4.4.7. Final outcomes are appended to the queue file as they happen
- * (spool_mark) so that a restart neither repeats nor forgets them; a
+ * 4.4.7. Final outcomes are appended to the queue file (spool_mark) when
+ * all of a message's transactions of a round are back, so that a restart
+ * neither repeats nor forgets them; a
  * message whose recipients are all final produces at most one delivery
  * report (RFC 3464, dsn.c; never to the null sender) and leaves the queue.
  * Delivery is at-least-once: a crash between a downstream's 250 and the

@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <event2/event.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -23,6 +24,28 @@ static const char *const dq_state_names[] = {
         [DQ_FAILED] = "failed",
 };
 
+/*
+ * A JSON string for text that may not be UTF-8 (a downstream's reply, an
+ * address as received): invalid octets become '?' rather than dropping
+ * the field.
+ */
+static json_t *
+ctl_str(const char *v)
+{
+	json_t *j = json_string(v);
+
+	if (j == NULL) {
+		char *copy = xstrdup(v);
+
+		for (char *p = copy; *p; p++)
+			if ((unsigned char)*p >= 0x80)
+				*p = '?';
+		j = json_string(copy);
+		free(copy);
+	}
+	return j;
+}
+
 static json_t *
 ctl_msg_json(const struct dq_msg *m, bool full)
 {
@@ -30,8 +53,8 @@ ctl_msg_json(const struct dq_msg *m, bool full)
 	uint64_t now = clock_ms();
 	size_t pending = 0;
 
-	json_object_set_new(o, "id", json_string(m->id));
-	json_object_set_new(o, "from", json_string(m->env.sender ? m->env.sender : ""));
+	json_object_set_new(o, "id", ctl_str(m->id));
+	json_object_set_new(o, "from", ctl_str(m->env.sender ? m->env.sender : ""));
 	json_object_set_new(o, "received", json_integer(m->env.received_at));
 	json_object_set_new(o, "size", json_integer((json_int_t)m->body_len));
 	json_object_set_new(o, "held", json_boolean(m->env.held));
@@ -42,18 +65,18 @@ ctl_msg_json(const struct dq_msg *m, bool full)
 		        json_integer((json_int_t)((m->retry_at_ms - now + 999) / 1000)));
 	for (size_t i = 0; i < m->env.nrcpts; i++) {
 		const struct spool_rcpt *r = &m->env.rcpts[i];
-		json_t *ro = json_pack("{s:s, s:s}", "to", r->addr, "state",
+		json_t *ro = json_pack("{s:o, s:s}", "to", ctl_str(r->addr), "state",
 		                       dq_state_names[m->state[i]]);
 
 		if (m->state[i] == DQ_PENDING || m->state[i] == DQ_INFLIGHT)
 			pending++;
 		if (r->diag)
-			json_object_set_new(ro, "last_reply", json_string(r->diag));
+			json_object_set_new(ro, "last_reply", ctl_str(r->diag));
 		if (full) {
 			if (r->status)
-				json_object_set_new(ro, "status", json_string(r->status));
+				json_object_set_new(ro, "status", ctl_str(r->status));
 			if (r->remote)
-				json_object_set_new(ro, "remote", json_string(r->remote));
+				json_object_set_new(ro, "remote", ctl_str(r->remote));
 			if (r->when)
 				json_object_set_new(ro, "when", json_integer(r->when));
 		}
@@ -63,10 +86,9 @@ ctl_msg_json(const struct dq_msg *m, bool full)
 	json_object_set_new(o, "recipients", rcpts);
 	if (full) {
 		json_object_set_new(o, "client",
-		                    json_string(m->env.client_addr ? m->env.client_addr : ""));
-		json_object_set_new(o, "helo", json_string(m->env.helo ? m->env.helo : ""));
-		json_object_set_new(o, "protocol",
-		                    json_string(m->env.protocol ? m->env.protocol : ""));
+		                    ctl_str(m->env.client_addr ? m->env.client_addr : ""));
+		json_object_set_new(o, "helo", ctl_str(m->env.helo ? m->env.helo : ""));
+		json_object_set_new(o, "protocol", ctl_str(m->env.protocol ? m->env.protocol : ""));
 	}
 	return o;
 }
@@ -112,7 +134,7 @@ ctl_list(void *arg, json_t *req, json_t **result, char *err, size_t errsize)
 			continue;
 		json_array_append_new(list, ctl_msg_json(m, false));
 	}
-	*result = json_pack("{s:o, s:i}", "messages", list, "total", (json_int_t)d->nmsgs);
+	*result = json_pack("{s:o, s:I}", "messages", list, "total", (json_int_t)d->nmsgs);
 	return 0;
 }
 
@@ -249,7 +271,7 @@ ctl_stats(void *arg, json_t *req, json_t **result, char *err, size_t errsize)
 	json_object_set_new(counters, #name, json_integer((json_int_t)stats_get(name)));
 	STATS_COUNTERS(CTL_COUNTER)
 #undef CTL_COUNTER
-	queue = json_pack("{s:i, s:i, s:i, s:i, s:i}", "messages", (json_int_t)d->nmsgs,
+	queue = json_pack("{s:I, s:I, s:I, s:I, s:I}", "messages", (json_int_t)d->nmsgs,
 	                  "recipients_pending", (json_int_t)pending, "held", (json_int_t)held,
 	                  "deferred", (json_int_t)deferred, "connections",
 	                  (json_int_t)d->nsessions);

@@ -54,7 +54,7 @@ struct dq_msg {
 	unsigned inflight; /* tasks out with sessions */
 	struct event *retry_ev;
 	uint64_t retry_at_ms; /* monotonic, 0 = not waiting */
-	bool delay_warned;
+	bool round_attempted; /* some task of this round really tried (not no_attempt) */
 };
 
 /* A message's recipients for one destination: what one transaction carries. */
@@ -167,7 +167,8 @@ struct dest {
 	TAILQ_HEAD(, mta_session) sessions; /* all of this destination */
 	TAILQ_HEAD(, mta_session) idle;
 	unsigned nsessions;
-	unsigned connect_failures; /* in a row; limits new sessions */
+	unsigned connect_failures;         /* in a row; limits new sessions */
+	uint64_t connect_backoff_until_ms; /* no new connection before this */
 	/* addresses, from the MX records or the smart hosts' names */
 	enum dest_resolve resolve;
 	uint64_t resolved_ms;

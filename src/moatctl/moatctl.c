@@ -11,17 +11,20 @@
 #include "../common/util.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
 #define MOATCTL_DEFAULT_CONFIG "/etc/moat/moat.conf"
 #define MOATCTL_REPLY_MAX      (64 * 1024 * 1024)
+#define MOATCTL_TIMEOUT        60 /* seconds to wait for moatd's answer */
 
 struct moatctl_cmd {
 	const char *words; /* "queue hold" */
@@ -32,6 +35,15 @@ struct moatctl_cmd {
 };
 
 static bool json_out;
+
+/* A string member for printing; "" when missing. */
+static const char *
+jstr(json_t *o, const char *key)
+{
+	const char *v = json_string_value(json_object_get(o, key));
+
+	return v ? v : "";
+}
 
 static void
 print_time(json_int_t t)
@@ -53,14 +65,13 @@ print_rcpts(json_t *msg, bool full)
 
 	json_array_foreach(json_object_get(msg, "recipients"), i, r)
 	{
-		const char *reply = json_string_value(json_object_get(r, "last_reply"));
+		const char *reply = jstr(r, "last_reply");
 
-		printf("    -> %-40s %-9s", json_string_value(json_object_get(r, "to")),
-		       json_string_value(json_object_get(r, "state")));
+		printf("    -> %-40s %-9s", jstr(r, "to"), jstr(r, "state"));
 		if (reply)
 			printf(" %s", reply);
 		if (full && json_object_get(r, "remote"))
-			printf(" (from %s)", json_string_value(json_object_get(r, "remote")));
+			printf(" (from %s)", jstr(r, "remote"));
 		printf("\n");
 	}
 }
@@ -73,10 +84,10 @@ print_list(json_t *resp)
 
 	json_array_foreach(json_object_get(resp, "messages"), i, m)
 	{
-		printf("%s  %8lld  ", json_string_value(json_object_get(m, "id")),
+		printf("%s  %8lld  ", jstr(m, "id"),
 		       (long long)json_integer_value(json_object_get(m, "size")));
 		print_time(json_integer_value(json_object_get(m, "received")));
-		printf("  <%s>%s\n", json_string_value(json_object_get(m, "from")),
+		printf("  <%s>%s\n", jstr(m, "from"),
 		       json_is_true(json_object_get(m, "held")) ? "  HELD" : "");
 		print_rcpts(m, false);
 	}
@@ -90,13 +101,11 @@ print_show(json_t *resp)
 	json_t *m = json_object_get(resp, "message");
 	json_t *next = json_object_get(m, "next_attempt_in_s");
 
-	printf("id:        %s\n", json_string_value(json_object_get(m, "id")));
-	printf("from:      <%s>\n", json_string_value(json_object_get(m, "from")));
+	printf("id:        %s\n", jstr(m, "id"));
+	printf("from:      <%s>\n", jstr(m, "from"));
 	printf("received:  ");
 	print_time(json_integer_value(json_object_get(m, "received")));
-	printf(" from %s (%s) with %s\n", json_string_value(json_object_get(m, "helo")),
-	       json_string_value(json_object_get(m, "client")),
-	       json_string_value(json_object_get(m, "protocol")));
+	printf(" from %s (%s) with %s\n", jstr(m, "helo"), jstr(m, "client"), jstr(m, "protocol"));
 	printf("size:      %lld\n", (long long)json_integer_value(json_object_get(m, "size")));
 	printf("held:      %s\n", json_is_true(json_object_get(m, "held")) ? "yes" : "no");
 	printf("attempts:  %lld", (long long)json_integer_value(json_object_get(m, "attempts")));
@@ -174,6 +183,8 @@ moatctl_call(const char *sock, json_t *req)
 		exit(3);
 	}
 	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &(struct timeval){MOATCTL_TIMEOUT, 0},
+	               sizeof(struct timeval)) < 0 ||
 	    connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
 		fprintf(stderr,
 		        "moatctl: cannot reach moatd at %s: %s (is it running? are you root or "
@@ -187,9 +198,33 @@ moatctl_call(const char *sock, json_t *req)
 	}
 	free(text);
 	fp = fdopen(fd, "r");
-	if (fp == NULL || getline(&line, &cap, fp) < 0) {
-		fprintf(stderr, "moatctl: no answer from moatd\n");
+	if (fp == NULL) {
+		fprintf(stderr, "moatctl: fdopen: %s\n", strerror(errno));
 		exit(3);
+	}
+	/* one line, bounded */
+	for (size_t len = 0;;) {
+		int ch = getc(fp);
+
+		if (ch == EOF || ch == '\n') {
+			if (ch == EOF && len == 0) {
+				fprintf(stderr, "moatctl: no answer from moatd%s\n",
+				        errno == EAGAIN ? " (timed out)" : "");
+				exit(3);
+			}
+			break;
+		}
+		if (len + 2 > cap) {
+			if (cap >= MOATCTL_REPLY_MAX) {
+				fprintf(stderr, "moatctl: moatd's answer is over %d bytes\n",
+				        MOATCTL_REPLY_MAX);
+				exit(3);
+			}
+			cap = cap ? cap * 2 : 4096;
+			line = xrealloc(line, cap);
+		}
+		line[len++] = (char)ch;
+		line[len] = '\0';
 	}
 	fclose(fp);
 	resp = json_loads(line, 0, &jerr);
@@ -212,6 +247,7 @@ main(int argc, char **argv)
 	json_t *req, *resp;
 	int i, rc;
 
+	signal(SIGPIPE, SIG_IGN);
 	for (i = 1; i < argc && argv[i][0] == '-'; i++) {
 		if (strcmp(argv[i], "-c") == 0 && i + 1 < argc)
 			config = argv[++i];
@@ -296,7 +332,7 @@ main(int argc, char **argv)
 	} else if (rc == 0) {
 		c->print(resp);
 	} else {
-		fprintf(stderr, "moatctl: %s\n", json_string_value(json_object_get(resp, "error")));
+		fprintf(stderr, "moatctl: %s\n", jstr(resp, "error"));
 	}
 	json_decref(resp);
 	free(sockbuf);

@@ -429,7 +429,7 @@ spool_status_fields(char *v, char **f, size_t nf)
  * three. The first one that is incomplete or fails its CRC ends the list
  * (a crash while appending): what it would have said is not known.
  */
-static void
+static size_t
 spool_parse_status(const unsigned char *p, size_t len, struct spool_env *env)
 {
 	size_t off = 0;
@@ -441,10 +441,10 @@ spool_parse_status(const unsigned char *p, size_t len, struct spool_env *env)
 		uint64_t idx, when;
 
 		if (rlen > SPOOL_STATUS_MAX || rlen + 4 > len - off - SPOOL_REC_HDR)
-			return;
+			return off;
 		crc = (uint32_t)crc32(crc32(0L, Z_NULL, 0), p + off, SPOOL_REC_HDR + rlen);
 		if (crc != get_u32(p + off + SPOOL_REC_HDR + rlen))
-			return;
+			return off;
 		v = xstrndup((const char *)p + off + SPOOL_REC_HDR, rlen);
 		off += SPOOL_REC_HDR + rlen + 4;
 		switch (type) {
@@ -473,14 +473,21 @@ spool_parse_status(const unsigned char *p, size_t len, struct spool_env *env)
 		case SPOOL_S_HOLD:
 			env->held = strcmp(v, "1") == 0;
 			break;
-		case SPOOL_S_DSN:
-			env->dsn_sent = true;
+		case SPOOL_S_DSN: {
+			uint64_t bits;
+			if (parse_u64(v, strlen(v), 3, &bits) == 0)
+				env->reports_sent |= (unsigned)bits;
+			break;
+		}
+		case SPOOL_S_DELAY_WARNED:
+			env->delay_warned = true;
 			break;
 		default:
 			break; /* from a newer moat */
 		}
 		free(v);
 	}
+	return off;
 }
 
 /* Magic and body record header: the body length, or -1 if not a queue file. */
@@ -609,7 +616,12 @@ spool_parse_tail(const unsigned char *p, size_t len, uint64_t blen, uint32_t crc
 	if (!have_end || end_blen != blen || end_crc != crc || !have_sender || env->nrcpts == 0 ||
 	    !spool_id_valid(env->id))
 		goto corrupt;
-	spool_parse_status(p + off, len - off, env);
+	{
+		size_t good = spool_parse_status(p + off, len - off, env);
+
+		env->status_end = off + good; /* relative to p: callers add the body's end */
+		env->status_torn = good < len - off;
+	}
 	return SPOOL_OK;
 corrupt:
 	spool_env_clear(env);
@@ -706,6 +718,7 @@ spool_file_open(struct spool *s, const char *id, struct spool_file *f)
 	free(buf);
 	f->body_offset = (off_t)head;
 	f->body_len = blen;
+	f->env.status_end += head + blen;
 	return SPOOL_OK;
 eio:
 	st = SPOOL_EIO;
@@ -800,8 +813,13 @@ spool_mark(struct spool *s, const char *id, const struct spool_mark *marks, size
 			type = SPOOL_S_HOLD;
 			spool_status_put(v, &vlen, SPOOL_STATUS_MAX, m->held ? "1" : "0", true);
 			break;
-		default:
+		case SPOOL_MARK_REPORTS:
 			type = SPOOL_S_DSN;
+			snprintf(num, sizeof(num), "%u", m->reports & 3);
+			spool_status_put(v, &vlen, SPOOL_STATUS_MAX, num, true);
+			break;
+		default:
+			type = SPOOL_S_DELAY_WARNED;
 			spool_status_put(v, &vlen, SPOOL_STATUS_MAX, "1", true);
 			break;
 		}
@@ -813,13 +831,42 @@ spool_mark(struct spool *s, const char *id, const struct spool_mark *marks, size
 	}
 	if ((fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC)) < 0)
 		goto out;
-	if (write_all(fd, out, olen) == 0 && fdatasync(fd) == 0)
-		r = 0;
+	{
+		struct stat sb;
+		off_t before = fstat(fd, &sb) == 0 ? sb.st_size : -1;
+
+		if (write_all(fd, out, olen) == 0 && fdatasync(fd) == 0) {
+			r = 0;
+		} else if (before >= 0) {
+			/* a half-written record would hide every later one: take it back */
+			saved = errno;
+			if (ftruncate(fd, before) < 0)
+				log_error("event=spool_mark id=%s error=ftruncate", id);
+			errno = saved;
+		}
+	}
 	saved = errno;
 	close(fd);
 	errno = saved;
 out:
 	free(out);
+	return r;
+}
+
+int
+spool_cut_torn(struct spool *s, const char *id, size_t end)
+{
+	char path[4096];
+	int fd, r;
+
+	if (!spool_id_valid(id) || !path_fmt(path, sizeof(path), "%s/%s", s->queue, id)) {
+		errno = EINVAL;
+		return -1;
+	}
+	if ((fd = open(path, O_WRONLY | O_CLOEXEC)) < 0)
+		return -1;
+	r = ftruncate(fd, (off_t)end) == 0 && fdatasync(fd) == 0 ? 0 : -1;
+	close(fd);
 	return r;
 }
 

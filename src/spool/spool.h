@@ -72,19 +72,26 @@ struct spool_env {
 	struct spool_rcpt *rcpts;
 	size_t nrcpts;
 	/* from the status records after END */
-	bool held;     /* moatctl queue hold */
-	bool dsn_sent; /* the delivery report for the failures is in the spool */
+	bool held;             /* moatctl queue hold */
+	unsigned reports_sent; /* SPOOL_REPORT_* already written to the spool */
+	bool delay_warned;     /* the "delayed" report went out */
+	size_t status_end;     /* file offset after the last good status record */
+	bool status_torn;      /* bytes after it: a crash tore an append */
 };
+
+#define SPOOL_REPORT_FAILED  0x1 /* the report about failed recipients */
+#define SPOOL_REPORT_SUCCESS 0x2 /* the report about NOTIFY=SUCCESS recipients */
 
 /* One status record to append (spool_mark). */
 struct spool_mark {
-	enum { SPOOL_MARK_RCPT, SPOOL_MARK_HOLD, SPOOL_MARK_DSN_SENT } what;
+	enum { SPOOL_MARK_RCPT, SPOOL_MARK_HOLD, SPOOL_MARK_REPORTS, SPOOL_MARK_DELAY_WARNED } what;
 	size_t rcpt;                        /* index into env.rcpts (SPOOL_MARK_RCPT) */
 	enum spool_rcpt_state state;        /* SPOOL_MARK_RCPT */
 	const char *status, *remote, *diag; /* SPOOL_MARK_RCPT, may be NULL */
 	int64_t when;
-	char report; /* SPOOL_MARK_RCPT: success report owed ('D', 'R' or 0) */
-	bool held;   /* SPOOL_MARK_HOLD */
+	char report;      /* SPOOL_MARK_RCPT: success report owed ('D', 'R' or 0) */
+	bool held;        /* SPOOL_MARK_HOLD */
+	unsigned reports; /* SPOOL_MARK_REPORTS: SPOOL_REPORT_* bits now sent */
 };
 
 void spool_env_add_rcpt(struct spool_env *env, const char *addr, unsigned notify,
@@ -184,6 +191,8 @@ void spool_file_close(struct spool_file *f);
  * on failure.
  */
 int spool_mark(struct spool *s, const char *id, const struct spool_mark *marks, size_t n);
+/* Cut a torn status record off the end (at env.status_end) before appending. */
+int spool_cut_torn(struct spool *s, const char *id, size_t end);
 
 /* Remove a delivered message from the queue. */
 int spool_remove(struct spool *s, const char *id);

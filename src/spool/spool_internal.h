@@ -39,7 +39,8 @@ enum {
 	SPOOL_S_DELIVERED = 'D',
 	SPOOL_S_FAILED = 'F',
 	SPOOL_S_HOLD = 'H',
-	SPOOL_S_DSN = 'X',
+	SPOOL_S_DSN = 'X', /* reports sent: SPOOL_REPORT_* bits */
+	SPOOL_S_DELAY_WARNED = 'W',
 };
 #define SPOOL_STATUS_MAX 2048 /* one status record's payload */
 
