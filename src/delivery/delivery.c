@@ -724,21 +724,29 @@ delivery_session_gone(struct delivery *d, struct mta_session *s)
 	s->in_idle = false;
 	dest->nsessions--;
 	d->nsessions--;
-	if (never_ready) {
-		/* wait before the next attempt: 1 s, doubling, at most a minute */
+	if (never_ready)
+		dest->connect_failures++;
+	if (never_ready && dest->nsessions > 0) {
+		/*
+		 * Others still work for this destination: wait before opening
+		 * another connection (1 s, doubling, at most a minute) instead of
+		 * failing again at once. With no connection left, the waiting
+		 * work is deferred below and the messages' retries pace it.
+		 */
 		unsigned shift = dest->connect_failures < 6 ? dest->connect_failures : 6;
 		uint64_t wait = 1000ULL << shift;
 		struct timeval tv;
 
 		if (wait > 60000)
 			wait = 60000;
-		dest->connect_failures++;
 		dest->connect_backoff_until_ms = clock_ms() + wait;
 		tv.tv_sec = (time_t)(wait / 1000);
 		tv.tv_usec = (suseconds_t)(wait % 1000) * 1000;
 		if (dest->kick_ev == NULL)
 			dest->kick_ev = event_new(d->base, -1, 0, dest_kick_cb, dest);
 		event_add(dest->kick_ev, &tv);
+	} else if (dest->nsessions == 0) {
+		dest->connect_backoff_until_ms = 0;
 	}
 	if (dest->connect_failures > 0 && dest->nsessions == 0) {
 		/* Nobody can reach this destination now: its waiting work is deferred. */
