@@ -772,7 +772,11 @@ mta_reply(struct mta_session *s, int code)
 			if (s->bdat_pending > 0 || !s->body_done)
 				return;
 		} else if (!s->body_done) {
-			/* DATA: a reply before the end of the data is no final reply */
+			/*
+			 * DATA: a reply before the end of the data is no final reply.
+			 * (One that arrives after the last octet went to the kernel
+			 * cannot be told from a final reply by any client.)
+			 */
 			mta_task_abandon(s, "protocol error: reply before the end of the data");
 			mta_close(s, "early reply");
 			return;

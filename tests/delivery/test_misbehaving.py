@@ -80,7 +80,7 @@ class TestBrokenDownstream(DeliveryCase):
         m = self.start_moatd(moat_conf(dsn.port, "delivery_retry_min = 1h\n"
                                        "delivery_retry_max = 1h\n"),
                              domain("d.test", smtp_route(srv.port)))
-        q = submit(m, ["a@d.test"], body=b"Subject: x\r\n\r\n" + (b"z" * 76 + b"\r\n") * 20000)
+        q = submit(m, ["a@d.test"], body=b"Subject: x\r\n\r\n" + (b"z" * 76 + b"\r\n") * 200000)
         m.wait_log(r"event=(deferred|delivered|bounced) id=%s" % q, timeout=20)
         return m, q, srv
 
@@ -89,6 +89,11 @@ class TestBrokenDownstream(DeliveryCase):
             send(c, "354 go")
             f.readline()
             send(c, "250 2.0.0 early")
+            # Stop reading for a while, as a server that gave up would: moat
+            # still has data to send when the reply comes. (A reply that comes
+            # after moat handed its last octet to the kernel looks like a final
+            # one; no client can tell the two apart.)
+            time.sleep(1.0)
             while f.readline() not in (b".\r\n", b""):
                 pass
             send(c, "554 5.7.1 rejected after all")
