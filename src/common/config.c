@@ -8,6 +8,7 @@
  * Every error names file and line; moatd refuses to start on any.
  */
 #include "config.h"
+#include "cidr.h"
 #include "mailaddr.h"
 #include "util.h"
 
@@ -17,6 +18,7 @@
 #include <limits.h>
 #include <netinet/in.h>
 #include <stdarg.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +36,7 @@ enum config_type {
 	CONFIG_T_LISTEN,
 	CONFIG_T_LOGLEVEL,
 	CONFIG_T_LOGTARGET,
+	CONFIG_T_SCORE,
 };
 
 static const char *const config_type_names[] = {
@@ -41,7 +44,7 @@ static const char *const config_type_names[] = {
         [CONFIG_T_BOOL] = "bool",        [CONFIG_T_UINT] = "integer",
         [CONFIG_T_SIZE] = "size",        [CONFIG_T_DURATION] = "duration",
         [CONFIG_T_LISTEN] = "addresses", [CONFIG_T_LOGLEVEL] = "level",
-        [CONFIG_T_LOGTARGET] = "target",
+        [CONFIG_T_LOGTARGET] = "target", [CONFIG_T_SCORE] = "score",
 };
 
 struct config_option {
@@ -224,6 +227,21 @@ config_parse_bool(const char *v, bool *out)
 	return -1;
 }
 
+/* A score: a finite decimal number within +-10000. */
+static int
+config_parse_score(const char *v, double *out)
+{
+	char *end;
+	double d;
+
+	errno = 0;
+	d = strtod(v, &end);
+	if (end == v || *end != '\0' || errno != 0 || !isfinite(d) || d < -10000 || d > 10000)
+		return -1;
+	*out = d;
+	return 0;
+}
+
 /* Set one option from its text value. */
 static int
 config_set(struct config_parser *p, const struct config_option *o, const char *v)
@@ -259,6 +277,12 @@ config_set(struct config_parser *p, const struct config_option *o, const char *v
 			*(enum log_target *)field = LOG_TARGET_SYSLOG;
 		else
 			return config_error(p, "%s: '%s' is not stderr or syslog", o->name, v);
+		return 0;
+	case CONFIG_T_SCORE:
+		if (config_parse_score(v, field) < 0)
+			return config_error(p,
+			                    "%s: '%s' is not a score (a number such as 6 or 7.5)",
+			                    o->name, v);
 		return 0;
 	case CONFIG_T_UINT:
 		r = parse_u64(v, strlen(v), UINT64_MAX, &n);
@@ -347,6 +371,30 @@ config_domain_set(struct config_parser *p, const char *key, const char *v)
 
 	if (strcmp(key, "recipients") == 0)
 		return config_domain_recipients(p, d, v);
+	if (strcmp(key, "quarantine_score") == 0 || strcmp(key, "reject_score") == 0) {
+		double *f = key[0] == 'q' ? &d->quarantine_score : &d->reject_score;
+
+		if (config_parse_score(v, f) < 0)
+			return config_error(
+			        p, "%s: '%s' is not a score (a number such as 6 or 7.5)", key, v);
+		return 0;
+	}
+	if (strcmp(key, "relay_key") == 0) {
+		if (strlen(v) < 16 || strlen(v) > 128 ||
+		    strspn(v, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") !=
+		            strlen(v))
+			return config_error(p, "relay_key: 16 to 128 letters, digits, '-' or '_'");
+		free(d->relay_key);
+		d->relay_key = xstrdup(v);
+		return 0;
+	}
+	if (strcmp(key, "allow_senders") == 0 || strcmp(key, "block_senders") == 0) {
+		char **f = key[0] == 'a' ? &d->allow_senders : &d->block_senders;
+
+		free(*f);
+		*f = xstrdup(v);
+		return 0;
+	}
 	if (strcmp(key, "route") == 0) {
 		char err[512];
 
@@ -380,7 +428,8 @@ config_domain_set(struct config_parser *p, const char *key, const char *v)
 	}
 	return config_error(p,
 	                    "unknown key '%s' in [domain %s] (recipients, route, tls, tls_ca, "
-	                    "tls_name)",
+	                    "tls_name, quarantine_score, reject_score, relay_key, allow_senders, "
+	                    "block_senders)",
 	                    key, d->name);
 }
 
@@ -417,6 +466,8 @@ config_section(struct config_parser *p, char *s)
 	d->line = p->line;
 	d->route.type = ROUTE_MAILDIR;
 	d->route.tls = ROUTE_TLS_OPPORTUNISTIC;
+	d->quarantine_score = NAN;
+	d->reject_score = NAN;
 	p->domain = d;
 	return 0;
 }
@@ -475,6 +526,16 @@ config_hostname_ok(const char *h)
 	ok = mailaddr_parse(probe, strlen(probe), MAILADDR_F_NO_ANGLES, &a, NULL) == MAILADDR_OK &&
 	     !a.literal;
 	free(probe);
+	return ok;
+}
+
+static bool
+config_hostname_ok_n(const char *h, size_t n)
+{
+	char *z = xstrndup(h, n);
+	bool ok = config_hostname_ok(z);
+
+	free(z);
 	return ok;
 }
 
@@ -565,6 +626,106 @@ config_route_loops(const struct config *c, const struct route *r)
 	return false;
 }
 
+/* "zone[:weight], ..." (dnsbl_zones, uribl_zones). */
+static int
+config_check_zones(struct config_parser *p, const char *name, const char *v)
+{
+	while (*v) {
+		size_t len, zl;
+		const char *colon;
+		char w[32];
+		double d;
+
+		v += strspn(v, " \t,");
+		len = strcspn(v, " \t,");
+		if (len == 0)
+			break;
+		colon = memchr(v, ':', len);
+		zl = colon ? (size_t)(colon - v) : len;
+		if (zl == 0 || zl > 253 || !config_hostname_ok_n(v, zl))
+			return config_error(p, "%s: '%.*s' is not a DNS zone", name,
+			                    (int)(len > 80 ? 80 : len), v);
+		if (colon) {
+			size_t wl = len - zl - 1;
+
+			if (wl == 0 || wl >= sizeof(w))
+				return config_error(p, "%s: bad weight in '%.*s'", name,
+				                    (int)(len > 80 ? 80 : len), v);
+			memcpy(w, colon + 1, wl);
+			w[wl] = '\0';
+			if (config_parse_score(w, &d) < 0)
+				return config_error(p, "%s: '%s' is not a weight (a number)", name,
+				                    w);
+		}
+		v += len;
+	}
+	return 0;
+}
+
+/* Scan settings that need more than their type. */
+static int
+config_validate_scan(struct config_parser *p)
+{
+	struct config *c = p->c;
+	struct cidr_list *l;
+	char err[160];
+	int r;
+
+	config_at_option(p, "scan_malware_action");
+	if (strcmp(c->scan_malware_action, "quarantine") != 0 &&
+	    strcmp(c->scan_malware_action, "reject") != 0)
+		return config_error(p, "scan_malware_action: '%s' is not quarantine or reject",
+		                    c->scan_malware_action);
+	config_at_option(p, "scan_reject_score");
+	if (c->scan_reject_score < c->scan_quarantine_score)
+		return config_error(p, "scan_reject_score is below scan_quarantine_score");
+	config_at_option(p, "scan_trusted_relays");
+	l = xmalloc(sizeof(*l));
+	r = cidr_list_parse(c->scan_trusted_relays, l, err, sizeof(err));
+	free(l);
+	if (r < 0)
+		return config_error(p, "scan_trusted_relays: %s", err);
+	config_at_option(p, "dnsbl_zones");
+	if (config_check_zones(p, "dnsbl_zones", c->dnsbl_zones) < 0)
+		return -1;
+	config_at_option(p, "uribl_zones");
+	if (config_check_zones(p, "uribl_zones", c->uribl_zones) < 0)
+		return -1;
+	config_at_option(p, "clamd");
+	if (c->clamd[0] &&
+	    !(strncmp(c->clamd, "unix:/", 6) == 0 ||
+	      (strncmp(c->clamd, "tcp:", 4) == 0 && strrchr(c->clamd, ':') > c->clamd + 4)))
+		return config_error(p, "clamd: '%s' is not unix:/PATH or tcp:HOST:PORT", c->clamd);
+	config_at_option(p, "rspamd_url");
+	if (c->rspamd_url[0] && strncmp(c->rspamd_url, "http://", 7) != 0 &&
+	    strncmp(c->rspamd_url, "https://", 8) != 0)
+		return config_error(p, "rspamd_url: '%s' is not an http:// or https:// URL",
+		                    c->rspamd_url);
+	config_at_option(p, "relay_key_header");
+	if (c->relay_key_header[0] == '\0' || strlen(c->relay_key_header) > 64 ||
+	    strspn(c->relay_key_header,
+	           "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-") !=
+	            strlen(c->relay_key_header))
+		return config_error(p, "relay_key_header: '%s' is not a header field name",
+		                    c->relay_key_header);
+	config_at_option(p, "authserv_id");
+	if (c->authserv_id[0] && !config_hostname_ok(c->authserv_id))
+		return config_error(p, "authserv_id: '%s' is not a domain name", c->authserv_id);
+	for (size_t i = 0; i < c->ndomains; i++) {
+		struct config_domain *d = &c->domains[i];
+		double q =
+		        isnan(d->quarantine_score) ? c->scan_quarantine_score : d->quarantine_score;
+		double rj = isnan(d->reject_score) ? c->scan_reject_score : d->reject_score;
+
+		if (rj < q) {
+			p->line = d->line;
+			return config_error(p, "[domain %s] reject_score is below quarantine_score",
+			                    d->name);
+		}
+	}
+	return 0;
+}
+
 /* Checks that involve several values, after the whole file is read. */
 static int
 config_validate(struct config_parser *p)
@@ -617,6 +778,8 @@ config_validate(struct config_parser *p)
 	config_at_option(p, "delivery_retry_max");
 	if (c->delivery_retry_max < c->delivery_retry_min)
 		return config_error(p, "delivery_retry_max is shorter than delivery_retry_min");
+	if (config_validate_scan(p) < 0)
+		return -1;
 	for (size_t i = 0; i < c->ndomains; i++) {
 		struct config_domain *d = &c->domains[i];
 		if (!d->any_recipient && d->nrecipients == 0) {
@@ -730,6 +893,9 @@ config_unref(struct config *c)
 			free(c->domains[i].recipients[j]);
 		free(c->domains[i].recipients);
 		free(c->domains[i].name);
+		free(c->domains[i].relay_key);
+		free(c->domains[i].allow_senders);
+		free(c->domains[i].block_senders);
 	}
 	free(c->domains);
 	free(c->path);

@@ -50,6 +50,7 @@ struct config_listen_list {
 #define CONFIG_CT_LISTEN    struct config_listen_list
 #define CONFIG_CT_LOGLEVEL  enum log_level
 #define CONFIG_CT_LOGTARGET enum log_target
+#define CONFIG_CT_SCORE     double
 
 /*
  * X(name, TYPE, default, min, max, doc). min/max bound UINT, SIZE and
@@ -78,7 +79,7 @@ struct config_listen_list {
 	  "Largest message accepted, advertised in EHLO SIZE. Over it: 552 5.3.4.")                \
 	X(smtp_max_recipients, UINT, "1000", 1, 10000,                                             \
 	  "Recipients per message. Over it: 452 4.5.3 (RFC 5321 4.5.3.1.10).")                     \
-	X(smtp_max_header_size, SIZE, "256k", 1024, 67108864,                                      \
+	X(smtp_max_header_size, SIZE, "256k", 1024, 4194304,                                      \
 	  "Size of the header block. Over it: 552 5.3.4.")                                         \
 	X(smtp_max_line_length, UINT, "1000", 1000, 1048576,                                       \
 	  "Longest text line in message data, octets incl. CRLF (RFC 5321 4.5.3.1.6). Over it: "   \
@@ -150,7 +151,81 @@ struct config_listen_list {
 	X(dns_timeout, DURATION, "5s", 100, 60000,                                                 \
 	  "Bound on each DNS lookup; a timeout is a temporary failure, never a hard one.")         \
 	X(delivery_dsn_max_original, SIZE, "100k", 0, 1073741824,                                  \
-	  "A DSN returns the whole message up to this size, the headers only above it.")
+	  "A DSN returns the whole message up to this size, the headers only above it.")           \
+	X(scan, BOOL, "yes", 0, 0,                                                                 \
+	  "Scan every message before the final reply (docs/SCAN.md). no: accept and deliver "      \
+	  "unscanned (a trusted internal relay, benchmarks).")                                     \
+	X(scan_workers, UINT, "0", 0, 256,                                                         \
+	  "Threads that scan messages in parallel; 0: one per CPU.")                               \
+	X(scan_timeout, DURATION, "2m", 1000, 3600000,                                             \
+	  "Deadline to scan one message; past it the reply is 451 4.7.1 (never unscanned "         \
+	  "delivery).")                                                                            \
+	X(authserv_id, STRING, "", 0, 0,                                                           \
+	  "authserv-id of moat's Authentication-Results (RFC 8601); incoming fields claiming it "  \
+	  "are removed. Empty: hostname.")                                                         \
+	X(scan_trusted_relays, STRING, "", 0, 0,                                                   \
+	  "Relay mode: client networks (CIDR, comma separated) whose Received fields are "         \
+	  "trusted; SPF, DNSBL and HELO checks use the last hop before them.")                      \
+	X(scan_quarantine_score, SCORE, "6", 0, 0,                                                 \
+	  "Score at which a message is quarantined (a [domain] may set quarantine_score).")        \
+	X(scan_reject_score, SCORE, "15", 0, 0,                                                    \
+	  "Score at which a message is rejected with 550 5.7.1 (a [domain] may set "               \
+	  "reject_score).")                                                                        \
+	X(scan_malware_action, STRING, "quarantine", 0, 0,                                         \
+	  "What malware found by clamd does: quarantine or reject.")                               \
+	X(scan_allow_senders, STRING, "", 0, 0,                                                    \
+	  "Senders delivered whatever their score (not past malware): addresses or @domain, "      \
+	  "comma separated. A [domain] may add allow_senders.")                                    \
+	X(scan_block_senders, STRING, "", 0, 0,                                                    \
+	  "Senders rejected: addresses or @domain, comma separated. A [domain] may add "           \
+	  "block_senders.")                                                                        \
+	X(scan_mime_max_depth, UINT, "20", 2, 100,                                                 \
+	  "MIME nesting a message may have; deeper: quarantined (MIME_NESTING_OVERFLOW).")         \
+	X(scan_mime_max_parts, UINT, "500", 1, 100000,                                             \
+	  "MIME parts scanned; more: quarantined (MIME_TOO_MANY_PARTS).")                          \
+	X(scan_blocked_extensions, STRING,                                                         \
+	  "ade,adp,app,appx,appxbundle,application,asp,bas,bat,cab,cer,chm,cmd,cnt,com,cpl,crt,"   \
+	  "csh,der,diagcab,dll,exe,fxp,gadget,grp,hlp,hpj,hta,htc,inf,ins,iso,img,isp,its,jar,"    \
+	  "jnlp,js,jse,ksh,lnk,mad,maf,mag,mam,maq,mar,mas,mat,mau,mav,maw,mcf,mda,mdb,mde,mdt,"   \
+	  "mdw,mdz,msc,msh,msh1,msh2,mshxml,msh1xml,msh2xml,msi,msix,msixbundle,msp,mst,msu,"      \
+	  "ops,osd,pcd,pif,pl,plg,prf,prg,printerexport,ps1,ps1xml,ps2,ps2xml,psc1,psc2,psd1,"     \
+	  "psdm1,pst,py,pyc,pyo,pyw,pyz,pyzw,reg,scf,scr,sct,settingcontent-ms,shb,shs,theme,"     \
+	  "tmp,url,vb,vbe,vbp,vbs,vhd,vhdx,vsmacros,vsw,webpnp,website,ws,wsb,wsc,wsf,wsh,xbap,"   \
+	  "xll,xnk",                                                                               \
+	  0, 0,                                                                                    \
+	  "Attachment extensions quarantined, also inside archives and behind a second "           \
+	  "extension (Microsoft 365's common attachment filter list plus script types).")          \
+	X(scan_archive_max_depth, UINT, "3", 1, 20,                                                \
+	  "Archives inside archives opened; deeper: quarantined (ARCHIVE_NESTING).")               \
+	X(scan_archive_max_files, UINT, "1000", 1, 1000000,                                        \
+	  "Entries an archive may hold; more: quarantined (ARCHIVE_TOO_MANY_FILES).")              \
+	X(scan_archive_max_ratio, UINT, "100", 2, 100000,                                          \
+	  "Expanded size over compressed size an archive may reach (ARCHIVE_BOMB).")               \
+	X(scan_archive_max_size, SIZE, "200M", 1024, 17179869184,                                  \
+	  "Expanded size an archive may reach (ARCHIVE_BOMB).")                                    \
+	X(clamd, STRING, "", 0, 0,                                                                 \
+	  "clamd to scan with INSTREAM: unix:/run/clamav/clamd.ctl or tcp:HOST:PORT. Empty: "      \
+	  "no malware scan.")                                                                      \
+	X(clamd_timeout, DURATION, "30s", 100, 600000,                                             \
+	  "Time clamd has to answer; a clamd down or slower fails as below.")                      \
+	X(clamd_required, BOOL, "yes", 0, 0,                                                       \
+	  "When clamd is configured but unavailable: yes, 451 4.7.1 (fail closed); no, deliver "   \
+	  "unscanned for malware.")                                                                \
+	X(rspamd_url, STRING, "", 0, 0,                                                            \
+	  "rspamd's /checkv2 URL (http://127.0.0.1:11333/checkv2); its score and symbols are "     \
+	  "merged. Empty: off.")                                                                   \
+	X(rspamd_timeout, DURATION, "10s", 100, 600000, "Time rspamd has to answer.")             \
+	X(rspamd_required, BOOL, "no", 0, 0,                                                       \
+	  "When rspamd is configured but unavailable: yes, 451 4.7.1; no, go on without it.")      \
+	X(dnsbl_zones, STRING, "", 0, 0,                                                           \
+	  "DNS blocklists for the client address, ZONE[:WEIGHT] comma separated "                  \
+	  "(zen.spamhaus.org:4). Empty: none.")                                                    \
+	X(uribl_zones, STRING, "", 0, 0,                                                           \
+	  "Domain blocklists for the domains of links, ZONE[:WEIGHT] comma separated "             \
+	  "(dbl.spamhaus.org:4). Empty: none.")                                                    \
+	X(relay_key_header, STRING, "X-Moat-Relay-Key", 0, 0,                                      \
+	  "Header carrying the per-domain relay key on delivered mail (Exchange's bypass rule "    \
+	  "requires it); removed from incoming mail.")
 
 struct config_domain {
 	char *name; /* lower-case */
@@ -160,6 +235,10 @@ struct config_domain {
 	size_t nrecipients;
 	struct route route;
 	unsigned route_line;
+	/* scan policy; NAN / NULL: the global setting */
+	double quarantine_score, reject_score;
+	char *relay_key; /* NULL: derived from the secret in data_dir */
+	char *allow_senders, *block_senders;
 };
 
 struct config {

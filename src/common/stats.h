@@ -14,6 +14,10 @@
 	X(smtp_refused_connections, "SMTP connections refused by session limits")                  \
 	X(smtp_messages_accepted, "messages accepted (250 after DATA/BDAT)")                       \
 	X(smtp_messages_refused, "messages refused at the end of the data")                        \
+	X(scan_delivered, "messages scanned and passed")                                           \
+	X(scan_quarantined, "messages scanned and quarantined")                                    \
+	X(scan_rejected, "messages scanned and rejected (550 5.7.1)")                              \
+	X(scan_tempfailed, "messages not scanned in time or without a required scanner (451)")     \
 	X(smtp_rcpt_rejected, "recipients refused at RCPT")                                        \
 	X(delivery_delivered, "recipients delivered")                                              \
 	X(delivery_deferred, "delivery attempts deferred (per recipient)")                         \

@@ -253,7 +253,7 @@ dq_load(struct delivery *d, const char *id)
 	str_copy(m->id, id, sizeof(m->id));
 	m->env = f.env;
 	memset(&f.env, 0, sizeof(f.env));
-	m->body_len = f.body_len;
+	m->body_len = spool_env_delivered_len(&m->env, f.body_len);
 	spool_file_close(&f);
 	m->state = xcalloc(m->env.nrcpts, sizeof(*m->state));
 	m->recorded = xcalloc(m->env.nrcpts, sizeof(*m->recorded));
@@ -847,7 +847,7 @@ dq_deliver_maildir(struct delivery *d, struct dq_msg *m, size_t i)
 	struct spool_body b;
 
 	log_quote(q, sizeof(q), rcpt, strlen(rcpt));
-	if (spool_body_open(d->spool, m->id, &b) < 0 ||
+	if (spool_body_open(d->spool, m->id, &m->env, &b) < 0 ||
 	    delivery_maildir(d->data_dir, d->hostname, &b, &m->env, rcpt, path, sizeof(path)) < 0) {
 		snprintf(why, sizeof(why), "451 4.3.0 maildir: %s", strerror(errno));
 		if (b.fd >= 0)
@@ -1030,9 +1030,9 @@ dq_send_dsn(struct delivery *d, struct dq_msg *m, enum dsn_action action)
 		want = c->smtp_max_header_size + 1024;
 	if (want > m->body_len)
 		want = m->body_len;
-	if (spool_body_open(d->spool, m->id, &b) == 0) {
+	if (spool_body_open(d->spool, m->id, &m->env, &b) == 0) {
 		orig = xmalloc((size_t)want + 1);
-		ssize_t r = pread(b.fd, orig, (size_t)want, b.offset);
+		ssize_t r = spool_body_pread(&b, orig, (size_t)want, 0);
 		olen = r > 0 ? (size_t)r : 0;
 		close(b.fd);
 	}

@@ -136,8 +136,9 @@ struct mta_session {
 	char *mail_params;     /* MAIL parameters waiting for that reply (no PIPELINING) */
 	unsigned bdat_pending; /* BDAT chunks sent and not yet answered */
 	/* the body being sent */
-	int body_fd;
-	off_t body_off;
+	int body_fd;           /* body.fd while sending, else -1 */
+	struct spool_body body; /* what is sent: moat's head, then the body */
+	uint64_t body_pos;      /* next octet of body to send */
 	uint64_t body_left;
 	bool at_line_start;
 	size_t line_len;

@@ -85,14 +85,13 @@ static int
 maildir_copy_body(int out, const struct spool_body *b)
 {
 	char *in = xmalloc(MAILDIR_CHUNK), *conv = xmalloc(MAILDIR_CHUNK);
-	uint64_t left = b->len;
-	off_t off = b->offset;
+	uint64_t left = b->len, pos = 0;
 	bool cr = false;
 	int r = -1;
 
 	while (left > 0) {
 		size_t want = left < MAILDIR_CHUNK ? (size_t)left : MAILDIR_CHUNK, o = 0;
-		ssize_t n = pread(b->fd, in, want, off);
+		ssize_t n = spool_body_pread(b, in, want, pos);
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -115,7 +114,7 @@ maildir_copy_body(int out, const struct spool_body *b)
 		}
 		if (o && write_all(out, conv, o) < 0)
 			goto out;
-		off += n;
+		pos += (uint64_t)n;
 		left -= (uint64_t)n;
 	}
 	if (cr && write_all(out, "\r", 1) < 0)

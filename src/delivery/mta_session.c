@@ -565,14 +565,15 @@ mta_send_body(struct mta_session *s)
 	if (s->body_fd < 0) {
 		struct spool_body b;
 
-		if (spool_body_open(s->d->spool, s->task->msg->id, &b) < 0) {
+		if (spool_body_open(s->d->spool, s->task->msg->id, &s->task->msg->env, &b) < 0) {
 			mta_task_set_rest(s, 451,
 			                  "451 4.3.0 moat could not read the queued message");
 			mta_close(s, "spool read error");
 			return;
 		}
 		s->body_fd = b.fd;
-		s->body_off = b.offset;
+		s->body = b;
+		s->body_pos = 0;
 		s->body_left = b.len;
 		s->at_line_start = true;
 		s->line_len = 0;
@@ -584,7 +585,7 @@ mta_send_body(struct mta_session *s)
 
 		if (chunk == NULL)
 			chunk = xmalloc(MTA_BODY_CHUNK);
-		if (want > 0 && (n = pread(s->body_fd, chunk, want, s->body_off)) <= 0) {
+		if (want > 0 && (n = spool_body_pread(&s->body, chunk, want, s->body_pos)) <= 0) {
 			if (n < 0 && errno == EINTR)
 				continue;
 			free(chunk);
@@ -593,7 +594,7 @@ mta_send_body(struct mta_session *s)
 			mta_close(s, "spool read error");
 			return;
 		}
-		s->body_off += n;
+		s->body_pos += (uint64_t)n;
 		s->body_left -= (uint64_t)n;
 		if (bdat) {
 			struct evbuffer *tmp = evbuffer_new();

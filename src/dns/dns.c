@@ -48,6 +48,7 @@
 #include <unbound.h>
 
 #define DNS_TYPE_A    1
+#define DNS_TYPE_PTR  12
 #define DNS_TYPE_MX   15
 #define DNS_TYPE_TXT  16
 #define DNS_TYPE_AAAA 28
@@ -68,12 +69,14 @@ enum dns_kind {
 	DNS_KIND_MX,
 	DNS_KIND_ADDR,
 	DNS_KIND_TXT,
+	DNS_KIND_PTR,
 };
 
 enum dns_stage {
 	DNS_STAGE_MX,   /* the MX RRset */
 	DNS_STAGE_ADDR, /* A and AAAA of each host */
 	DNS_STAGE_TXT,
+	DNS_STAGE_PTR,
 	DNS_STAGE_DONE, /* on d->done, callback pending */
 };
 
@@ -121,7 +124,9 @@ struct dns_query {
 		dns_mx_fn mx;
 		dns_addr_fn addr;
 		dns_txt_fn txt;
+		dns_ptr_fn ptr;
 	} cb;
+	int family; /* DNS_KIND_ADDR: AF_UNSPEC, AF_INET or AF_INET6 */
 	void *arg;
 	struct event *timer;
 	bool ready;   /* on d->ready */
@@ -138,6 +143,7 @@ struct dns_query {
 			struct dns_addr_result r;
 		} addr;
 		struct dns_txt_result txt;
+		struct dns_ptr_result ptr;
 	} u;
 };
 
@@ -182,6 +188,8 @@ dns_kind_str(enum dns_kind kind)
 		return "addr";
 	case DNS_KIND_TXT:
 		return "txt";
+	case DNS_KIND_PTR:
+		return "ptr";
 	}
 	return "unknown";
 }
@@ -390,6 +398,10 @@ dns_query_log(const struct dns_query *q)
 		st = q->u.addr.r.status;
 		n = q->u.addr.r.naddrs;
 		break;
+	case DNS_KIND_PTR:
+		st = q->u.ptr.status;
+		n = q->u.ptr.n;
+		break;
 	case DNS_KIND_TXT:
 	default:
 		st = q->u.txt.status;
@@ -431,6 +443,10 @@ dns_query_fail(struct dns_query *q, enum dns_status st)
 		break;
 	case DNS_KIND_TXT:
 		q->u.txt.status = st;
+		break;
+	case DNS_KIND_PTR:
+		q->u.ptr.status = st;
+		q->u.ptr.n = 0;
 		break;
 	}
 	dns_query_finish(q);
@@ -705,6 +721,27 @@ dns_txt_on_txt(struct dns_query *q)
 	dns_query_finish(q);
 }
 
+/* PTR targets: host names only (RFC 1035 3.3.12); others are skipped. */
+static void
+dns_ptr_on_ptr(struct dns_query *q)
+{
+	const struct dns_sub *s = &q->sub[0];
+	struct dns_ptr_result *r = &q->u.ptr;
+	char name[DNS_TEXT_MAX];
+	bool is_host;
+
+	r->status = dns_sub_status(s);
+	for (size_t i = 0; r->status == DNS_OK && s->res->data[i] != NULL && r->n < DNS_PTR_MAX;
+	     i++) {
+		if (dns_name_from_wire((const uint8_t *)s->res->data[i], (size_t)s->res->len[i],
+		                       name, &is_host) == -1 ||
+		    !is_host || name[0] == '\0' || strlen(name) > DNS_NAME_MAX)
+			continue;
+		str_copy(r->name[r->n++], name, sizeof(r->name[0]));
+	}
+	dns_query_finish(q);
+}
+
 /* Decode finished stages until the query waits for answers again or is done. */
 static void
 dns_query_advance(struct dns_query *q)
@@ -722,6 +759,9 @@ dns_query_advance(struct dns_query *q)
 			break;
 		case DNS_STAGE_TXT:
 			dns_txt_on_txt(q);
+			break;
+		case DNS_STAGE_PTR:
+			dns_ptr_on_ptr(q);
 			break;
 		case DNS_STAGE_DONE:
 			return;
@@ -807,6 +847,9 @@ dns_query_call(struct dns_query *q)
 		break;
 	case DNS_KIND_TXT:
 		q->cb.txt(q->arg, &q->u.txt);
+		break;
+	case DNS_KIND_PTR:
+		q->cb.ptr(q->arg, &q->u.ptr);
 		break;
 	}
 }
@@ -982,8 +1025,14 @@ dns_query_start(struct dns_query *q, const char *name)
 		break;
 	case DNS_KIND_ADDR:
 		dns_stage_begin(q, DNS_STAGE_ADDR);
-		dns_sub_start(q, DNS_TYPE_A, q->name, 0);
-		dns_sub_start(q, DNS_TYPE_AAAA, q->name, 0);
+		if (q->family != AF_INET6)
+			dns_sub_start(q, DNS_TYPE_A, q->name, 0);
+		if (q->family != AF_INET)
+			dns_sub_start(q, DNS_TYPE_AAAA, q->name, 0);
+		break;
+	case DNS_KIND_PTR:
+		dns_stage_begin(q, DNS_STAGE_PTR);
+		dns_sub_start(q, DNS_TYPE_PTR, q->name, 0);
 		break;
 	case DNS_KIND_TXT:
 		dns_stage_begin(q, DNS_STAGE_TXT);
@@ -1009,6 +1058,53 @@ dns_addr(struct dns *d, const char *name, dns_addr_fn cb, void *arg)
 	struct dns_query *q = dns_query_new(d, DNS_KIND_ADDR, arg);
 
 	q->cb.addr = cb;
+	return dns_query_start(q, name);
+}
+
+struct dns_query *
+dns_addr_family(struct dns *d, const char *name, int family, dns_addr_fn cb, void *arg)
+{
+	struct dns_query *q = dns_query_new(d, DNS_KIND_ADDR, arg);
+
+	q->cb.addr = cb;
+	q->family = family == AF_INET || family == AF_INET6 ? family : AF_UNSPEC;
+	return dns_query_start(q, name);
+}
+
+/* The reverse name of an address: d.c.b.a.in-addr.arpa or 32 nibbles.ip6.arpa. */
+static bool
+dns_ptr_name(const char *ip, char *out, size_t size)
+{
+	unsigned char a[16];
+	size_t o = 0;
+
+	if (inet_pton(AF_INET, ip, a) == 1) {
+		snprintf(out, size, "%u.%u.%u.%u.in-addr.arpa", a[3], a[2], a[1], a[0]);
+		return true;
+	}
+	if (inet_pton(AF_INET6, ip, a) != 1 || size < 64 + 9)
+		return false;
+	for (int i = 15; i >= 0; i--) {
+		static const char hex[] = "0123456789abcdef";
+
+		out[o++] = hex[a[i] & 0xf];
+		out[o++] = '.';
+		out[o++] = hex[a[i] >> 4];
+		out[o++] = '.';
+	}
+	memcpy(out + o, "ip6.arpa", 9);
+	return true;
+}
+
+struct dns_query *
+dns_ptr(struct dns *d, const char *ip, dns_ptr_fn cb, void *arg)
+{
+	struct dns_query *q = dns_query_new(d, DNS_KIND_PTR, arg);
+	char name[DNS_NAME_MAX + 1];
+
+	q->cb.ptr = cb;
+	if (!dns_ptr_name(ip, name, sizeof(name)))
+		name[0] = '\0'; /* fails the name check: PERMFAIL */
 	return dns_query_start(q, name);
 }
 

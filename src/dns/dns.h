@@ -132,6 +132,26 @@ typedef void (*dns_txt_fn)(void *arg, const struct dns_txt_result *r);
 
 struct dns_query *dns_txt(struct dns *d, const char *name, dns_txt_fn cb, void *arg);
 
+/* PTR names of an address (RFC 1035 3.5, RFC 3596 2.5), no trailing dot. */
+#define DNS_PTR_MAX 8
+struct dns_ptr_result {
+	enum dns_status status;
+	size_t n;
+	char name[DNS_PTR_MAX][DNS_NAME_MAX + 1];
+};
+typedef void (*dns_ptr_fn)(void *arg, const struct dns_ptr_result *r);
+
+/* ip: "192.0.2.1" or "2001:db8::1"; a bad address gives DNS_PERMFAIL. */
+struct dns_query *dns_ptr(struct dns *d, const char *ip, dns_ptr_fn cb, void *arg);
+
+/*
+ * Address family of the A/AAAA lookups of dns_addr(): AF_UNSPEC (both,
+ * the default), AF_INET or AF_INET6. For callers that need one family
+ * (SPF's a and mx mechanisms, DNS blocklists).
+ */
+struct dns_query *dns_addr_family(struct dns *d, const char *name, int family, dns_addr_fn cb,
+                                  void *arg);
+
 /*
  * Cancel a query whose callback has not started: the callback will not
  * run. A no-op from within the query's own callback.

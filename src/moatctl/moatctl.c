@@ -6,6 +6,7 @@
  * Exit status: 0 done; 1 moatd refused (unknown id, conflict...); 2 bad
  * usage; 3 moatd cannot be reached.
  */
+#include "moatctl.h"
 #include "../common/config.h"
 #include "../common/log.h"
 #include "../common/util.h"
@@ -159,6 +160,8 @@ usage(FILE *fp)
 	for (size_t i = 0; i < nitems(moatctl_cmds); i++)
 		fprintf(fp, "  %-14s %-7s %s\n", moatctl_cmds[i].words, moatctl_cmds[i].args,
 		        moatctl_cmds[i].help);
+	fprintf(fp, "  %-14s %-7s %s\n", "scan", "FILE",
+	        "run the scan pipeline on a message file (scan --help)");
 	fprintf(fp, "\n  -c CONFIG   moatd's configuration, to find the control socket "
 	            "(default " MOATCTL_DEFAULT_CONFIG ")\n"
 	            "  -s SOCKET   the control socket itself\n"
@@ -263,6 +266,9 @@ main(int argc, char **argv)
 			return 2;
 		}
 	}
+	/* scan runs here, not in moatd */
+	if (i < argc && strcmp(argv[i], "scan") == 0)
+		return moatctl_scan(config, argc - i - 1, argv + i + 1, json_out);
 	/* the command is one or two words; then its argument; --help anywhere */
 	for (; i < argc; i++) {
 		if (strcmp(argv[i], "--help") == 0) {

@@ -20,6 +20,7 @@
 #include "../common/util.h"
 #include "../delivery/delivery.h"
 #include "../policy/policy.h"
+#include "../scan/scan_pool.h"
 #include "../smtp/smtp.h"
 #include "../smtp/smtp_tls.h"
 #include "../spool/spool.h"
@@ -47,6 +48,8 @@ struct moatd {
 	struct spool *spool;
 	struct smtp_server *smtp;
 	struct delivery *delivery;
+	struct scan_env *scan_env;
+	struct scan_pool *scan;
 	struct event *ev_hup, *ev_term, *ev_int;
 };
 
@@ -241,6 +244,11 @@ main(int argc, char **argv)
 	    NULL)
 		fatalx("spool: %s", err);
 	smtp_server_set_spool(m.smtp, m.spool);
+	/* scanning is set up even with scan = no, so that a SIGHUP can turn it on */
+	if ((m.scan_env = scan_env_new(m.cfg, true, err, sizeof(err))) == NULL)
+		fatalx("scan: %s", err);
+	m.scan = scan_pool_start(m.base, m.scan_env, (unsigned)m.cfg->scan_workers);
+	smtp_server_set_scan(m.smtp, m.scan);
 	m.delivery = delivery_new(m.spool, m.cfg, m.pol);
 	{
 		char *path = m.cfg->control_socket[0]
@@ -274,7 +282,8 @@ main(int argc, char **argv)
 	         m.cfg->delivery_paused ? "paused" : "on");
 	event_base_dispatch(m.base);
 
-	/* Sessions are gone; let the commit threads finish, then delivery. */
+	/* Sessions are gone; scans end by their deadline; commits finish, then delivery. */
+	scan_pool_stop(m.scan);
 	spool_stop(m.spool);
 	delivery_free(m.delivery);
 	smtp_server_free(m.smtp);
@@ -282,6 +291,7 @@ main(int argc, char **argv)
 	event_free(m.ev_term);
 	event_free(m.ev_int);
 	spool_close(m.spool);
+	scan_env_free(m.scan_env);
 	policy_unref(m.pol);
 	config_unref(m.cfg);
 	event_base_free(m.base);

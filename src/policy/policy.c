@@ -5,6 +5,7 @@
 #include "policy.h"
 #include "../common/util.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,11 +15,18 @@ struct policy_domain {
 	char **recipients; /* sorted, lower-case local parts */
 	size_t nrecipients;
 	struct route route;
+	double quarantine_score, reject_score; /* NAN: the global ones */
+	char *relay_key;
+	char **allow, **block; /* lower-case addresses or @domains */
+	size_t nallow, nblock;
 };
 
 struct policy {
 	int refs;
 	struct route default_route;
+	double quarantine_score, reject_score;
+	char **allow, **block; /* global lists */
+	size_t nallow, nblock;
 	struct policy_domain *domains; /* sorted by name */
 	size_t ndomains;
 };
@@ -34,6 +42,40 @@ policy_cmp_domain(const void *a, const void *b)
 {
 	return strcmp(((const struct policy_domain *)a)->name,
 	              ((const struct policy_domain *)b)->name);
+}
+
+/* "a@b.example, @c.example" into lower-case entries; bad entries are skipped. */
+static void
+policy_list_parse(const char *v, char ***out, size_t *n)
+{
+	const char *p = v ? v : "";
+
+	*out = NULL;
+	*n = 0;
+	while (*p) {
+		size_t len;
+		char *e;
+
+		p += strspn(p, " \t,");
+		len = strcspn(p, " \t,");
+		if (len == 0)
+			break;
+		if (len <= MAILADDR_PATH_MAX && memchr(p, '@', len)) {
+			e = xstrndup(p, len);
+			str_lower(e);
+			*out = xrealloc(*out, (*n + 1) * sizeof(char *));
+			(*out)[(*n)++] = e;
+		}
+		p += len;
+	}
+}
+
+static void
+policy_list_free(char **l, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(l[i]);
+	free(l);
 }
 
 struct policy *
@@ -58,7 +100,16 @@ policy_from_config(const struct config *c)
 		}
 		qsort(d->recipients, d->nrecipients, sizeof(char *), policy_cmp_str);
 		d->route = cd->route;
+		d->quarantine_score = cd->quarantine_score;
+		d->reject_score = cd->reject_score;
+		d->relay_key = cd->relay_key ? xstrdup(cd->relay_key) : NULL;
+		policy_list_parse(cd->allow_senders, &d->allow, &d->nallow);
+		policy_list_parse(cd->block_senders, &d->block, &d->nblock);
 	}
+	p->quarantine_score = c->scan_quarantine_score;
+	p->reject_score = c->scan_reject_score;
+	policy_list_parse(c->scan_allow_senders, &p->allow, &p->nallow);
+	policy_list_parse(c->scan_block_senders, &p->block, &p->nblock);
 	qsort(p->domains, p->ndomains, sizeof(*p->domains), policy_cmp_domain);
 	p->default_route = c->default_route;
 	return p;
@@ -81,8 +132,13 @@ policy_unref(struct policy *p)
 			free(p->domains[i].recipients[j]);
 		free(p->domains[i].recipients);
 		free(p->domains[i].name);
+		free(p->domains[i].relay_key);
+		policy_list_free(p->domains[i].allow, p->domains[i].nallow);
+		policy_list_free(p->domains[i].block, p->domains[i].nblock);
 	}
 	free(p->domains);
+	policy_list_free(p->allow, p->nallow);
+	policy_list_free(p->block, p->nblock);
 	free(p);
 }
 
@@ -126,4 +182,88 @@ size_t
 policy_domain_count(const struct policy *p)
 {
 	return p->ndomains;
+}
+
+bool
+policy_is_protected(const struct policy *p, const char *domain)
+{
+	return policy_find_domain(p, domain) != NULL;
+}
+
+const char *
+policy_domain_name(const struct policy *p, size_t i)
+{
+	return i < p->ndomains ? p->domains[i].name : NULL;
+}
+
+const char *const *
+policy_domain_recipients(const struct policy *p, size_t i, size_t *n)
+{
+	*n = 0;
+	if (i >= p->ndomains || p->domains[i].any_recipient)
+		return NULL;
+	*n = p->domains[i].nrecipients;
+	return (const char *const *)p->domains[i].recipients;
+}
+
+void
+policy_scan_thresholds(const struct policy *p, const char *domain, double *quarantine,
+                       double *reject)
+{
+	const struct policy_domain *d = domain ? policy_find_domain(p, domain) : NULL;
+
+	*quarantine = d && !isnan(d->quarantine_score) ? d->quarantine_score : p->quarantine_score;
+	*reject = d && !isnan(d->reject_score) ? d->reject_score : p->reject_score;
+}
+
+/* Does entry (address or @domain) match sender (lower case)? @domain covers subdomains. */
+static bool
+policy_list_match(char *const *l, size_t n, const char *sender, const char *domain)
+{
+	size_t dlen = strlen(domain);
+
+	for (size_t i = 0; i < n; i++) {
+		const char *e = l[i];
+
+		if (e[0] != '@') {
+			if (strcmp(e, sender) == 0)
+				return true;
+			continue;
+		}
+		e++;
+		size_t elen = strlen(e);
+		if (strcmp(e, domain) == 0 || (dlen > elen && domain[dlen - elen - 1] == '.' &&
+		                               strcmp(domain + dlen - elen, e) == 0))
+			return true;
+	}
+	return false;
+}
+
+enum policy_list
+policy_sender_list(const struct policy *p, const char *rcpt_domain, const char *sender)
+{
+	const struct policy_domain *d = rcpt_domain ? policy_find_domain(p, rcpt_domain) : NULL;
+	char s[MAILADDR_PATH_MAX + 1];
+	const char *at;
+
+	if (sender == NULL || sender[0] == '\0' || str_copy(s, sender, sizeof(s)) >= sizeof(s))
+		return POLICY_LIST_NONE;
+	str_lower(s);
+	if ((at = strrchr(s, '@')) == NULL)
+		return POLICY_LIST_NONE;
+	if (policy_list_match(p->block, p->nblock, s, at + 1) ||
+	    (d && policy_list_match(d->block, d->nblock, s, at + 1)))
+		return POLICY_LIST_BLOCK;
+	if (policy_list_match(p->allow, p->nallow, s, at + 1) ||
+	    (d && policy_list_match(d->allow, d->nallow, s, at + 1)))
+		return POLICY_LIST_ALLOW;
+	return POLICY_LIST_NONE;
+}
+
+const char *
+policy_relay_key(const struct policy *p, const char *domain)
+{
+	const struct policy_domain *d = policy_find_domain(p, domain);
+
+	return d ? d->relay_key : NULL;
 }

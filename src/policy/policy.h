@@ -40,4 +40,36 @@ const struct route *policy_route_for(const struct policy *p, const char *domain)
 
 size_t policy_domain_count(const struct policy *p);
 
+/* --- what the scan pipeline asks (src/scan/) --- */
+
+/* Is domain (lower case) protected? */
+bool policy_is_protected(const struct policy *p, const char *domain);
+/* The i-th protected domain (sorted by name), i < policy_domain_count(). */
+const char *policy_domain_name(const struct policy *p, size_t i);
+/*
+ * The listed recipients of the i-th domain (lower-case local parts);
+ * n = 0 when it accepts any recipient.
+ */
+const char *const *policy_domain_recipients(const struct policy *p, size_t i, size_t *n);
+
+/* Thresholds for mail to domain: its own, else the global ones. */
+void policy_scan_thresholds(const struct policy *p, const char *domain, double *quarantine,
+                            double *reject);
+
+enum policy_list {
+	POLICY_LIST_NONE,
+	POLICY_LIST_ALLOW,
+	POLICY_LIST_BLOCK, /* a block entry wins over an allow entry */
+};
+/*
+ * Is sender (local@domain, any case) on the allow or block list of
+ * rcpt_domain or on the global ones? Entries are addresses or @domain
+ * (that domain and its subdomains).
+ */
+enum policy_list policy_sender_list(const struct policy *p, const char *rcpt_domain,
+                                    const char *sender);
+
+/* The relay key configured for domain, or NULL (then derived from moat's secret). */
+const char *policy_relay_key(const struct policy *p, const char *domain);
+
 #endif

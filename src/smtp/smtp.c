@@ -39,6 +39,12 @@ smtp_server_set_spool(struct smtp_server *srv, struct spool *spool)
 	srv->spool = spool;
 }
 
+void
+smtp_server_set_scan(struct smtp_server *srv, struct scan_pool *pool)
+{
+	srv->scan = pool;
+}
+
 static void smtp_accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
                            int salen, void *arg);
 
@@ -306,6 +312,7 @@ smtp_shutdown_timeout_cb(evutil_socket_t fd, short what, void *arg)
 		 * (its session then says 421), rather than cause a duplicate. */
 		if (s->committing)
 			continue;
+		/* a scan is not: no 250 was given, the client will try again */
 		smtp_session_close(s, "shutdown timeout");
 	}
 }

@@ -17,6 +17,9 @@ struct smtp_server *smtp_server_new(struct event_base *base, struct config *cfg,
                                     struct policy *pol);
 /* The spool, opened after privileges are dropped, before accepting. */
 void smtp_server_set_spool(struct smtp_server *srv, struct spool *spool);
+struct scan_pool;
+/* The scan workers (NULL: messages are committed unscanned, as with scan = no). */
+void smtp_server_set_scan(struct smtp_server *srv, struct scan_pool *pool);
 /* Bind every smtp_listen address (before privileges are dropped). */
 int smtp_server_listen(struct smtp_server *srv, char *err, size_t errsize);
 /* Load the TLS certificate (after binding, before accepting). */

@@ -5,6 +5,7 @@
 #ifndef MOAT_SMTP_INTERNAL_H
 #define MOAT_SMTP_INTERNAL_H
 
+#include "../scan/scan.h"
 #include "smtp.h"
 #include "smtp_data.h"
 #include "smtp_parse.h"
@@ -59,6 +60,7 @@ struct smtp_server {
 	struct config *cfg;
 	struct policy *pol;
 	struct spool *spool;
+	struct scan_pool *scan;
 	SSL_CTX *tls;
 	struct smtp_listener listeners[CONFIG_LISTEN_MAX];
 	size_t nlisteners;
@@ -116,6 +118,8 @@ struct smtp_session {
 	bool chunk_discard;           /* the chunk is read and thrown away */
 	enum smtp_state chunk_return; /* where a discarded chunk returns to */
 	bool committing;              /* msg is with the spool; its callback holds a reference */
+	bool scanning;                /* msg is with a scan worker; its callback holds a reference */
+	struct scan_input scan_in;    /* what the worker reads (valid while scanning) */
 	bool peer_eof;                /* the client closed its sending side */
 	const char *chunk_error;      /* reply after a discarded chunk */
 	uint64_t data_start_ms;

@@ -33,6 +33,7 @@
 #include "../common/stats.h"
 #include "../common/util.h"
 #include "../policy/policy.h"
+#include "../scan/scan_pool.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -175,7 +176,7 @@ smtp_close_after(struct smtp_session *s, const char *reply, const char *reason)
 	log_debug("event=closing sid=%llu reason=\"%s\"", (unsigned long long)s->sid, reason);
 	s->close_reason = reason;
 	bufferevent_disable(s->bev, EV_READ);
-	if (s->msg && !s->committing) {
+	if (s->msg && !s->committing && !s->scanning) {
 		spool_msg_abort(s->msg);
 		s->msg = NULL;
 	}
@@ -225,6 +226,8 @@ smtp_protocol(const struct smtp_session *s)
 	};
 	return names[s->mp.smtputf8][s->esmtp][s->tls_done];
 }
+
+static void smtp_session_eof(struct smtp_session *s);
 
 /* --- the message: Received header, content, end-of-data checks --- */
 
@@ -353,6 +356,122 @@ smtp_commit_cb(void *arg, struct spool_msg *m, int err)
 	smtp_release(s); /* the reference taken for the commit */
 }
 
+static void
+smtp_commit(struct smtp_session *s)
+{
+	smtp_hold(s);
+	s->committing = true;
+	smtp_enter_state(s, SMTP_S_COMMIT);
+	spool_msg_commit(s->msg, smtp_commit_cb, s);
+}
+
+/* A refused message (scan verdict): drop it and take the next command. */
+static void
+smtp_message_refuse(struct smtp_session *s)
+{
+	smtp_tx_end(s);
+	if (s->peer_eof) {
+		smtp_session_eof(s);
+	} else {
+		bufferevent_enable(s->bev, EV_READ);
+		smtp_input(s);
+	}
+}
+
+/* A reply text from the scan: one line of printable ASCII. */
+static void
+smtp_reply_text(char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || (unsigned char)*s > 0x7e)
+			*s = ' ';
+}
+
+static void
+smtp_scan_done(void *arg, struct scan_job *job)
+{
+	struct smtp_session *s = arg;
+	struct scan_result *r = scan_job_result(job);
+	const char *id = spool_msg_id(s->msg);
+	char sq[1024];
+
+	s->scanning = false;
+	free((void *)(uintptr_t)s->scan_in.rcpts); /* allocated by smtp_scan_start() */
+	memset(&s->scan_in, 0, sizeof(s->scan_in));
+	if (s->closed) {
+		/* the client is gone and has no reply: nothing is kept */
+		spool_msg_abort(s->msg);
+		s->msg = NULL;
+		goto out;
+	}
+	smtp_reply_text(r->reason);
+	log_info("event=scanned sid=%llu id=%s client=%s verdict=%s score=%.2f cpu_us=%llu "
+	         "symbols=%s",
+	         (unsigned long long)s->sid, id, s->addr, scan_verdict_str(r->verdict), r->score,
+	         (unsigned long long)scan_job_cpu_us(job),
+	         log_quote(sq, sizeof(sq), r->summary, strlen(r->summary)));
+	switch (r->verdict) {
+	case SCAN_TEMPFAIL:
+		stats_inc(scan_tempfailed);
+		smtp_reply(s, "451 4.7.1 Message not scanned (%s); try again later", r->reason);
+		smtp_message_refuse(s);
+		break;
+	case SCAN_REJECT:
+		stats_inc(scan_rejected);
+		smtp_reply(s, "550 5.7.1 Message rejected: %s (ref %s)", r->reason, id);
+		smtp_message_refuse(s);
+		break;
+	case SCAN_QUARANTINE:
+	case SCAN_DELIVER:
+		if (r->verdict == SCAN_QUARANTINE)
+			stats_inc(scan_quarantined);
+		else
+			stats_inc(scan_delivered);
+		spool_msg_set_scan(s->msg, r->head, r->head_len, r->head_skip, r->summary,
+		                   r->verdict == SCAN_QUARANTINE);
+		r->head = NULL;
+		r->summary = NULL;
+		smtp_commit(s);
+		break;
+	}
+out:
+	scan_job_free(job);
+	smtp_release(s); /* the reference taken for the scan */
+}
+
+/* Hand the finished message to a scan worker; the reply waits for the verdict. */
+static void
+smtp_scan_start(struct smtp_session *s)
+{
+	const struct spool_env *env = spool_msg_env(s->msg);
+	struct scan_input *in = &s->scan_in;
+	const char **rcpts;
+
+	memset(in, 0, sizeof(*in));
+	if ((in->msg = spool_msg_map(s->msg, &in->len)) == NULL) {
+		log_error("event=spool_error sid=%llu id=%s reason=\"%s\"",
+		          (unsigned long long)s->sid, spool_msg_id(s->msg), strerror(errno));
+		smtp_reply(s, "451 4.3.0 Local error reading the message; try again later");
+		smtp_tx_end(s);
+		return;
+	}
+	rcpts = xcalloc(env->nrcpts, sizeof(*rcpts));
+	for (size_t i = 0; i < env->nrcpts; i++)
+		rcpts[i] = env->rcpts[i].addr;
+	in->rcpts = rcpts;
+	in->nrcpts = env->nrcpts;
+	in->queue_id = spool_msg_id(s->msg);
+	in->client_ip = env->client_addr;
+	in->helo = env->helo;
+	in->sender = env->sender;
+	in->tls = s->ssl != NULL;
+	in->deadline_ms = (int64_t)(clock_ms() + s->cfg->scan_timeout);
+	smtp_hold(s);
+	s->scanning = true;
+	smtp_enter_state(s, SMTP_S_COMMIT);
+	scan_pool_submit(s->srv->scan, s->cfg, s->pol, in, smtp_scan_done, s);
+}
+
 /* End of DATA or of the last BDAT chunk. */
 static void
 smtp_message_end(struct smtp_session *s)
@@ -383,10 +502,11 @@ smtp_message_end(struct smtp_session *s)
 	if (s->mp.has_envid)
 		s->env.envid = xstrdup(s->mp.envid);
 	spool_msg_set_env(s->msg, &s->env);
-	smtp_hold(s);
-	s->committing = true;
-	smtp_enter_state(s, SMTP_S_COMMIT);
-	spool_msg_commit(s->msg, smtp_commit_cb, s);
+	if (s->srv->scan && s->cfg->scan) {
+		smtp_scan_start(s);
+		return;
+	}
+	smtp_commit(s);
 }
 
 /* --- input --- */
@@ -1092,7 +1212,7 @@ static void
 smtp_session_eof(struct smtp_session *s)
 {
 	smtp_input(s);
-	if (s->closed || s->state == SMTP_S_CLOSING || s->committing)
+	if (s->closed || s->state == SMTP_S_CLOSING || s->committing || s->scanning)
 		return;
 	/* Whatever is left is incomplete (a command without its CRLF, a
 	 * message without its end): it is dropped, never committed. */
@@ -1157,7 +1277,7 @@ smtp_event_cb(struct bufferevent *bev, short what, void *arg)
 		 */
 		s->peer_eof = true;
 		bufferevent_disable(bev, EV_READ);
-		if (!s->committing)
+		if (!s->committing && !s->scanning)
 			smtp_session_eof(s);
 	} else if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
 		unsigned long e = s->ssl ? bufferevent_get_openssl_error(bev) : 0;
@@ -1271,7 +1391,9 @@ smtp_session_close(struct smtp_session *s, const char *reason)
 	if (s->closed)
 		return;
 	s->closed = true;
-	if (s->msg) {
+	if (s->msg && s->scanning) {
+		/* the scan's callback aborts it: the worker may be reading it */
+	} else if (s->msg) {
 		if (s->committing) {
 			/* The commit completes without us; drop its reference. */
 			spool_msg_forget(s->msg);

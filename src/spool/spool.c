@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <time.h>
@@ -46,13 +47,20 @@ spool_open(const char *data_dir, uint64_t min_free, char *err, size_t errsize)
 	s->incoming = xasprintf("%s/incoming", data_dir);
 	s->queue = xasprintf("%s/queue", data_dir);
 	s->corrupt = xasprintf("%s/corrupt", data_dir);
+	s->quarantine = xasprintf("%s/quarantine", data_dir);
 	s->queue_fd = -1;
+	s->quarantine_fd = -1;
 	s->min_free = min_free;
 	if (spool_mkdir(s->dir, err, errsize) < 0 || spool_mkdir(s->incoming, err, errsize) < 0 ||
-	    spool_mkdir(s->queue, err, errsize) < 0 || spool_mkdir(s->corrupt, err, errsize) < 0)
+	    spool_mkdir(s->queue, err, errsize) < 0 || spool_mkdir(s->corrupt, err, errsize) < 0 ||
+	    spool_mkdir(s->quarantine, err, errsize) < 0)
 		goto fail;
 	if ((s->queue_fd = open(s->queue, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
 		snprintf(err, errsize, "open %s: %s", s->queue, strerror(errno));
+		goto fail;
+	}
+	if ((s->quarantine_fd = open(s->quarantine, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+		snprintf(err, errsize, "open %s: %s", s->quarantine, strerror(errno));
 		goto fail;
 	}
 	clock_gettime(CLOCK_REALTIME, &ts);
@@ -76,6 +84,9 @@ spool_close(struct spool *s)
 		return;
 	if (s->queue_fd >= 0)
 		close(s->queue_fd);
+	if (s->quarantine_fd >= 0)
+		close(s->quarantine_fd);
+	free(s->quarantine);
 	free(s->dir);
 	free(s->incoming);
 	free(s->queue);
@@ -183,6 +194,8 @@ spool_env_clear(struct spool_env *env)
 	free(env->body_type);
 	free(env->ret);
 	free(env->envid);
+	free(env->head);
+	free(env->verdict);
 	memset(env, 0, sizeof(*env));
 }
 
@@ -307,11 +320,70 @@ spool_msg_env(const struct spool_msg *m)
 void
 spool_msg_free(struct spool_msg *m)
 {
+	if (m->map)
+		munmap(m->map, m->map_len);
 	if (m->fd >= 0)
 		close(m->fd);
 	spool_env_clear(&m->env);
 	free(m->buf);
 	free(m);
+}
+
+const unsigned char *
+spool_msg_map(struct spool_msg *m, size_t *len)
+{
+	static const unsigned char empty[1];
+	size_t head = SPOOL_MAGIC_LEN + SPOOL_REC_HDR;
+
+	*len = 0;
+	if (m->err) {
+		errno = m->err;
+		return NULL;
+	}
+	if (m->fd < 0) {
+		*len = m->len;
+		return m->len ? (const unsigned char *)m->buf : empty;
+	}
+	/* spilled: put the rest in the file, then map it (the page cache, no copy) */
+	if (m->len > 0 && spool_msg_spill(m) < 0) {
+		m->err = errno;
+		return NULL;
+	}
+	if (m->map == NULL) {
+		m->map_len = (size_t)m->size + head;
+		m->map = mmap(NULL, m->map_len, PROT_READ, MAP_SHARED, m->fd, 0);
+		if (m->map == MAP_FAILED) {
+			m->map = NULL;
+			return NULL;
+		}
+	}
+	*len = (size_t)m->size;
+	return (const unsigned char *)m->map + head;
+}
+
+void
+spool_msg_set_scan(struct spool_msg *m, char *head, size_t head_len, uint64_t head_skip,
+                   char *summary, bool quarantine)
+{
+	free(m->env.head);
+	free(m->env.verdict);
+	m->env.head = head;
+	m->env.head_len = head ? head_len : 0;
+	m->env.head_skip = head_skip <= m->size ? head_skip : 0;
+	m->env.verdict = summary;
+	m->quarantine = quarantine;
+}
+
+void
+spool_msg_set_quarantine(struct spool_msg *m, bool q)
+{
+	m->quarantine = q;
+}
+
+bool
+spool_msg_quarantined(const struct spool_msg *m)
+{
+	return m->quarantine;
 }
 
 void
@@ -366,6 +438,16 @@ spool_env_serialise(const struct spool_msg *m, size_t *outlen)
 		spool_buf_str(&buf, &len, &cap, SPOOL_R_UTF8, "1");
 	spool_buf_str(&buf, &len, &cap, SPOOL_R_RET, e->ret);
 	spool_buf_str(&buf, &len, &cap, SPOOL_R_ENVID, e->envid);
+	spool_buf_str(&buf, &len, &cap, SPOOL_R_VERDICT, e->verdict);
+	if (e->head_len > 0 || e->head_skip > 0) {
+		char *h = xmalloc(8 + e->head_len);
+
+		for (int i = 0; i < 8; i++)
+			h[i] = (char)(unsigned char)(e->head_skip >> (56 - 8 * i));
+		memcpy(h + 8, e->head, e->head_len);
+		spool_buf_rec(&buf, &len, &cap, SPOOL_R_HEAD, h, 8 + e->head_len);
+		free(h);
+	}
 	for (size_t i = 0; i < e->nrcpts; i++) {
 		spool_buf_str(&buf, &len, &cap, SPOOL_R_RCPT, e->rcpts[i].addr);
 		if (e->rcpts[i].notify) {
@@ -527,7 +609,8 @@ spool_parse_tail(const unsigned char *p, size_t len, uint64_t blen, uint32_t crc
 			goto corrupt;
 		type = p[off];
 		rlen = get_u32(p + off + 1);
-		if (rlen > SPOOL_REC_MAX || rlen > len - off - SPOOL_REC_HDR)
+		if (rlen > (type == SPOOL_R_HEAD ? SPOOL_HEAD_MAX : SPOOL_REC_MAX) ||
+		    rlen > len - off - SPOOL_REC_HDR)
 			goto corrupt;
 		v = p + off + SPOOL_REC_HDR;
 		if (type == SPOOL_R_END) {
@@ -585,6 +668,23 @@ spool_parse_tail(const unsigned char *p, size_t len, uint64_t blen, uint32_t crc
 		case SPOOL_R_ENVID:
 			if (!rec_set(&env->envid, v, rlen))
 				goto corrupt;
+			break;
+		case SPOOL_R_VERDICT:
+			if (!rec_set(&env->verdict, v, rlen))
+				goto corrupt;
+			break;
+		case SPOOL_R_HEAD:
+			if (rlen < 8 || env->head != NULL)
+				goto corrupt;
+			env->head_skip = 0;
+			for (int i = 0; i < 8; i++)
+				env->head_skip = env->head_skip << 8 | v[i];
+			if (env->head_skip > blen)
+				goto corrupt;
+			env->head_len = rlen - 8;
+			env->head = xmalloc(env->head_len + 1);
+			memcpy(env->head, v + 8, env->head_len);
+			env->head[env->head_len] = '\0';
 			break;
 		case SPOOL_R_RCPT: {
 			char *a = rec_str(v, rlen);
@@ -729,8 +829,39 @@ fail:
 	return st;
 }
 
+uint64_t
+spool_env_delivered_len(const struct spool_env *env, uint64_t body_len)
+{
+	uint64_t skip = env && env->head_skip <= body_len ? env->head_skip : 0;
+
+	return (env ? env->head_len : 0) + body_len - skip;
+}
+
+ssize_t
+spool_body_pread(const struct spool_body *b, void *buf, size_t n, uint64_t pos)
+{
+	size_t got = 0;
+
+	if (pos >= b->len || n == 0)
+		return 0;
+	if (n > b->len - pos)
+		n = (size_t)(b->len - pos);
+	if (pos < b->head_len) {
+		got = b->head_len - (size_t)pos < n ? b->head_len - (size_t)pos : n;
+		memcpy(buf, b->head + pos, got);
+		if (got == n)
+			return (ssize_t)got;
+		pos += got;
+	}
+	ssize_t r = pread(b->fd, (char *)buf + got, n - got,
+	                  b->offset + (off_t)(b->skip + pos - b->head_len));
+	if (r < 0)
+		return got ? (ssize_t)got : -1;
+	return (ssize_t)got + r;
+}
+
 int
-spool_body_open(struct spool *s, const char *id, struct spool_body *b)
+spool_body_open(struct spool *s, const char *id, const struct spool_env *env, struct spool_body *b)
 {
 	unsigned char h[SPOOL_MAGIC_LEN + SPOOL_REC_HDR];
 	char path[4096];
@@ -751,6 +882,15 @@ spool_body_open(struct spool *s, const char *id, struct spool_body *b)
 	}
 	b->offset = (off_t)sizeof(h);
 	b->len = blen;
+	b->head = NULL;
+	b->head_len = 0;
+	b->skip = 0;
+	if (env && (env->head_len > 0 || env->head_skip > 0) && env->head_skip <= blen) {
+		b->head = env->head;
+		b->head_len = env->head_len;
+		b->skip = env->head_skip;
+		b->len = spool_env_delivered_len(env, blen);
+	}
 	return 0;
 }
 

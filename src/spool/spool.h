@@ -69,6 +69,14 @@ struct spool_env {
 	bool smtputf8;
 	char *ret;   /* RFC 3461 RET: "FULL", "HDRS" or NULL */
 	char *envid; /* RFC 3461 ENVID (xtext) or NULL */
+	/*
+	 * The scan's header section: sent instead of the first head_skip
+	 * octets of the body (moat's fields, the original ones it keeps).
+	 */
+	char *head;
+	size_t head_len;
+	uint64_t head_skip;
+	char *verdict; /* the scan's summary (informational), or NULL */
 	struct spool_rcpt *rcpts;
 	size_t nrcpts;
 	/* from the status records after END */
@@ -160,6 +168,23 @@ void spool_msg_forget(struct spool_msg *m);
 int spool_msg_commit_sync(struct spool_msg *m);
 /* Drop an uncommitted message and its incoming file. */
 void spool_msg_abort(struct spool_msg *m);
+/*
+ * The body written so far, readable from any thread until the message is
+ * committed or aborted (the scan reads it there). NULL with errno on
+ * failure; an empty body gives a valid pointer with len 0.
+ */
+const unsigned char *spool_msg_map(struct spool_msg *m, size_t *len);
+/*
+ * The scan's outcome: the header section to deliver (head, taking the
+ * place of the first head_skip body octets), its summary, and whether the
+ * message goes to quarantine/. head and summary are taken over (freed
+ * with the message).
+ */
+void spool_msg_set_scan(struct spool_msg *m, char *head, size_t head_len, uint64_t head_skip,
+                        char *summary, bool quarantine);
+/* Commit into quarantine/ instead of queue/: never handed to delivery. */
+void spool_msg_set_quarantine(struct spool_msg *m, bool q);
+bool spool_msg_quarantined(const struct spool_msg *m);
 
 /* --- reading (any thread) --- */
 
@@ -179,10 +204,22 @@ enum spool_status spool_file_open(struct spool *s, const char *id, struct spool_
  */
 struct spool_body {
 	int fd;
-	off_t offset;
-	uint64_t len;
+	off_t offset;     /* of the body in the file */
+	uint64_t len;     /* what spool_body_pread() gives: head, then the body after skip */
+	const char *head; /* env->head: valid while env is */
+	size_t head_len;
+	uint64_t skip;
 };
-int spool_body_open(struct spool *s, const char *id, struct spool_body *b);
+/*
+ * env: the message's envelope (its head record applies), or NULL for the
+ * body as received.
+ */
+int spool_body_open(struct spool *s, const char *id, const struct spool_env *env,
+                    struct spool_body *b);
+/* Read n octets at pos of what is delivered (head, then body); like pread(). */
+ssize_t spool_body_pread(const struct spool_body *b, void *buf, size_t n, uint64_t pos);
+/* What is delivered of a body of body_len octets with env's head record. */
+uint64_t spool_env_delivered_len(const struct spool_env *env, uint64_t body_len);
 void spool_file_close(struct spool_file *f);
 /*
  * Append status records to a committed queue file and fdatasync it. Each

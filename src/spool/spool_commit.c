@@ -75,7 +75,7 @@ spool_commit_one(struct spool *s, struct spool_msg *m)
 	memcpy(hdr, SPOOL_MAGIC, SPOOL_MAGIC_LEN);
 	spool_put_rec_hdr(hdr + SPOOL_MAGIC_LEN, SPOOL_R_BODY, (uint32_t)m->size);
 	if (!spool_incoming_path(s, m->id, from, sizeof(from)) ||
-	    !path_fmt(to, sizeof(to), "%s/%s", s->queue, m->id))
+	    !path_fmt(to, sizeof(to), "%s/%s", m->quarantine ? s->quarantine : s->queue, m->id))
 		goto out;
 	if (m->fd < 0) {
 		struct iovec iov[3] = {{hdr, sizeof(hdr)}, {m->buf, m->len}, {env, envlen}};
@@ -168,12 +168,37 @@ spool_writer(void *arg)
 	return NULL;
 }
 
+/* fsync queue/ (or quarantine/) once for the messages of group renamed into it. */
+static void
+spool_sync_group(struct spool *s, struct spool_msg_list *group, bool quarantine)
+{
+	int fd = quarantine ? s->quarantine_fd : s->queue_fd;
+	struct spool_msg *m;
+	bool any = false;
+	int e;
+
+	TAILQ_FOREACH(m, group, entry)
+	any |= m->quarantine == quarantine && m->err == 0;
+	if (!any || fsync(fd) == 0)
+		return;
+	e = errno;
+	log_error("event=spool_commit error=fsync dir=%s reason=\"%s\"",
+	          quarantine ? s->quarantine : s->queue, strerror(e));
+	/* Durability unknown: refuse the whole group; the clients retry. */
+	TAILQ_FOREACH(m, group, entry)
+	{
+		if (m->err || m->quarantine != quarantine)
+			continue;
+		m->err = e;
+		unlinkat(fd, m->id, 0);
+	}
+}
+
 static void *
 spool_dirsyncer(void *arg)
 {
 	struct spool *s = arg;
 	struct spool_msg_list group;
-	struct spool_msg *m;
 
 	pthread_mutex_lock(&s->lock);
 	for (;;) {
@@ -185,19 +210,8 @@ spool_dirsyncer(void *arg)
 		TAILQ_CONCAT(&group, &s->renamed, entry);
 		pthread_mutex_unlock(&s->lock);
 
-		if (fsync(s->queue_fd) < 0) {
-			int e = errno;
-			log_error("event=spool_commit error=fsync dir=%s reason=\"%s\"", s->queue,
-			          strerror(e));
-			/* Durability unknown: refuse the whole group; the clients retry. */
-			TAILQ_FOREACH(m, &group, entry)
-			{
-				if (m->err)
-					continue;
-				m->err = e;
-				unlinkat(s->queue_fd, m->id, 0);
-			}
-		}
+		spool_sync_group(s, &group, false);
+		spool_sync_group(s, &group, true);
 
 		pthread_mutex_lock(&s->lock);
 		TAILQ_CONCAT(&s->done, &group, entry);
@@ -223,7 +237,7 @@ spool_done_cb(evutil_socket_t fd, short what, void *arg)
 		TAILQ_REMOVE(&done, m, entry);
 		if (m->cb)
 			m->cb(m->cb_arg, m, m->err);
-		if (m->err == 0 && s->committed_fn)
+		if (m->err == 0 && !m->quarantine && s->committed_fn)
 			s->committed_fn(s->committed_arg, m->id);
 		spool_msg_free(m);
 	}
@@ -291,9 +305,9 @@ spool_msg_commit_sync(struct spool_msg *m)
 
 	if (err == 0 && spool_commit_one(s, m) < 0)
 		err = m->err ? m->err : EIO;
-	if (err == 0 && fsync(s->queue_fd) < 0) {
+	if (err == 0 && fsync(m->quarantine ? s->quarantine_fd : s->queue_fd) < 0) {
 		err = errno;
-		unlinkat(s->queue_fd, m->id, 0);
+		unlinkat(m->quarantine ? s->quarantine_fd : s->queue_fd, m->id, 0);
 	}
 	if (err)
 		spool_commit_drop(s, m);

@@ -16,6 +16,7 @@
 #define SPOOL_WRITERS_MAX 64
 #define SPOOL_REC_MAX     (1u << 20)  /* envelope records; the body has its own bound */
 #define SPOOL_TAIL_MAX    (16u << 20) /* all envelope records of one message */
+#define SPOOL_HEAD_MAX    (8u << 20)  /* the head record (smtp_max_header_size is below) */
 #define SPOOL_READ_CHUNK  (64 * 1024)
 
 /* Record types. Lower-case types are informational and may be added freely. */
@@ -34,6 +35,8 @@ enum {
 	SPOOL_R_UTF8 = 'u',
 	SPOOL_R_RET = 'r',
 	SPOOL_R_ENVID = 'e',
+	SPOOL_R_HEAD = 'P',    /* 8-octet skip + moat's header section (scan) */
+	SPOOL_R_VERDICT = 'v', /* the scan's summary line */
 	SPOOL_R_END = 'E',
 	/* status records, after END, each followed by its own CRC-32 */
 	SPOOL_S_DELIVERED = 'D',
@@ -54,6 +57,9 @@ struct spool_msg {
 	uint64_t size; /* body bytes so far */
 	uint32_t crc;  /* CRC-32 over the body so far */
 	struct spool_env env;
+	bool quarantine; /* commit into quarantine/, not queue/ */
+	void *map;       /* spool_msg_map() of a spilled body */
+	size_t map_len;
 	spool_commit_fn cb;
 	void *cb_arg;
 	TAILQ_ENTRY(spool_msg) entry;
@@ -62,8 +68,9 @@ struct spool_msg {
 TAILQ_HEAD(spool_msg_list, spool_msg);
 
 struct spool {
-	char *dir, *incoming, *queue, *corrupt;
-	int queue_fd; /* queue/ kept open for fsync */
+	char *dir, *incoming, *queue, *corrupt, *quarantine;
+	int queue_fd;      /* queue/ kept open for fsync */
+	int quarantine_fd; /* quarantine/ likewise */
 	uint64_t min_free;
 	uint64_t room_checked_ms;
 	bool room;
