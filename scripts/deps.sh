@@ -13,7 +13,7 @@ BUILD_PKGS="build-essential meson ninja-build pkg-config libevent-dev libssl-dev
  libxml2-dev libidn2-dev libcurl4-openssl-dev"
 TEST_PKGS="libcmocka-dev clang clang-format libclang-rt-14-dev python3 swaks postfix openssl procps
  iproute2 libnet-ssleay-perl libio-socket-ssl-perl unbound python3-aiosmtpd
- clamav-daemon python3-dkim python3-nacl spamassassin"
+ clamav-daemon python3-dkim python3-nacl spamassassin rspamd"
 
 pkgs=$BUILD_PKGS
 [ "${1:-}" = "--test" ] && pkgs="$pkgs $TEST_PKGS"

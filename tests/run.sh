@@ -99,6 +99,7 @@ py_suite crash tests/crash
 py_suite dns tests/dns
 py_suite control tests/control
 py_suite delivery tests/delivery
+py_suite scan tests/scan
 
 echo "== suite style"
 if clang-format --dry-run --Werror src/*/*.c src/*/*.h tests/unit/*.c tests/unit/*.h fuzz/*.c \
@@ -117,6 +118,12 @@ else
 	echo "docs/CONFIG.md is out of date: regenerate the table with build/moatd --options"
 	note docs 0 1
 fi
+if ./build/moatd --symbols | diff -u - <(sed -n '/^| symbol |/,/^$/p' docs/SCAN.md | sed '/^$/d'); then
+	note docs 1 0
+else
+	echo "docs/SCAN.md is out of date: regenerate the table with build/moatd --symbols"
+	note docs 0 1
+fi
 
 echo "== build asan+ubsan"
 if build build-asan -Db_sanitize=address,undefined -Db_lundef=false --buildtype=debug; then
@@ -126,6 +133,8 @@ if build build-asan -Db_sanitize=address,undefined -Db_lundef=false --buildtype=
 	py_suite session-asan tests/session MOATD="$ROOT/build-asan/moatd" "${SAN_ENV[@]}"
 	py_suite delivery-asan tests/delivery MOATD="$ROOT/build-asan/moatd" "${SAN_ENV[@]}"
 	py_suite dns-asan tests/dns DNS_PROBE="$ROOT/build-asan/tests/unit/dns_probe" "${SAN_ENV[@]}"
+	py_suite scan-asan tests/scan MOATD="$ROOT/build-asan/moatd" MOATCTL="$ROOT/build-asan/moatctl" \
+		SCAN_PROBE="$ROOT/build-asan/tests/unit/scan_probe" "${SAN_ENV[@]}"
 	if ls "$OUT"/asan.* "$OUT"/ubsan.* >/dev/null 2>&1; then
 		echo "sanitizer reports:"
 		head -n 60 "$OUT"/asan.* "$OUT"/ubsan.* 2>/dev/null

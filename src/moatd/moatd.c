@@ -56,10 +56,11 @@ struct moatd {
 static void
 usage(void)
 {
-	fprintf(stderr, "usage: moatd [-c config] [-t] [--options]\n"
+	fprintf(stderr, "usage: moatd [-c config] [-t] [--options] [--symbols]\n"
 	                "  -c FILE    configuration file (default " MOATD_DEFAULT_CONFIG ")\n"
 	                "  -t         check the configuration and exit\n"
-	                "  --options  print the table of configuration options (Markdown)\n");
+	                "  --options  print the table of configuration options (Markdown)\n"
+	                "  --symbols  print the table of scan symbols (Markdown)\n");
 	exit(2);
 }
 
@@ -191,6 +192,9 @@ main(int argc, char **argv)
 			check_only = true;
 		} else if (strcmp(argv[i], "--options") == 0) {
 			config_print_options(stdout);
+			return 0;
+		} else if (strcmp(argv[i], "--symbols") == 0) {
+			scan_print_symbols(stdout);
 			return 0;
 		} else {
 			usage();

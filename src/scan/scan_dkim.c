@@ -383,6 +383,20 @@ dkim_sink_mem(struct dkim_sink *k, const unsigned char *p, size_t n)
 		fatalx("dkim: EVP_DigestUpdate failed");
 }
 
+/* Append n octets: copied while they fit the buffer, hashed in place when large. */
+static void
+dkim_sink_put(struct dkim_sink *k, const unsigned char *p, size_t n)
+{
+	if (n >= sizeof(k->buf)) {
+		dkim_sink_mem(k, p, n);
+		return;
+	}
+	if (n > sizeof(k->buf) - k->n)
+		dkim_sink_flush(k);
+	memcpy(k->buf + k->n, p, n);
+	k->n += n;
+}
+
 static EVP_MD_CTX *
 dkim_md_new(const EVP_MD *type)
 {
@@ -467,11 +481,42 @@ dkim_canon_content(struct dkim_canon *c, unsigned char ch)
 	c->content = true;
 }
 
+/* n octets of line content without CR (nor WSP when relaxed), the first one at p. */
+static void
+dkim_canon_run(struct dkim_canon *c, const unsigned char *p, size_t n)
+{
+	uint64_t room;
+
+	dkim_canon_content(c, p[0]);
+	p++;
+	n--;
+	room = c->out < c->limit ? c->limit - c->out : 0;
+	dkim_sink_put(&c->k, p, n < room ? n : (size_t)room);
+	c->out += n;
+}
+
 static void
 dkim_canon_feed(struct dkim_canon *c, const unsigned char *p, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		unsigned char ch = p[i];
+
+		if (!c->cr && ch != '\r' && !(c->relaxed && (ch == ' ' || ch == '\t'))) {
+			/* the common case: a run of plain content, copied as a whole */
+			size_t j = i + 1;
+
+			if (!c->relaxed) {
+				const unsigned char *cr = memchr(p + j, '\r', n - j);
+
+				j = cr ? (size_t)(cr - p) : n;
+			} else {
+				while (j < n && p[j] != '\r' && p[j] != ' ' && p[j] != '\t')
+					j++;
+			}
+			dkim_canon_run(c, p + i, j - i);
+			i = j - 1;
+			continue;
+		}
 
 		if (c->cr) {
 			c->cr = false;

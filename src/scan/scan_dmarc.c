@@ -55,8 +55,10 @@ enum dmarc_p {
 };
 
 static const char *const dmarc_p_names[] = {
-        [DMARC_P_INVALID] = "", [DMARC_P_NONE] = "none",
-        [DMARC_P_QUARANTINE] = "quarantine", [DMARC_P_REJECT] = "reject",
+        [DMARC_P_INVALID] = "",
+        [DMARC_P_NONE] = "none",
+        [DMARC_P_QUARANTINE] = "quarantine",
+        [DMARC_P_REJECT] = "reject",
 };
 
 struct dmarc_record {
@@ -466,7 +468,8 @@ scan_check_dmarc(struct scan_task *t)
 	}
 	if (rec.p == DMARC_P_INVALID) {
 		if (!rec.rua_ok) {
-			dmarc_finish(t, SCAN_AUTH_NONE, SYM_DMARC_NONE, "record without a valid p=");
+			dmarc_finish(t, SCAN_AUTH_NONE, SYM_DMARC_NONE,
+			             "record without a valid p=");
 			return;
 		}
 		rec.p = DMARC_P_NONE; /* 6.6.3 step 6.1 */
@@ -477,8 +480,9 @@ scan_check_dmarc(struct scan_task *t)
 	t->dmarc.spf_aligned = t->spf.result == SCAN_AUTH_PASS && !t->spf.helo &&
 	                       dmarc_aligned(t->spf.domain, from, org, rec.aspf_strict);
 	for (size_t i = 0; i < t->ndkim && i < SCAN_DKIM_MAX && !t->dmarc.dkim_aligned; i++)
-		t->dmarc.dkim_aligned = t->dkim[i].result == SCAN_AUTH_PASS &&
-		                        dmarc_aligned(t->dkim[i].domain, from, org, rec.adkim_strict);
+		t->dmarc.dkim_aligned =
+		        t->dkim[i].result == SCAN_AUTH_PASS &&
+		        dmarc_aligned(t->dkim[i].domain, from, org, rec.adkim_strict);
 	if (t->dmarc.spf_aligned || t->dmarc.dkim_aligned) {
 		str_copy(t->dmarc.policy, dmarc_p_names[policy], sizeof(t->dmarc.policy));
 		dmarc_why(why, sizeof(why), "%s aligned", t->dmarc.dkim_aligned ? "DKIM" : "SPF");

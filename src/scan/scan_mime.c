@@ -56,6 +56,14 @@ struct mime_ctx {
 
 /* --- symbols --- */
 
+/* Headers whose two different values make two readers see two messages. */
+static const char *const mime_single_headers[] = {
+        "Content-Type",
+        "Content-Transfer-Encoding",
+        "Content-Disposition",
+        "From",
+};
+
 /* Is detail one of the comma-separated details already recorded? */
 static bool
 mime_detail_has(const char *have, const char *detail)
@@ -130,6 +138,10 @@ mime_warning(gint64 offset, GMimeParserWarning w, const gchar *item, gpointer us
 		id = SYM_MIME_BAD_HEADER_NAME;
 		break;
 	case GMIME_CRIT_CONFLICTING_HEADER:
+		/* the deciding headers are compared by mime_check_conflicts(), unfolded */
+		for (size_t i = 0; item != NULL && i < nitems(mime_single_headers); i++)
+			if (str_ieq(item, mime_single_headers[i]))
+				return;
 		id = SYM_MIME_CONFLICTING_HEADER;
 		break;
 	case GMIME_CRIT_CONFLICTING_PARAMETER:
@@ -285,13 +297,15 @@ mime_rawparams_read(const char *v, struct mime_rawparam *out, size_t max)
 		rp->attr[alen] = '\0';
 		str_lower(rp->attr);
 
-		vcap = strlen(p) + 1;
+		/* a value is never longer than what is left of the field, nor kept longer than a
+		 * name */
+		vcap = strnlen(p, MIME_NAME_MAX * 4) + 1;
 		rp->value = xmalloc(vcap);
 		if (*p == '"') {
 			for (p++; *p != '\0' && *p != '"'; p++) {
 				if (*p == '\\' && p[1] != '\0')
 					p++;
-				if (*p != '\r' && *p != '\n')
+				if (*p != '\r' && *p != '\n' && vlen + 1 < vcap)
 					rp->value[vlen++] = *p;
 			}
 			if (*p == '"')
@@ -299,9 +313,11 @@ mime_rawparams_read(const char *v, struct mime_rawparam *out, size_t max)
 			while (*p != '\0' && *p != ';')
 				p++;
 		} else {
-			while (*p != '\0' && *p != ';' && *p != ' ' && *p != '\t' && *p != '\r' &&
-			       *p != '\n')
-				rp->value[vlen++] = *p++;
+			for (; *p != '\0' && *p != ';' && *p != ' ' && *p != '\t' && *p != '\r' &&
+			       *p != '\n';
+			     p++)
+				if (vlen + 1 < vcap)
+					rp->value[vlen++] = *p;
 			while (*p != '\0' && *p != ';')
 				p++;
 		}
@@ -432,14 +448,6 @@ mime_rawnames(struct mime_ctx *c, const char *raw, gchar **names, size_t max)
 }
 
 /* --- the part tree --- */
-
-/* Headers whose two different values make two readers see two messages. */
-static const char *const mime_single_headers[] = {
-        "Content-Type",
-        "Content-Transfer-Encoding",
-        "Content-Disposition",
-        "From",
-};
 
 /* Compare repeated deciding headers of one object raw (GMime warns for some only). */
 static void

@@ -24,6 +24,8 @@
  */
 #include "scan_internal.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,7 +46,7 @@ bool scan_url_host(const char *url, char *host, size_t hostsize, bool *ip_litera
 #define PHISH_KEY_MAX        128    /* octets of a normalised display name or local part */
 #define PHISH_USER_MIN       4      /* shortest normalised local part matched */
 #define PHISH_RECIPIENTS_MAX 100000 /* listed recipients compared per display name */
-#define PHISH_TOKENS_MAX     64     /* tokens of a display name or link text examined */
+#define PHISH_TOKENS_MAX     16     /* addresses and domains of a display name examined */
 
 struct phish_prot {
 	const char *name; /* as in the policy */
@@ -61,6 +63,25 @@ struct phish_ctx {
 	char (*seen)[PHISH_HOST_MAX]; /* hosts already tested for lookalikes */
 	size_t nseen;
 };
+
+/* scan_sym() with a detail fit for a header field: control characters become '?'. */
+static void phish_sym(struct scan_task *t, enum scan_sym_id id, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+
+static void
+phish_sym(struct scan_task *t, enum scan_sym_id id, const char *fmt, ...)
+{
+	char buf[SCAN_SYM_DETAIL_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	for (char *p = buf; *p != '\0'; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
+	scan_sym(t, id, "%s", buf);
+}
 
 /* --- UTF-8 and characters --- */
 
@@ -160,6 +181,8 @@ static const struct {
 static uint32_t
 phish_confusable(uint32_t c)
 {
+	if (c >= 0xff01 && c <= 0xff5e)
+		c -= 0xfee0; /* fullwidth forms */
 	if (c >= 'A' && c <= 'Z')
 		return c - 'A' + 'a';
 	switch (c) {
@@ -412,22 +435,23 @@ phish_seen(struct phish_ctx *c, const char *host)
 static bool
 phish_as_subdomain(struct scan_task *t, const char *host, const char *reg)
 {
-	size_t hlen = strlen(host), rlen = strlen(reg), starts[PHISH_SUBLABELS_MAX], ns = 0;
+	size_t hlen = strlen(host), rlen = strlen(reg), ns = 0;
+	size_t starts[PHISH_SUBLABELS_MAX + 1]; /* of the labels before reg, then of reg */
 	char sub[PHISH_HOST_MAX];
 
-	if (rlen >= hlen || strcmp(host + hlen - rlen, reg) != 0)
+	if (rlen >= hlen || hlen >= sizeof(sub) || strcmp(host + hlen - rlen, reg) != 0)
 		return false;
 	for (size_t i = 0; i + rlen < hlen && ns < PHISH_SUBLABELS_MAX; i++)
 		if (i == 0 || host[i - 1] == '.')
 			starts[ns++] = i;
+	starts[ns] = hlen - rlen;
 	for (size_t s = 0; s < ns; s++) {
-		for (size_t e = starts[s]; e + rlen < hlen; e++) {
-			if (host[e] != '.')
-				continue;
-			memcpy(sub, host + starts[s], e - starts[s]);
-			sub[e - starts[s]] = '\0';
-			if (strchr(sub, '.') != NULL && scan_domain_protected(t, sub)) {
-				scan_sym(t, SYM_PHISH_LOOKALIKE_DOMAIN, "%s ~ %s", host, sub);
+		for (size_t e = s + 2; e <= ns; e++) { /* two labels at least */
+			size_t len = starts[e] - 1 - starts[s];
+			memcpy(sub, host + starts[s], len);
+			sub[len] = '\0';
+			if (scan_domain_protected(t, sub)) {
+				phish_sym(t, SYM_PHISH_LOOKALIKE_DOMAIN, "%s ~ %s", host, sub);
 				return true;
 			}
 		}
@@ -463,14 +487,23 @@ phish_lookalike(struct scan_task *t, struct phish_ctx *c, const char *host)
 			cap = 2; /* Latin mixed with Cyrillic or Greek is never innocent */
 		if (phish_distance(label, nlabel, p->label, p->nlabel, cap) <= cap ||
 		    phish_distance(skel, nskel, p->skel, p->nskel, cap) <= cap) {
-			scan_sym(t, SYM_PHISH_LOOKALIKE_DOMAIN, "%s ~ %s%s", reg, p->name,
-			         mixed ? " (mixed scripts)" : "");
+			phish_sym(t, SYM_PHISH_LOOKALIKE_DOMAIN, "%s ~ %s%s", reg, p->name,
+			          mixed ? " (mixed scripts)" : "");
 			return;
 		}
 	}
 }
 
 /* --- display names --- */
+
+/* A non-ASCII character that may be a letter: not punctuation, symbols or emoji. */
+static bool
+phish_is_letter(uint32_t c)
+{
+	return c >= 0x80 && c != 0xfffd && !(c >= 0x2000 && c < 0x2c00) &&
+	       !(c >= 0x3000 && c < 0x3040) && !(c >= 0xfe00 && c < 0xfe70) && c < 0x1f000 &&
+	       !(c >= 0xa0 && c < 0xc0) && c != 0xd7 && c != 0xf7;
+}
 
 /*
  * A display name (or local part) normalised for comparison: lower case,
@@ -492,7 +525,7 @@ phish_name_key(const char *s, bool swap, char *out, size_t size)
 		c = phish_confusable(c);
 		if (c >= 0x300 && c < 0x370)
 			continue; /* combining accents */
-		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c >= 0x80)) {
+		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || phish_is_letter(c))) {
 			in_word = false;
 			continue;
 		}
@@ -676,14 +709,14 @@ phish_display(struct scan_task *t, const struct scan_mbox *mb, const char *from_
 			other = from_dom == NULL || !phish_same_org(tk->domain, from_dom);
 		}
 		if (other)
-			scan_sym(t, SYM_PHISH_DISPLAY_ADDR, "'%s%s%s' from %s", tk->local,
-			         tk->local[0] ? "@" : "", tk->domain, mb->addr ? mb->addr : "?");
+			phish_sym(t, SYM_PHISH_DISPLAY_ADDR, "'%s%s%s' from %s", tk->local,
+			          tk->local[0] ? "@" : "", tk->domain, mb->addr ? mb->addr : "?");
 		if (!ours && phish_ours(t, tk->domain))
-			scan_sym(t, SYM_PHISH_DISPLAY_PROTECTED, "'%s' from %s", tk->domain,
-			         mb->addr ? mb->addr : "?");
+			phish_sym(t, SYM_PHISH_DISPLAY_PROTECTED, "'%s' from %s", tk->domain,
+			          mb->addr ? mb->addr : "?");
 	}
 	if (!ours && phish_display_user(t, mb->display, who, sizeof(who)))
-		scan_sym(t, SYM_PHISH_DISPLAY_PROTECTED, "'%s' ~ %s", mb->display, who);
+		phish_sym(t, SYM_PHISH_DISPLAY_PROTECTED, "'%s' ~ %s", mb->display, who);
 }
 
 /* --- links --- */
@@ -730,20 +763,20 @@ phish_link(struct scan_task *t, const struct scan_url *u)
 	bool tip, ip;
 
 	if (u->ip_literal)
-		scan_sym(t, SYM_PHISH_IP_LINK, "%s", u->host);
+		phish_sym(t, SYM_PHISH_IP_LINK, "%s", u->host);
 	if (u->text != NULL && phish_text_host(u->text, th, sizeof(th), &tip)) {
 		bool differ = (tip || u->ip_literal) ? strcmp(th, u->host) != 0
 		                                     : !phish_same_org(th, u->host);
 		if (differ)
-			scan_sym(t, SYM_PHISH_LINK_MISMATCH, "text %s -> %s", th, u->host);
+			phish_sym(t, SYM_PHISH_LINK_MISMATCH, "text %s -> %s", th, u->host);
 	}
 	/* http://paypal.com@evil.example/: the userinfo names another domain */
 	if (scan_url_host(u->url, host, sizeof(host), &ip, ui, sizeof(ui)) && ui[0] != '\0') {
-		ui[strcspn(ui, ":")] = '\0';
+		ui[strcspn(ui, ":/\\?#")] = '\0'; /* user:password, or a path glued on */
 		str_lower(ui);
 		if (phish_looks_domain(ui) && phish_norm_domain(ui, uh, sizeof(uh)) &&
 		    (ip || !phish_same_org(uh, host)))
-			scan_sym(t, SYM_PHISH_LINK_MISMATCH, "userinfo %s@ -> %s", uh, host);
+			phish_sym(t, SYM_PHISH_LINK_MISMATCH, "userinfo %s@ -> %s", uh, host);
 	}
 }
 
@@ -770,8 +803,8 @@ phish_spoofed(struct scan_task *t, const char *from_dom)
 	}
 	if (tempfail)
 		return; /* cannot tell; the next attempt will */
-	scan_sym(t, SYM_PHISH_SPOOFED_PROTECTED, "%s: dmarc %s, spf %s, no aligned dkim pass",
-	         from_dom, scan_auth_str(t->dmarc.result), scan_auth_str(t->spf.result));
+	phish_sym(t, SYM_PHISH_SPOOFED_PROTECTED, "%s: dmarc %s, spf %s, no aligned dkim pass",
+	          from_dom, scan_auth_str(t->dmarc.result), scan_auth_str(t->spf.result));
 }
 
 void
@@ -802,8 +835,8 @@ scan_check_phish(struct scan_task *t)
 			continue;
 		phish_lookalike(t, &c, dom);
 		if (have_from && !phish_same_org(dom, from_dom))
-			scan_sym(t, SYM_PHISH_REPLYTO_DOMAIN, "reply-to %s, from %s", dom,
-			         from_dom);
+			phish_sym(t, SYM_PHISH_REPLYTO_DOMAIN, "reply-to %s, from %s", dom,
+			          from_dom);
 	}
 	if (t->in != NULL && t->in->sender != NULL) {
 		const char *at = strrchr(t->in->sender, '@');

@@ -18,8 +18,8 @@
  *
  * libcurl: one easy handle per call (scans run on several threads; a
  * handle is never shared), CURLOPT_NOSIGNAL for threads, every wait
- * bounded by CURLOPT_TIMEOUT_MS. curl_global_init() is called once by
- * moatd's main() before the workers start.
+ * bounded by CURLOPT_TIMEOUT_MS. curl_global_init() is called once, by
+ * scan_init(), before the workers start.
  */
 #include "scan_internal.h"
 
@@ -86,8 +86,8 @@ rspamd_write_cb(char *ptr, size_t size, size_t nmemb, void *arg)
 
 /*
  * Append "Name: value" to the request headers. Values come from the SMTP
- * session: one with a control character (a header injection) or longer
- * than RSPAMD_HEADER_MAX is left out.
+ * session: one with a control character (a header injection), longer
+ * than RSPAMD_HEADER_MAX or empty is left out.
  */
 static struct curl_slist *
 rspamd_header(struct curl_slist *list, const char *name, const char *value)
@@ -96,7 +96,7 @@ rspamd_header(struct curl_slist *list, const char *name, const char *value)
 	struct curl_slist *l;
 	int n;
 
-	if (value == NULL)
+	if (value == NULL || value[0] == '\0') /* the null sender: no From */
 		return list;
 	for (const unsigned char *p = (const unsigned char *)value; *p != '\0'; p++)
 		if (*p < 0x20 || *p == 0x7f)

@@ -41,16 +41,16 @@
 
 #include "../common/util.h"
 
-#define SPF_DNS_TERMS_MAX 10   /* 4.6.4: include, a, mx, ptr, exists, redirect */
-#define SPF_VOID_MAX      2    /* 4.6.4: lookups answered NXDOMAIN / NODATA */
-#define SPF_MX_MAX        10   /* 4.6.4: MX hosts of one mx mechanism */
-#define SPF_PTR_MAX       10   /* 4.6.4: PTR names validated */
-#define SPF_RECORD_MAX    4096 /* octets of one record; longer is a permerror */
-#define SPF_TERMS_MAX     128  /* terms of one record; more is a permerror */
+#define SPF_DNS_TERMS_MAX 10                      /* 4.6.4: include, a, mx, ptr, exists, redirect */
+#define SPF_VOID_MAX      2                       /* 4.6.4: lookups answered NXDOMAIN / NODATA */
+#define SPF_MX_MAX        10                      /* 4.6.4: MX hosts of one mx mechanism */
+#define SPF_PTR_MAX       10                      /* 4.6.4: PTR names validated */
+#define SPF_RECORD_MAX    4096                    /* octets of one record; longer is a permerror */
+#define SPF_TERMS_MAX     128                     /* terms of one record; more is a permerror */
 #define SPF_DEPTH_MAX     (SPF_DNS_TERMS_MAX + 1) /* include / redirect nesting */
-#define SPF_EXPAND_MAX    2048 /* octets of one macro expansion */
-#define SPF_PARTS_MAX     256  /* parts of one macro value split on its delimiters */
-#define SPF_EXP_MAX       512  /* octets of an explanation kept */
+#define SPF_EXPAND_MAX    2048                    /* octets of one macro expansion */
+#define SPF_PARTS_MAX     256 /* parts of one macro value split on its delimiters */
+#define SPF_EXP_MAX       512 /* octets of an explanation kept */
 
 /* A term's outcome while evaluating. */
 enum spf_match {
@@ -75,8 +75,8 @@ static const struct {
 	const char *name;
 	enum spf_kind kind;
 } spf_mechs[] = {
-        {"all", SPF_ALL}, {"include", SPF_INCLUDE}, {"a", SPF_A},           {"mx", SPF_MX},
-        {"ptr", SPF_PTR}, {"ip4", SPF_IP4},         {"ip6", SPF_IP6},       {"exists", SPF_EXISTS},
+        {"all", SPF_ALL}, {"include", SPF_INCLUDE}, {"a", SPF_A},     {"mx", SPF_MX},
+        {"ptr", SPF_PTR}, {"ip4", SPF_IP4},         {"ip6", SPF_IP6}, {"exists", SPF_EXISTS},
 };
 
 struct spf_term {
@@ -348,8 +348,7 @@ spf_domain_spec_ok(const char *s, size_t len)
 }
 
 /* The value of macro letter c (lower case), into out. */
-static void
-spf_macro_value(struct spf_eval *e, char c, const char *domain, char *out, size_t size);
+static void spf_macro_value(struct spf_eval *e, char c, const char *domain, char *out, size_t size);
 
 /* Append n octets to out (size, *used); false when it does not fit. */
 static bool
@@ -779,11 +778,12 @@ spf_parse_directive(struct spf_term *tm, const char *s, size_t len)
 	default:
 		break;
 	}
-	for (nl = i; nl < len && (spf_alpha((unsigned char)s[nl]) || spf_digit((unsigned char)s[nl]));
-	     nl++)
+	for (nl = i;
+	     nl < len && (spf_alpha((unsigned char)s[nl]) || spf_digit((unsigned char)s[nl])); nl++)
 		;
 	for (size_t k = 0; k < nitems(spf_mechs); k++) {
-		if (strlen(spf_mechs[k].name) == nl - i && mem_ieq(s + i, spf_mechs[k].name, nl - i)) {
+		if (strlen(spf_mechs[k].name) == nl - i &&
+		    mem_ieq(s + i, spf_mechs[k].name, nl - i)) {
 			tm->kind = spf_mechs[k].kind;
 			found = true;
 			break;
@@ -854,7 +854,8 @@ spf_parse_record(struct spf_record *rec, const char *txt, char *why, size_t whys
 		/* modifier: name "=" macro-string, name = ALPHA *( ALPHA / DIGIT / - / _ / . ) */
 		if (spf_alpha((unsigned char)s[0])) {
 			name = 1;
-			while (name < n && (spf_host_char((unsigned char)s[name]) || s[name] == '.'))
+			while (name < n &&
+			       (spf_host_char((unsigned char)s[name]) || s[name] == '.'))
 				name++;
 		}
 		if (name > 0 && name < n && s[name] == '=') {
@@ -902,7 +903,8 @@ spf_parse_record(struct spf_record *rec, const char *txt, char *why, size_t whys
 static bool
 spf_is_record(const char *txt)
 {
-	return mem_ieq(txt, "v=spf1", 6) && (txt[6] == '\0' || txt[6] == ' ');
+	return strnlen(txt, 7) >= 6 && mem_ieq(txt, "v=spf1", 6) &&
+	       (txt[6] == '\0' || txt[6] == ' ');
 }
 
 /* --- evaluation --- */
@@ -1064,8 +1066,9 @@ spf_match_term(struct spf_eval *e, const struct spf_term *tm, const char *domain
 	case SPF_ALL:
 		return SPF_MATCH;
 	case SPF_IP4:
-		return e->family == AF_INET && spf_prefix_eq(tm->net, e->ip, tm->cidr4) ? SPF_MATCH
-		                                                                        : SPF_NOMATCH;
+		return e->family == AF_INET && spf_prefix_eq(tm->net, e->ip, tm->cidr4)
+		               ? SPF_MATCH
+		               : SPF_NOMATCH;
 	case SPF_IP6:
 		return e->family == AF_INET6 && spf_prefix_eq(tm->net, e->ip, tm->cidr6)
 		               ? SPF_MATCH
@@ -1102,8 +1105,8 @@ static void
 spf_sanitise(char *s)
 {
 	for (; *s; s++)
-		if ((unsigned char)*s < 0x20 || (unsigned char)*s > 0x7e || *s == '(' || *s == ')' ||
-		    *s == '\\' || *s == '"')
+		if ((unsigned char)*s < 0x20 || (unsigned char)*s > 0x7e || *s == '(' ||
+		    *s == ')' || *s == '\\' || *s == '"')
 			*s = '?';
 }
 
@@ -1121,7 +1124,8 @@ spf_explain(struct spf_eval *e, const struct spf_record *rec, const char *domain
 		size_t l = strlen(r.txt[0]);
 
 		if (l < SPF_EXPAND_MAX && spf_macro_string_ok(r.txt[0], l, true, NULL) &&
-		    spf_expand(e, r.txt[0], l, true, domain, e->explanation, sizeof(e->explanation)))
+		    spf_expand(e, r.txt[0], l, true, domain, e->explanation,
+		               sizeof(e->explanation)))
 			spf_sanitise(e->explanation);
 		else
 			e->explanation[0] = '\0';

@@ -31,6 +31,8 @@ scan_auth_str(enum scan_auth a)
 	return (size_t)a < nitems(scan_auth_names) ? scan_auth_names[a] : "none";
 }
 
+static void scan_sym_detail(struct scan_task *t, enum scan_sym_id id, const char *fmt, va_list ap)
+        __attribute__((format(printf, 3, 0)));
 static void
 scan_sym_detail(struct scan_task *t, enum scan_sym_id id, const char *fmt, va_list ap)
 {
@@ -62,6 +64,8 @@ scan_sym_detail(struct scan_task *t, enum scan_sym_id id, const char *fmt, va_li
 	t->detail[id][have + (size_t)n] = '\0';
 }
 
+static void scan_sym_add(struct scan_task *t, enum scan_sym_id id, double add, const char *fmt,
+                         va_list ap) __attribute__((format(printf, 4, 0)));
 static void
 scan_sym_add(struct scan_task *t, enum scan_sym_id id, double add, const char *fmt, va_list ap)
 {

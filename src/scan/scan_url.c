@@ -17,8 +17,10 @@
  *   IPv4 in any notation rewritten as a dotted quad, IPv6 in its
  *   canonical text form.
  * - HTML goes through libxml2's recovering parser (what mail clients
- *   render is as forgiving), on at most URL_HTML_MAX octets; the tree is
- *   walked without recursion under a node budget. The parser is used
+ *   render is as forgiving), on at most URL_HTML_MAX octets (past them
+ *   only written URLs are found: the tree of a large part costs tens of
+ *   times its size); the tree is walked without recursion under a node
+ *   budget. The parser is used
  *   per call only: xmlInitParser() is called once at start-up by moatd.
  * - Relative links and schemes without an authority (mailto:, tel:,
  *   cid:, javascript:, fragments) carry no host and are not kept.
@@ -48,7 +50,7 @@ bool scan_url_host(const char *url, char *host, size_t hostsize, bool *ip_litera
 #define URL_HOST_MAX       512                 /* octets of a host, U-label form */
 #define URL_TEXT_MAX       256                 /* octets of a link's visible text */
 #define URL_CANDIDATES_MAX (SCAN_URL_MAX * 20) /* URLs looked at per message */
-#define URL_HTML_MAX       (8u * 1024 * 1024)  /* octets of one HTML part parsed */
+#define URL_HTML_MAX       (2u * 1024 * 1024)  /* octets of one HTML part parsed as HTML */
 #define URL_HTML_NODES_MAX 500000              /* HTML nodes visited per message */
 #define URL_IPV4_DIGITS    32                  /* digits of one IPv4 part */
 
@@ -208,8 +210,8 @@ url_idn(char *host, size_t size)
 		convert = (unsigned char)*p >= 0x80;
 	if (!convert)
 		return;
-	if (idn2_lookup_u8((const uint8_t *)host, (uint8_t **)&ascii, IDN2_NONTRANSITIONAL) ==
-	            IDN2_OK &&
+	if (idn2_lookup_u8((const uint8_t *)host, (uint8_t **)&ascii,
+	                   IDN2_NFC_INPUT | IDN2_NONTRANSITIONAL) == IDN2_OK &&
 	    idn2_to_unicode_8z8z(ascii, &uni, 0) == IDN2_OK && strlen(uni) < size)
 		str_copy(host, uni, size);
 	idn2_free(ascii);
@@ -385,6 +387,9 @@ url_count(const char *s, size_t n, char c)
 	return k;
 }
 
+static const char url_openers[3] = {'(', '[', '{'};
+static const char url_closers[3] = {')', ']', '}'};
+
 /* The length of a URL prefix (http://, https://, www.) at s[i], 0 if none. */
 static size_t
 url_prefix_at(const char *s, size_t len, size_t i)
@@ -423,18 +428,22 @@ url_scan_text(struct url_state *st, const char *s, size_t len, bool from_html)
 			if (url_stop_at((const unsigned char *)s + j, len - j) > 0)
 				break;
 		end = j;
+		/* closing brackets stay when the URL opened them: http://w.test/Foo_(bar) */
+		size_t nopen[3], nclose[3];
+		for (size_t k = 0; k < 3; k++) {
+			nopen[k] = url_count(s + i, end - i, url_openers[k]);
+			nclose[k] = url_count(s + i, end - i, url_closers[k]);
+		}
 		while (end > i + pre) {
-			char last = s[end - 1];
-			if (strchr(".,;:!?'*", last) != NULL ||
-			    (last == ')' &&
-			     url_count(s + i, end - i, ')') > url_count(s + i, end - i, '(')) ||
-			    (last == ']' &&
-			     url_count(s + i, end - i, ']') > url_count(s + i, end - i, '[')) ||
-			    (last == '}' &&
-			     url_count(s + i, end - i, '}') > url_count(s + i, end - i, '{')))
+			const char *b = memchr(url_closers, s[end - 1], 3);
+			if (b != NULL && nclose[b - url_closers] > nopen[b - url_closers]) {
+				nclose[b - url_closers]--;
 				end--;
-			else
+			} else if (memchr(".,;:!?'*", s[end - 1], 8) != NULL) {
+				end--;
+			} else {
 				break;
+			}
 		}
 		if (end > i + pre) {
 			memcpy(url, s + i, end - i);
@@ -579,8 +588,12 @@ url_scan_html(struct url_state *st, const char *html, size_t len)
 	                 HTML_PARSE_NONET | HTML_PARSE_NOIMPLIED;
 	htmlDocPtr doc;
 
-	if (len > URL_HTML_MAX)
-		len = URL_HTML_MAX;
+	if (len > URL_HTML_MAX) {
+		/* the first URL_HTML_MAX octets as HTML, the rest for written URLs */
+		url_scan_html(st, html, URL_HTML_MAX);
+		url_scan_text(st, html + URL_HTML_MAX, len - URL_HTML_MAX, true);
+		return;
+	}
 	doc = htmlReadMemory(html, (int)len, NULL, "UTF-8", opts);
 	if (doc == NULL) {
 		url_scan_text(st, html, len, true); /* still see what is written */

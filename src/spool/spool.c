@@ -251,7 +251,8 @@ spool_msg_spill(struct spool_msg *m)
 
 		if (!path_fmt(path, sizeof(path), "%s/%s", m->spool->incoming, m->id))
 			return -1;
-		m->fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		/* read-write: the scan maps it (spool_msg_map) */
+		m->fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 		if (m->fd < 0)
 			return -1;
 		memcpy(hdr, SPOOL_MAGIC, SPOOL_MAGIC_LEN);

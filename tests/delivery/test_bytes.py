@@ -12,8 +12,24 @@ from dlvutil import (DSN, DeliveryCase, Moatd, Refused, Sink, WireSink, domain, 
 SUBJ = "Subject: %s\r\nFrom: a@remote.test\r\nTo: b@example.test\r\n"
 
 
+def scan_fields_and_rest(content):
+    """Split moat's scan fields (Authentication-Results, X-Moat-*, each with
+    its continuation lines) off the top; they must be there."""
+    i = 0
+    while content.startswith((b"Authentication-Results: ", b"X-Moat-"), i):
+        i = content.index(b"\r\n", i) + 2
+        while content[i:i + 1] in (b"\t", b" "):
+            i = content.index(b"\r\n", i) + 2
+    if not content.startswith(b"Authentication-Results: ") or b"X-Moat-Verdict: " not in content[:i]:
+        raise AssertionError("content does not start with moat's scan fields: %r"
+                             % content[:200])
+    return content[:i], content[i:]
+
+
 def received_and_rest(content):
-    """Split moat's Received header (first field, with its continuation lines) off."""
+    """Split moat's scan fields and its Received header (with its continuation
+    lines) off."""
+    content = scan_fields_and_rest(content)[1]
     if not content.startswith(b"Received: from "):
         raise AssertionError("content does not start with moat's Received header: %r"
                              % content[:120])

@@ -91,14 +91,34 @@ def maildir_count(moatd):
     return n
 
 
-def strip_delivery_headers(msg):
-    """A maildir file without Return-Path, Delivered-To and moat's Received header."""
+def split_scan_fields(msg):
+    """(moat's scan fields, the rest) of a maildir file after Return-Path and
+    Delivered-To: Authentication-Results, X-Moat-* and the relay key, each
+    with its continuation lines."""
     lines = msg.split(b"\n")
     if not lines[0].startswith(b"Return-Path: ") or not lines[1].startswith(b"Delivered-To: "):
         raise AssertionError("maildir file does not start with Return-Path/Delivered-To: %r"
                              % msg[:200])
+    i = 2
+    while i < len(lines) and (lines[i].startswith(b"Authentication-Results: ")
+                              or lines[i].startswith(b"X-Moat-")):
+        i += 1
+        while i < len(lines) and lines[i].startswith(b"\t"):
+            i += 1
+    return b"\n".join(lines[2:i]), b"\n".join(lines[:2] + lines[i:])
+
+
+def strip_delivery_headers(msg):
+    """A maildir file without Return-Path, Delivered-To, moat's scan fields
+    (Authentication-Results, X-Moat-Verdict, the relay key) and its Received
+    header."""
+    fields, msg = split_scan_fields(msg)
+    if not fields.startswith(b"Authentication-Results: ") or b"X-Moat-Verdict: " not in fields:
+        raise AssertionError("moat's scan fields are missing: %r" % fields[:300])
+    lines = msg.split(b"\n")
     if not lines[2].startswith(b"Received: from "):
-        raise AssertionError("third line is not moat's Received header: %r" % msg[:300])
+        raise AssertionError("the line after moat's fields is not its Received header: %r"
+                             % msg[:300])
     i = 3
     while i < len(lines) and lines[i].startswith(b"\t"):
         i += 1

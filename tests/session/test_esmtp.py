@@ -5,6 +5,7 @@ import os
 import unittest
 
 from sessutil import (BODY, DaemonCase, describe, enh, queued_id, read_queue_file,
+                      split_scan_fields,
                       strip_delivery_headers)
 
 EHLO_KEYWORDS = ["PIPELINING", "SIZE 52428800", "8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES",
@@ -207,7 +208,8 @@ class TestBasics(DaemonCase):
         msgs = self.moatd.wait_maildir("recv@example.test")
         self.assertEqual(len(msgs), 1)
         msg = msgs[0]
-        self.assertTrue(msg.startswith(b"Return-Path: <sender@remote.test>\nDelivered-To: "
+        self.assertTrue(split_scan_fields(msg)[1].startswith(
+                                       b"Return-Path: <sender@remote.test>\nDelivered-To: "
                                        b"recv@example.test\nReceived: from client.test "
                                        b"([127.0.0.1])\n\tby mx.moat.test (moat) with ESMTP id "
                                        + qid.encode()),

@@ -92,7 +92,8 @@ fake_txt(void *ctx, const char *name, int64_t deadline_ms, struct dns_txt_result
 	if (!has)
 		return out->status = st;
 	for (const struct fake_rr *r = f->zone; r->type; r++)
-		if (r->type == 'T' && r->data && fake_name_eq(r->name, name) && out->n < DNS_TXT_MAX)
+		if (r->type == 'T' && r->data && fake_name_eq(r->name, name) &&
+		    out->n < DNS_TXT_MAX)
 			out->txt[out->n++] = strdup(r->data);
 	return out->status = DNS_OK;
 }
@@ -112,7 +113,8 @@ fake_addrs(const struct fake_dns *f, const char *name, int family, struct sockad
 		memset(&ss, 0, sizeof(ss));
 		if (inet_pton(AF_INET, r->data, &((struct sockaddr_in *)&ss)->sin_addr) == 1)
 			ss.ss_family = AF_INET;
-		else if (inet_pton(AF_INET6, r->data, &((struct sockaddr_in6 *)&ss)->sin6_addr) == 1)
+		else if (inet_pton(AF_INET6, r->data, &((struct sockaddr_in6 *)&ss)->sin6_addr) ==
+		         1)
 			ss.ss_family = AF_INET6;
 		else
 			continue;
@@ -124,8 +126,7 @@ fake_addrs(const struct fake_dns *f, const char *name, int family, struct sockad
 }
 
 static enum dns_status
-fake_addr(void *ctx, const char *name, int family, int64_t deadline_ms,
-          struct dns_addr_result *out)
+fake_addr(void *ctx, const char *name, int family, int64_t deadline_ms, struct dns_addr_result *out)
 {
 	struct fake_dns *f = ctx;
 	bool has;

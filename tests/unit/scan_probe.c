@@ -4,12 +4,15 @@
  * small misbehaving servers of its own).
  *
  * usage: scan_probe [-R] [-i IP] [-H HELO] [-f SENDER] [-r RCPT]... [-q QUEUE_ID]
- *                   [-d DEADLINE_MS] clamd|gtube|rspamd [KEY=VALUE]... FILE
+ *                   [-d DEADLINE_MS] [-C CLAMD] [-U RSPAMD_URL]
+ *                   clamd|gtube|rspamd [KEY=VALUE]... FILE
  *
  * KEY=VALUE are configuration options (clamd=unix:/path, clamd_timeout=2s,
  * rspamd_url=..., rspamd_required=yes), parsed as moatd parses its file,
  * over the defaults. -R marks the message as released from quarantine;
- * -d sets the scan deadline that many milliseconds from now.
+ * -d sets the scan deadline that many milliseconds from now. -C and -U
+ * set clamd and rspamd_url after the configuration is checked, to test
+ * the checks with values the configuration parser would refuse.
  *
  * Output, one line each:
  *   sym NAME SCORE DETAIL      (DETAIL "-" when none), in the order emitted
@@ -36,7 +39,8 @@ static void
 usage(void)
 {
 	fprintf(stderr, "usage: scan_probe [-R] [-i IP] [-H HELO] [-f SENDER] [-r RCPT]... "
-	                "[-q QUEUE_ID] [-d DEADLINE_MS] clamd|gtube|rspamd [KEY=VALUE]... FILE\n");
+	                "[-q QUEUE_ID] [-d DEADLINE_MS] [-C CLAMD] [-U RSPAMD_URL] "
+	                "clamd|gtube|rspamd [KEY=VALUE]... FILE\n");
 	exit(64);
 }
 
@@ -102,15 +106,21 @@ main(int argc, char **argv)
 	struct scan_task *t = xcalloc(1, sizeof(*t));
 	unsigned char *msg;
 	struct config *cfg;
-	const char *check;
+	const char *check, *clamd = NULL, *rspamd_url = NULL;
 	uint64_t v;
 	int c;
 
 	log_init("scan_probe", LOG_TARGET_STDERR, LOG_LEVEL_INFO);
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 		fatalx("curl_global_init failed");
-	while ((c = getopt(argc, argv, "Rd:f:H:i:q:r:")) != -1) {
+	while ((c = getopt(argc, argv, "C:Rd:f:H:i:q:r:U:")) != -1) {
 		switch (c) {
+		case 'C':
+			clamd = optarg;
+			break;
+		case 'U':
+			rspamd_url = optarg;
+			break;
 		case 'R':
 			in.release = true;
 			break;
@@ -146,6 +156,14 @@ main(int argc, char **argv)
 		usage();
 	check = argv[0];
 	cfg = probe_config(argv + 1, argc - 2);
+	if (clamd != NULL) {
+		free(cfg->clamd);
+		cfg->clamd = xstrdup(clamd);
+	}
+	if (rspamd_url != NULL) {
+		free(cfg->rspamd_url);
+		cfg->rspamd_url = xstrdup(rspamd_url);
+	}
 	msg = probe_read(argv[argc - 1], &in.len);
 	in.msg = msg;
 	if (in.nrcpts == 0)

@@ -635,6 +635,45 @@ test_dkim_truncations(void **state)
 	assert_int_equal(table_failures, 0);
 }
 
+/* Octets of signed messages overwritten at pseudo-random places: never a crash. */
+static void
+test_dkim_mutations(void **state)
+{
+	static const char *const files[] = {"msg/arc2_pass.eml", "msg/signs_earlier_signature.eml",
+	                                    "msg/ed25519_pass.eml"};
+	static const unsigned char octets[] = {';', '=', ':', ' ',  '\r', '\n', '\t', '\0',
+	                                       'i', '1', '9', 0xff, '/',  '+',  'b',  'h'};
+	struct fake_dns *dns = xcalloc(1, sizeof(*dns));
+	uint32_t seed = 12345;
+
+	(void)state;
+	dns_load(dns);
+	for (size_t f = 0; f < nitems(files); f++) {
+		size_t len;
+		unsigned char *msg = read_file(files[f], &len);
+
+		for (int round = 0; round < 300; round++) {
+			unsigned char *copy = xmalloc(len);
+			struct run r;
+
+			memcpy(copy, msg, len);
+			for (int k = 0; k < 1 + round % 4; k++) {
+				seed = seed * 1103515245u + 12345u;
+				copy[(seed >> 8) % len] = octets[(seed >> 4) % nitems(octets)];
+			}
+			run_start(&r, dns, copy, len);
+			run_checks(&r);
+			assert_true(r.t.ndkim <= SCAN_DKIM_MAX);
+			assert_true(r.t.arc.instances <= 50);
+			run_end(&r);
+			free(copy);
+		}
+		free(msg);
+	}
+	dns_free_rows(dns);
+	free(dns);
+}
+
 int
 main(void)
 {
@@ -642,6 +681,7 @@ main(void)
 	        cmocka_unit_test(test_dkim_fixtures),   cmocka_unit_test(test_dkim_recorded_fields),
 	        cmocka_unit_test(test_dkim_hand_table), cmocka_unit_test(test_dkim_deadline),
 	        cmocka_unit_test(test_dkim_too_many),   cmocka_unit_test(test_dkim_truncations),
+	        cmocka_unit_test(test_dkim_mutations),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -240,7 +240,7 @@ test_url_table(void **state)
 		fail_msg("%d mismatches", table_failures);
 }
 
-/* More distinct links than SCAN_URL_MAX, in text and in HTML: the list stops there. */
+/* More distinct links than SCAN_URL_MAX, in text and in HTML: the list stops there; large HTML. */
 static void
 test_url_bounded(void **state)
 {
@@ -266,6 +266,19 @@ test_url_bounded(void **state)
 	scan_url_extract(&t);
 	assert_int_equal(t.msg.nurls, SCAN_URL_MAX);
 	task_free(&t);
+
+	/* a link past the octets parsed as HTML is still found as written */
+	const size_t big = 3 * 1024 * 1024;
+	char *pad = xmalloc(big + 64);
+	memset(&t, 0, sizeof(t));
+	memset(pad, ' ', big);
+	snprintf(pad + big, 64, "<a href=\"http://late.test/\">x</a>");
+	task_add_part(&t, pad, true);
+	scan_url_extract(&t);
+	assert_int_equal(t.msg.nurls, 1);
+	assert_string_equal(t.msg.urls[0].host, "late.test");
+	task_free(&t);
+	free(pad);
 	free(text);
 	free(html);
 }
@@ -365,6 +378,11 @@ static const struct phish_case phish_cases[] = {
          .sym = SYM_PHISH_DISPLAY_PROTECTED, .want = true},
         {"display with a Cyrillic letter", FROM("J\xd0\xbehn Smith", "js@mail.example"),
          .sym = SYM_PHISH_DISPLAY_PROTECTED, .want = true},
+        {"display in fullwidth letters",
+         FROM("\xef\xbc\xaa\xef\xbd\x8f\xef\xbd\x88\xef\xbd\x8e Smith", "js@mail.example"),
+         .sym = SYM_PHISH_DISPLAY_PROTECTED, .want = true},
+        {"display with a line break, detail made safe", FROM("John\r\nSmith", "js@mail.example"),
+         .sym = SYM_PHISH_DISPLAY_PROTECTED, .want = true, .detail = "'John??Smith' ~"},
         {"ordinary first name", FROM("John", "john@evil.example"),
          .sym = SYM_PHISH_DISPLAY_PROTECTED},
         {"another John", FROM("John Smithers", "js@mail.example"),
@@ -431,6 +449,9 @@ static const struct phish_case phish_cases[] = {
         {"userinfo names another domain", FROM(NULL, "x@mail.example"),
          .text = "http://paypal.com@evil.example/", .sym = SYM_PHISH_LINK_MISMATCH, .want = true,
          .detail = "userinfo paypal.com@ -> evil.example"},
+        {"userinfo with an encoded slash", FROM(NULL, "x@mail.example"),
+         .text = "http://www.paypal.com%2Flogin@evil.example/", .sym = SYM_PHISH_LINK_MISMATCH,
+         .want = true, .detail = "userinfo www.paypal.com@ -> evil.example"},
         {"userinfo is a user name", FROM(NULL, "x@mail.example"),
          .text = "ftp://anonymous@ftp.example.org/", .sym = SYM_PHISH_LINK_MISMATCH},
 

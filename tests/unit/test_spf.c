@@ -14,16 +14,19 @@
 #include <cmocka.h>
 
 #include "common/config.h"
+#include "common/util.h"
 #include "scan/scan_internal.h"
 
 #include "scan_fake_dns.h"
 #include "table.h"
 
-#define TXT(n, d)  {'T', n, d, DNS_OK}
-#define ADDR(n, d) {'A', n, d, DNS_OK}
-#define MX(n, d)   {'M', n, d, DNS_OK}
-#define PTR(n, d)  {'P', n, d, DNS_OK}
+/* clang-format off */
+#define TXT(n, d)      {'T', n, d, DNS_OK}
+#define ADDR(n, d)     {'A', n, d, DNS_OK}
+#define MX(n, d)       {'M', n, d, DNS_OK}
+#define PTR(n, d)      {'P', n, d, DNS_OK}
 #define FAIL(t, n, st) {t, n, NULL, st}
+/* clang-format on */
 
 /* clang-format off */
 static const struct fake_rr spf_zone[] = {
@@ -101,21 +104,21 @@ static const struct fake_rr spf_zone[] = {
 	TXT("delim.test", "v=spf1 exists:%{lr-}.delim.test -all"),
 	ADDR("c.b.a.delim.test", "127.0.0.2"),
 	TXT("digits.test", "v=spf1 exists:%{d1r}.%{s1}.d.test -all"),
-	ADDR("a.digits.test.d.test", "127.0.0.2"),
+	ADDR("digits.test.d.test", "127.0.0.2"),
 	TXT("sender.test", "v=spf1 exists:%{s}.s.test -all"),
 	ADDR("x.y@sender.test.s.test", "127.0.0.2"),
 	TXT("six.test", "v=spf1 exists:%{ir}.six.test -all"),
 	ADDR("1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.six.test",
 	     "127.0.0.2"),
 	TXT("sixfwd.test", "v=spf1 exists:%{i}.f.test -all"),
-	ADDR("2.0.0.1.0.d.b.8.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.2.f.test",
+	ADDR("2.0.0.1.0.d.b.8.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.1.f.test",
 	     "127.0.0.2"),
 	TXT("pmacro.test", "v=spf1 exists:%{p}.pm.test -all"),
 	PTR("192.0.2.110", "mail.pname.test"),
 	ADDR("mail.pname.test", "192.0.2.110"),
 	ADDR("mail.pname.test.pm.test", "127.0.0.2"),
 	ADDR("unknown.pm.test", "127.0.0.2"),
-	TXT("hmacro.test", "v=spf1 exists:%{l}.%{h}.h.test -all"),
+	TXT("mta.hmacro.test", "v=spf1 exists:%{l}.%{h}.h.test -all"),
 	ADDR("postmaster.mta.hmacro.test.h.test", "127.0.0.2"),
 	TXT("helo.test", "v=spf1 ip4:192.0.2.120 -all"),
 	TXT("explain.test", "v=spf1 -all exp=exp.%{d}"),
@@ -148,7 +151,8 @@ static const struct fake_rr spf_zone[] = {
 	TXT("bad13.test", "v=spf1 +all bogus"),
 	TXT("bad14.test", "v=spf1 ip6:2001:db8::/129 -all"),
 	TXT("bad15.test", "v=spf1 a/024 -all"),
-	TXT("bad16.test", "v=spf1\t-all"),
+	TXT("bad16.test", "v=spf1 ip4:192.0.2.1\t-all"),
+	TXT("tab.test", "v=spf1\t-all"),
 	TXT("unknownmod.test", "v=spf1 moo=bar.%{d} -all"),
 	/* DNS failures */
 	FAIL('T', "txttemp.test", DNS_TEMPFAIL),
@@ -168,8 +172,14 @@ struct spf_case {
 	const char *want_reason; /* a substring of t->spf.reason, or NULL */
 };
 
-#define C(ip, sender, want)      {ip, sender, "mta.example", want, NULL, NULL}
-#define CR(ip, sender, want, rs) {ip, sender, "mta.example", want, NULL, rs}
+#define C(ip, sender, want)                                                                        \
+	{                                                                                          \
+		ip, sender, "mta.example", want, NULL, NULL                                        \
+	}
+#define CR(ip, sender, want, rs)                                                                   \
+	{                                                                                          \
+		ip, sender, "mta.example", want, NULL, rs                                          \
+	}
 
 static const struct spf_case spf_cases[] = {
         /* qualifiers and all */
@@ -237,7 +247,7 @@ static const struct spf_case spf_cases[] = {
         C("192.0.2.1", "john@local.test", SCAN_AUTH_PASS),
         C("192.0.2.1", "jane@local.test", SCAN_AUTH_FAIL),
         C("192.0.2.1", "a-b-c@delim.test", SCAN_AUTH_PASS),
-        C("192.0.2.1", "x.y@digits.test", SCAN_AUTH_FAIL), /* %{s1} is "test", see below */
+        C("192.0.2.1", "x.y@digits.test", SCAN_AUTH_PASS), /* %{d1r}: digits, %{s1}: test */
         C("192.0.2.1", "x.y@sender.test", SCAN_AUTH_FAIL), /* '@' is no host character */
         C("2001:db8::1", "u@six.test", SCAN_AUTH_PASS),
         C("2001:db8::1", "u@sixfwd.test", SCAN_AUTH_PASS),
@@ -275,6 +285,7 @@ static const struct spf_case spf_cases[] = {
         C("2001:db8::1", "u@bad14.test", SCAN_AUTH_PERMERROR),
         C("192.0.2.1", "u@bad15.test", SCAN_AUTH_PERMERROR),
         C("192.0.2.1", "u@bad16.test", SCAN_AUTH_PERMERROR),
+        C("192.0.2.1", "u@tab.test", SCAN_AUTH_NONE),
         C("192.0.2.1", "u@unknownmod.test", SCAN_AUTH_FAIL),
         /* DNS failures */
         C("192.0.2.1", "u@txttemp.test", SCAN_AUTH_TEMPERROR),

@@ -272,6 +272,11 @@ def main():
                                     b'Quarterly', b'Monthly'), ['fail'])
     good_bad = sign(sign(BASE), key=OTHER, sel=b'sel')
     case('two_sigs_bad_good', good_bad, ['fail', 'pass'])
+    # a signature that signs an earlier one (and oversigns it): never its own field
+    case('signs_earlier_signature',
+         sign_tags(sign(BASE), [(b'd', b'example.test'), (b's', b'sel')],
+                   include=(b'from', b'dkim-signature', b'dkim-signature')),
+         ['pass', 'pass'])
     case('two_sigs_other_domain', sign(sign(BASE), key=OTHER, sel=b'other', dom=b'other.test'),
          ['pass', 'pass'])
 
