@@ -217,6 +217,14 @@ void scan_mime_parse(struct scan_task *t);
 void scan_mime_free(struct scan_msg *m);
 /* scan_url.c: links of the text and HTML parts into t->msg.urls */
 void scan_url_extract(struct scan_task *t);
+void scan_url_free(struct scan_msg *m);
+/*
+ * The one URL host parser: the host of url (scheme://, // or www.)
+ * normalised as in struct scan_url; userinfo (may be NULL) gets the part
+ * before '@'.
+ */
+bool scan_url_host(const char *url, char *host, size_t hostsize, bool *ip_literal, char *userinfo,
+                   size_t usize);
 /* scan_spf.c */
 void scan_check_spf(struct scan_task *t);
 /* scan_dkim.c: DKIM signatures, then the ARC chain */

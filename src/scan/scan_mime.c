@@ -578,7 +578,12 @@ mime_leaf(struct mime_ctx *c, GMimeObject *obj, size_t idx)
 		p->text_utf8 =
 		        mime_convert(p->data ? (const char *)p->data : "", p->len,
 		                     g_mime_object_get_content_type_parameter(obj, "charset"));
-	if (p->len > 0)
+	/*
+	 * libmagic is most of a small message's scan cost: run it where a
+	 * type can lie (attachments, non-text parts); the body text itself
+	 * is still checked for executables and archives by their signatures.
+	 */
+	if (p->len > 0 && (p->attachment || !(p->text || p->html)))
 		mime_magic_type(p->data, p->len, p->magic_type, sizeof(p->magic_type));
 }
 
@@ -871,12 +876,7 @@ scan_mime_free(struct scan_msg *m)
 	mime_mboxes_free(m->reply_to, m->nreply_to);
 	free(m->subject);
 	free(m->message_id);
-	for (size_t i = 0; i < m->nurls; i++) {
-		free(m->urls[i].url);
-		free(m->urls[i].host);
-		free(m->urls[i].text);
-	}
-	free(m->urls);
+	scan_url_free(m);
 	if (m->gmime != NULL)
 		g_object_unref(m->gmime);
 	memset(m, 0, sizeof(*m));

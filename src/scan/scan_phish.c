@@ -33,10 +33,6 @@
 
 #include "../common/util.h"
 
-/* scan_url.c; not yet in scan_internal.h (reported to the lead). */
-bool scan_url_host(const char *url, char *host, size_t hostsize, bool *ip_literal, char *userinfo,
-                   size_t usize);
-
 #define PHISH_MBOX_MAX       16     /* From / Reply-To mailboxes looked at */
 #define PHISH_HOST_MAX       512    /* octets of a normalised host */
 #define PHISH_LABEL_MAX      64     /* code points of a registered label compared */

@@ -24,7 +24,8 @@
 #include "../common/util.h"
 #include "../policy/policy.h"
 
-#define SCAN_WORKERS_MAX 256
+#define SCAN_WORKERS_MAX  256
+#define SCAN_WORKER_STACK (8u << 20)
 
 struct scan_job {
 	struct config *cfg;
@@ -107,6 +108,7 @@ struct scan_pool *
 scan_pool_start(struct event_base *base, const struct scan_env *env, unsigned workers)
 {
 	struct scan_pool *p = xcalloc(1, sizeof(*p));
+	pthread_attr_t attr;
 
 	if (workers == 0) {
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -121,9 +123,13 @@ scan_pool_start(struct event_base *base, const struct scan_env *env, unsigned wo
 	TAILQ_INIT(&p->done);
 	if ((p->done_ev = event_new(base, -1, 0, scan_pool_on_done, p)) == NULL)
 		fatalx("scan: event_new");
+	/* GMime recurses once per nesting level (up to its own limit of 1024) */
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, SCAN_WORKER_STACK);
 	for (p->nthreads = 0; p->nthreads < workers; p->nthreads++)
-		if ((errno = pthread_create(&p->threads[p->nthreads], NULL, scan_worker, p)) != 0)
+		if ((errno = pthread_create(&p->threads[p->nthreads], &attr, scan_worker, p)) != 0)
 			fatal("scan: pthread_create");
+	pthread_attr_destroy(&attr);
 	log_info("event=scan_started workers=%u", p->nthreads);
 	return p;
 }

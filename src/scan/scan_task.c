@@ -47,6 +47,10 @@ scan_sym_detail(struct scan_task *t, enum scan_sym_id id, const char *fmt, va_li
 		return;
 	if ((size_t)n >= sizeof(buf))
 		n = (int)sizeof(buf) - 1;
+	/* details carry the sender's text (names, file names): no controls */
+	for (int i = 0; i < n; i++)
+		if ((unsigned char)buf[i] < 0x20 || buf[i] == 0x7f)
+			buf[i] = '?';
 	/* one detail per occurrence, comma separated, bounded */
 	if (have + 1 + (size_t)n >= SCAN_SYM_DETAIL_MAX)
 		n = (int)(SCAN_SYM_DETAIL_MAX - have - 5);

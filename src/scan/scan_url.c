@@ -38,14 +38,6 @@
 
 #include "../common/util.h"
 
-/*
- * Not yet in scan_internal.h (reported to the lead): free t->msg.urls,
- * called from scan_mime_free(); and the host parser scan_phish.c shares.
- */
-void scan_url_free(struct scan_msg *m);
-bool scan_url_host(const char *url, char *host, size_t hostsize, bool *ip_literal, char *userinfo,
-                   size_t usize);
-
 #define URL_LEN_MAX        2048                /* octets of a URL kept */
 #define URL_HOST_MAX       512                 /* octets of a host, U-label form */
 #define URL_TEXT_MAX       256                 /* octets of a link's visible text */

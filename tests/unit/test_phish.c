@@ -21,7 +21,6 @@
 #include "table.h"
 
 /* scan_url.c; to be declared in scan_internal.h */
-void scan_url_free(struct scan_msg *m);
 
 /* --- a task built by hand --- */
 
