@@ -164,128 +164,46 @@ def hdrs(frm, to="user@example.test", subject="corpus", **more):
     return h
 
 
+DATA = os.path.join(ROOT, "tests", "data", "scan")
+
+
 def corpus():
-    """name -> (message, envelope sender, recipients, want verdict,
-    symbols that must appear, symbols that must not)."""
-    good = "Alice <alice@good.example>"
-    eicar_txt = EICAR
+    """tests/data/scan/corpus.tsv: name -> (message, envelope sender,
+    recipients, want verdict, symbols that must appear, that must not)."""
+    fill = {
+        b"@@EICAR@@": EICAR,
+        b"@@EICAR_BASE64@@": base64.encodebytes(EICAR).replace(b"\n", b"\r\n").rstrip(),
+        # every octet encoded, soft line breaks: nothing of the string is left as is
+        b"@@EICAR_QP@@": b"=\r\n".join(
+            b"".join(b"=%02X" % o for o in EICAR[i:i + 24]) for i in range(0, len(EICAR), 24)),
+        b"@@EICAR_ZIP_BASE64@@": base64.encodebytes(zipped("readme.txt", EICAR))
+        .replace(b"\n", b"\r\n").rstrip(),
+    }
     c = {}
-    c["clean_signed"] = (sign(eml(hdrs(good, subject="lunch"), "See you at noon.\n")),
-                         "alice@good.example", ["user@example.test"], "deliver",
-                         ["SPF_PASS", "DKIM_PASS", "DMARC_PASS"], ["DKIM_FAIL"])
-    tampered = sign(eml(hdrs(good, subject="invoice"), "Pay 100 EUR.\n"))
-    tampered = tampered.replace(b"Pay 100 EUR.", b"Pay 900 EUR.")
-    c["dkim_altered"] = (tampered, "alice@good.example", ["user@example.test"], "deliver",
-                         ["DKIM_FAIL", "SPF_PASS", "DMARC_PASS"], ["DKIM_PASS"])
-    c["spf_fail"] = (eml(hdrs("x@hardfail.example"), "hi\n"), "x@hardfail.example",
-                     ["user@example.test"], "deliver", ["SPF_FAIL", "DMARC_NONE"], [])
-    c["spf_softfail"] = (eml(hdrs("x@soft.example"), "hi\n"), "x@soft.example",
-                         ["user@example.test"], "deliver", ["SPF_SOFTFAIL"], [])
-    c["spf_neutral"] = (eml(hdrs("x@neutral.example"), "hi\n"), "x@neutral.example",
-                        ["user@example.test"], "deliver", ["SPF_NEUTRAL"], [])
-    c["spf_none"] = (eml(hdrs("x@nothing.example"), "hi\n"), "x@nothing.example",
-                     ["user@example.test"], "deliver", ["SPF_NONE"], [])
-    c["spf_permerror"] = (eml(hdrs("x@broken.example"), "hi\n"), "x@broken.example",
-                          ["user@example.test"], "deliver", ["SPF_PERMERROR"], [])
-    c["dmarc_reject"] = (eml(hdrs("CEO <ceo@reject.example>", subject="wire transfer"),
-                             "Please pay today.\n"), "bounce@other.example",
-                         ["user@example.test"], "quarantine", ["DMARC_FAIL_REJECT"], [])
-    c["dmarc_none_policy"] = (eml(hdrs("p@partner.example"), "unsigned\n"),
-                              "bounce@other.example", ["user@example.test"], "deliver",
-                              ["DMARC_FAIL_NONE"], [])
-    c["gtube"] = (eml(hdrs("x@nothing.example", subject="test"), GTUBE + b"\n"),
-                  "x@nothing.example", ["user@example.test"], "reject", ["GTUBE"], [])
-    c["eicar_plain"] = (eml(hdrs("x@nothing.example"), eicar_txt + b"\n"), "x@nothing.example",
-                        ["user@example.test"], "quarantine", ["CLAM_VIRUS"], [])
-    c["eicar_base64"] = (multipart(hdrs("x@nothing.example"), [
-        part("text/plain", b"see attached\r\n"),
-        part('application/octet-stream; name="e.bin"', eicar_txt,
-             ['Content-Disposition: attachment; filename="e.bin"'], "base64")]),
-        "x@nothing.example", ["user@example.test"], "quarantine", ["CLAM_VIRUS"], [])
-    c["eicar_qp"] = (multipart(hdrs("x@nothing.example"), [
-        part("text/plain; charset=us-ascii", eicar_txt + b"\n", (), "quoted-printable")]),
-        "x@nothing.example", ["user@example.test"], "quarantine", ["CLAM_VIRUS"], [])
-    c["eicar_zip"] = (multipart(hdrs("x@nothing.example"), [
-        part("text/plain", b"zip\r\n"),
-        part('application/zip; name="docs.zip"', zipped("readme.txt", eicar_txt),
-             ['Content-Disposition: attachment; filename="docs.zip"'], "base64")]),
-        "x@nothing.example", ["user@example.test"], "quarantine", ["CLAM_VIRUS"], [])
-    inner = b'Content-Type: multipart/alternative; boundary="in"\r\n\r\n--in\r\n' + \
-        part("text/plain", b"inner\r\n") + b"\r\n--in\r\n" + \
-        part("application/octet-stream", eicar_txt, (), "base64") + b"\r\n--in--\r\n"
-    c["eicar_nested"] = (multipart(hdrs("x@nothing.example"), [
-        part("text/plain", b"outer\r\n"), inner]),
-        "x@nothing.example", ["user@example.test"], "quarantine", ["CLAM_VIRUS"], [])
-    c["eicar_rfc2231"] = (multipart(hdrs("x@nothing.example"), [
-        part("application/octet-stream", eicar_txt,
-             ["Content-Disposition: attachment;\r\n filename*0*=utf-8''r%C3%A9sum%C3%A9;"
-              "\r\n filename*1*=.txt"], "base64")]),
-        "x@nothing.example", ["user@example.test"], "quarantine", ["CLAM_VIRUS"], [])
-    c["blocked_exe"] = (multipart(hdrs("x@nothing.example"), [
-        part("text/plain", b"run me\r\n"),
-        part('application/octet-stream; name="setup.exe"', b"MZ" + b"\0" * 200,
-             ['Content-Disposition: attachment; filename="setup.exe"'], "base64")]),
-        "x@nothing.example", ["user@example.test"], "quarantine", ["ATTACH_BLOCKED_EXT"], [])
-    c["double_ext_in_zip"] = (multipart(hdrs("x@nothing.example"), [
-        part('application/zip; name="invoice.zip"',
-             zipped("invoice.pdf.js", b"WScript.Echo(1)\n"),
-             ['Content-Disposition: attachment; filename="invoice.zip"'], "base64")]),
-        "x@nothing.example", ["user@example.test"], "quarantine", ["ARCHIVE_BLOCKED_EXT"], [])
-    c["rtlo_name"] = (multipart(hdrs("x@nothing.example"), [
-        part("application/octet-stream", b"data\r\n",
-             ["Content-Disposition: attachment; filename*=utf-8''report%E2%80%AEfdp.exe"],
-             "base64")]),
-        "x@nothing.example", ["user@example.test"], "quarantine", ["ATTACH_RTLO"], [])
-    c["multipart_no_boundary"] = (eml(hdrs("x@nothing.example"),
-                                      "--x\r\nContent-Type: text/plain\r\n\r\nhidden\r\n--x--\r\n",
-                                      "multipart/mixed"),
-                                  "x@nothing.example", ["user@example.test"], "quarantine",
-                                  ["MIME_MULTIPART_NO_BOUNDARY"], [])
-    c["conflicting_boundary"] = (eml(hdrs("x@nothing.example"),
-                                     "--a\r\nContent-Type: text/plain\r\n\r\none\r\n--a--\r\n",
-                                     'multipart/mixed; boundary="a"; boundary="b"'),
-                                 "x@nothing.example", ["user@example.test"], "quarantine",
-                                 ["MIME_CONFLICTING_PARAMETER"], [])
-    c["lookalike"] = (eml(hdrs("IT desk <it@exarnple.test>", subject="password expiry"),
-                          "Renew your password.\n"),
-                      "it@exarnple.test", ["user@example.test"], "deliver",
-                      ["PHISH_LOOKALIKE_DOMAIN"], [])
-    c["link_mismatch"] = (eml(hdrs("x@nothing.example", subject="your bank"),
-                              '<html><body><a href="http://203.0.113.9/login">'
-                              'https://www.mybank.example/login</a></body></html>\n',
-                              "text/html; charset=us-ascii"),
-                          "x@nothing.example", ["user@example.test"], "deliver",
-                          ["PHISH_LINK_MISMATCH", "PHISH_IP_LINK"], [])
-    c["replyto_other"] = (eml(hdrs("x@nothing.example", Reply_To="collect@elsewhere.example"),
-                              "reply please\n"),
-                          "x@nothing.example", ["user@example.test"], "deliver",
-                          ["PHISH_REPLYTO_DOMAIN"], [])
-    c["strict_threshold"] = (eml(hdrs("x@nothing.example", to="user@strict.test"), "hi\n"),
-                             "x@nothing.example", ["user@strict.test"], "quarantine",
-                             ["SPF_NONE"], [])
-    c["blocked_sender"] = (eml(hdrs("spammer@bad.example", to="user@strict.test"), "hi\n"),
-                           "spammer@bad.example", ["user@strict.test"], "reject",
-                           ["MOAT_BLOCKLIST"], [])
-    # an allow list entry holds for an authenticated sender, even over GTUBE ...
-    c["allowed_partner"] = (sign(eml(hdrs("p@partner.example"), GTUBE + b"\n"),
-                                 "partner.example"),
-                            "p@partner.example", ["user@example.test"], "deliver",
-                            ["MOAT_ALLOWLIST", "GTUBE", "SPF_PASS"], [])
-    # ... and not for a forged one
-    c["forged_partner"] = (eml(hdrs("p@partner.example"), GTUBE + b"\n"),
-                           "p@partner.example.evil.example", ["user@example.test"], "reject",
-                           ["GTUBE"], ["MOAT_ALLOWLIST"])
-    c["fake_authres"] = (eml(hdrs("x@nothing.example") + [
-        ("Authentication-Results", "mx.moat.test; spf=pass smtp.mailfrom=paypal.example"),
-        ("X-Moat-Relay-Key", "0123456789abcdef0123456789abcdef"),
-        ("X-Moat-Verdict", "deliver; score=-100")], "hi\n"),
-        "x@nothing.example", ["user@example.test"], "deliver",
-        ["MOAT_FAKE_AUTHRES", "MOAT_FAKE_RELAY_KEY"], [])
-    if os.path.exists(SAMPLE_NONSPAM):
-        with open(SAMPLE_NONSPAM, "rb") as f:
-            ham = f.read().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-        c["sa_sample_nonspam"] = (ham, "tbtf-approval@world.std.com", ["user@example.test"],
-                                  "deliver", [], ["GTUBE", "CLAM_VIRUS"])
+    with open(os.path.join(DATA, "corpus.tsv")) as f:
+        for line in f:
+            if line.startswith("#") or not line.strip():
+                continue
+            name, sender, rcpts, dk, want, need, never = line.rstrip("\n").split("\t")
+            if name == "sa_sample_nonspam":
+                if not os.path.exists(SAMPLE_NONSPAM):
+                    raise AssertionError("%s is missing (package spamassassin)" % SAMPLE_NONSPAM)
+                path = SAMPLE_NONSPAM
+            else:
+                path = os.path.join(DATA, name + ".eml")
+            with open(path, "rb") as m:
+                msg = m.read().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+            for k, v in fill.items():
+                msg = msg.replace(k, v)
+            if dk != "-":
+                domain, _, change = dk.partition("|")
+                msg = sign(msg, domain)
+                if change:
+                    old, new = change.split("=>")
+                    msg = msg.replace(old.encode(), new.encode())
+            c[name] = (msg, sender, rcpts.split(","), want,
+                       [] if need == "-" else need.split(","),
+                       [] if never == "-" else never.split(","))
     return c
 
 
