@@ -30,6 +30,7 @@
 #include "../common/mailaddr.h"
 #include "../common/util.h"
 #include "../policy/policy.h"
+#include "../scan/scan.h"
 #include "../smtp/smtp_parse.h"
 
 #include <arpa/inet.h>
@@ -789,6 +790,7 @@ dq_task_new(struct dq_msg *m, struct dest *dest, size_t cap)
 static void
 dq_task_free(struct dq_task *t)
 {
+	free(t->head);
 	for (size_t i = 0; i < t->n; i++)
 		free(t->reply[i]);
 	free(t->reply);
@@ -838,6 +840,37 @@ dq_withdraw(struct delivery *d, struct dq_msg *m)
 	return m->inflight;
 }
 
+/*
+ * The head to send for recipients in domain: the relay key field of that
+ * protected domain on top of the message's recorded head (scanned mail
+ * only), or NULL when no key applies (the recorded head is sent as is).
+ */
+static char *
+dq_keyed_head(struct delivery *d, const struct dq_msg *m, const char *domain, size_t *len)
+{
+	const char *name = d->cfg->relay_key_header;
+	char key[160], *h;
+	int n;
+
+	*len = 0;
+	if (d->scan_env == NULL || m->env.head == NULL || name[0] == '\0' || domain == NULL ||
+	    !policy_is_protected(d->pol, domain))
+		return NULL;
+	scan_relay_key(d->scan_env, d->pol, domain, key, sizeof(key));
+	h = xmalloc(strlen(name) + strlen(key) + 4 + m->env.head_len + 1);
+	n = snprintf(h, strlen(name) + strlen(key) + 5, "%s: %s\r\n", name, key);
+	memcpy(h + n, m->env.head, m->env.head_len);
+	*len = (size_t)n + m->env.head_len;
+	h[*len] = '\0';
+	return h;
+}
+
+void
+delivery_set_scan_env(struct delivery *d, const struct scan_env *env)
+{
+	d->scan_env = env;
+}
+
 /* Deliver recipient i to its local Maildir, now. */
 static void
 dq_deliver_maildir(struct delivery *d, struct dq_msg *m, size_t i)
@@ -845,10 +878,19 @@ dq_deliver_maildir(struct delivery *d, struct dq_msg *m, size_t i)
 	const char *rcpt = m->env.rcpts[i].addr;
 	char path[4096], q[MAILADDR_FORMAT_MAX * 4 + 3], why[300];
 	struct spool_body b;
+	size_t hlen;
+	char *head = dq_keyed_head(d, m, dq_domain(rcpt), &hlen);
+	int r;
 
 	log_quote(q, sizeof(q), rcpt, strlen(rcpt));
-	if (spool_body_open(d->spool, m->id, &m->env, &b) < 0 ||
-	    delivery_maildir(d->data_dir, d->hostname, &b, &m->env, rcpt, path, sizeof(path)) < 0) {
+	if ((r = spool_body_open(d->spool, m->id, &m->env, &b)) == 0) {
+		if (head)
+			spool_body_set_head(&b, head, hlen);
+		r = delivery_maildir(d->data_dir, d->hostname, &b, &m->env, rcpt, path,
+		                     sizeof(path));
+	}
+	free(head);
+	if (r < 0) {
 		snprintf(why, sizeof(why), "451 4.3.0 maildir: %s", strerror(errno));
 		if (b.fd >= 0)
 			close(b.fd);
@@ -881,6 +923,7 @@ dq_schedule(struct delivery *d, struct dq_msg *m)
 		const struct route *r;
 		struct dest *dest;
 		struct dq_task *t = NULL;
+		bool keyed;
 
 		if (m->state[i] != DQ_PENDING)
 			continue;
@@ -902,15 +945,24 @@ dq_schedule(struct delivery *d, struct dq_msg *m)
 			continue;
 		}
 		dest = dest_get(d, r, domain);
+		/* a relay key is per tenant: one transaction per keyed domain */
+		keyed = d->scan_env && m->env.head && c->relay_key_header[0] &&
+		        policy_is_protected(d->pol, domain);
 		for (size_t k = 0; k < nopen; k++) {
 			if (open[k]->dest == dest &&
-			    open[k]->n < c->delivery_rcpts_per_transaction) {
+			    open[k]->n < c->delivery_rcpts_per_transaction &&
+			    (keyed ? open[k]->key_domain && strcmp(open[k]->key_domain, domain) == 0
+			           : open[k]->key_domain == NULL)) {
 				t = open[k];
 				break;
 			}
 		}
 		if (t == NULL) {
 			t = dq_task_new(m, dest, c->delivery_rcpts_per_transaction);
+			if (keyed) {
+				t->key_domain = domain;
+				t->head = dq_keyed_head(d, m, domain, &t->head_len);
+			}
 			open = xrealloc(open, (nopen + 1) * sizeof(*open));
 			open[nopen++] = t;
 		}
@@ -1028,9 +1080,13 @@ dq_send_dsn(struct delivery *d, struct dq_msg *m, enum dsn_action action)
 	want = c->delivery_dsn_max_original + 1;
 	if (want < c->smtp_max_header_size + 1024)
 		want = c->smtp_max_header_size + 1024;
-	if (want > m->body_len)
-		want = m->body_len;
-	if (spool_body_open(d->spool, m->id, &m->env, &b) == 0) {
+	/*
+	 * The message as it was received, without moat's scan fields: a
+	 * report goes to an outside sender, who must never see a relay key.
+	 */
+	if (spool_body_open(d->spool, m->id, NULL, &b) == 0) {
+		if (want > b.len)
+			want = b.len;
 		orig = xmalloc((size_t)want + 1);
 		ssize_t r = spool_body_pread(&b, orig, (size_t)want, 0);
 		olen = r > 0 ? (size_t)r : 0;

@@ -32,6 +32,13 @@ struct policy;
 struct spool;
 
 struct delivery *delivery_new(struct spool *spool, struct config *cfg, struct policy *pol);
+struct scan_env;
+/*
+ * Stamp scanned mail with the relay key of each recipient's protected
+ * domain (relay_key_header), per transaction, so that no tenant sees
+ * another's key. Before delivery_start().
+ */
+void delivery_set_scan_env(struct delivery *d, const struct scan_env *env);
 /* Serve the control socket (moatctl) at path on the delivery loop. */
 int delivery_control_open(struct delivery *d, const char *path, char *err, size_t errsize);
 int delivery_start(struct delivery *d);

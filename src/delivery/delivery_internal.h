@@ -67,8 +67,16 @@ struct dq_task {
 	int *code;        /* per recipient: final SMTP code, 0 = none */
 	char **reply;     /* per recipient: the reply that decided it */
 	char remote[300]; /* host [address] that answered */
-	bool no_attempt;  /* not tried at all (session ended before MAIL): no penalty */
-	bool dsn_passed;  /* the downstream offered DSN: NOTIFY and ORCPT went with RCPT */
+	/*
+	 * What is sent before the body, when it is not the message's recorded
+	 * head: the relay key of this task's recipient domain on top of it.
+	 * Tasks never mix recipient domains with different keys.
+	 */
+	char *head;
+	size_t head_len;
+	const char *key_domain; /* the domain whose key head carries, or NULL */
+	bool no_attempt;        /* not tried at all (session ended before MAIL): no penalty */
+	bool dsn_passed;        /* the downstream offered DSN: NOTIFY and ORCPT went with RCPT */
 	TAILQ_ENTRY(dq_task) entry;
 };
 TAILQ_HEAD(dq_task_list, dq_task);
@@ -136,7 +144,7 @@ struct mta_session {
 	char *mail_params;     /* MAIL parameters waiting for that reply (no PIPELINING) */
 	unsigned bdat_pending; /* BDAT chunks sent and not yet answered */
 	/* the body being sent */
-	int body_fd;           /* body.fd while sending, else -1 */
+	int body_fd;            /* body.fd while sending, else -1 */
 	struct spool_body body; /* what is sent: moat's head, then the body */
 	uint64_t body_pos;      /* next octet of body to send */
 	uint64_t body_left;
@@ -210,8 +218,9 @@ struct delivery {
 	SSL_CTX *tls_any;                    /* opportunistic / required */
 	struct delivery_tls_ctx *tls_verify; /* verify, one per CA file */
 	uint64_t next_sid;
-	bool stopping;           /* nothing new starts: no connection, no schedule */
-	struct control *control; /* the control socket, on this loop */
+	bool stopping;                   /* nothing new starts: no connection, no schedule */
+	struct control *control;         /* the control socket, on this loop */
+	const struct scan_env *scan_env; /* for relay keys; NULL: none are stamped */
 };
 
 /* delivery.c, for the control commands (delivery_ctl.c) */

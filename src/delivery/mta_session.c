@@ -444,8 +444,10 @@ mta_start_transaction(struct mta_session *s)
 		return;
 	}
 	if (s->ext & MTA_EXT_SIZE)
-		o += (size_t)snprintf(params + o, sizeof(params) - o, " SIZE=%llu",
-		                      (unsigned long long)t->msg->body_len);
+		o += (size_t)snprintf(
+		        params + o, sizeof(params) - o, " SIZE=%llu",
+		        (unsigned long long)(t->msg->body_len +
+		                             (t->head ? t->head_len - e->head_len : 0)));
 	if (e->body_type && (s->ext & MTA_EXT_8BITMIME) && o < sizeof(params))
 		o += (size_t)snprintf(params + o, sizeof(params) - o, " BODY=%s", e->body_type);
 	if (e->smtputf8 && o < sizeof(params))
@@ -571,6 +573,8 @@ mta_send_body(struct mta_session *s)
 			mta_close(s, "spool read error");
 			return;
 		}
+		if (s->task->head)
+			spool_body_set_head(&b, s->task->head, s->task->head_len);
 		s->body_fd = b.fd;
 		s->body = b;
 		s->body_pos = 0;

@@ -33,6 +33,7 @@ struct dns_sync_req {
 	int owners; /* under ds->lock */
 	bool done;  /* under ds->lock */
 	pthread_cond_t cond;
+	struct dns_sync_cb *cb; /* while in flight */
 	union {
 		struct dns_txt_result txt;
 		struct dns_addr_result addr;
@@ -47,8 +48,9 @@ TAILQ_HEAD(dns_sync_list, dns_sync_req);
 struct dns_sync {
 	pthread_t thread;
 	pthread_mutex_t lock;
-	struct dns_sync_list pending; /* to start, under lock */
-	bool stopping;                /* under lock */
+	struct dns_sync_list pending;  /* to start, under lock */
+	struct dns_sync_list inflight; /* started, not answered, under lock */
+	bool stopping;                 /* under lock */
 	struct event_base *base;
 	struct event *wake;
 	struct dns *dns;
@@ -77,6 +79,8 @@ static void
 dns_sync_answer(struct dns_sync *ds, struct dns_sync_req *q)
 {
 	pthread_mutex_lock(&ds->lock);
+	TAILQ_REMOVE(&ds->inflight, q, entry);
+	q->cb = NULL;
 	q->done = true;
 	pthread_cond_signal(&q->cond);
 	dns_sync_req_put(q);
@@ -87,6 +91,8 @@ struct dns_sync_cb {
 	struct dns_sync *ds;
 	struct dns_sync_req *q;
 };
+
+/* The callbacks free their context: c is gone once they return. */
 
 static void
 dns_sync_on_txt(void *arg, const struct dns_txt_result *r)
@@ -142,8 +148,9 @@ dns_sync_on_wake(evutil_socket_t fd, short what, void *arg)
 	bool stopping;
 
 	pthread_mutex_lock(&ds->lock);
-	TAILQ_CONCAT(&todo, &ds->pending, entry);
 	stopping = ds->stopping;
+	if (!stopping)
+		TAILQ_CONCAT(&todo, &ds->pending, entry); /* left for dns_sync_stop() otherwise */
 	pthread_mutex_unlock(&ds->lock);
 	if (stopping) {
 		event_base_loopbreak(ds->base);
@@ -155,6 +162,10 @@ dns_sync_on_wake(evutil_socket_t fd, short what, void *arg)
 		TAILQ_REMOVE(&todo, q, entry);
 		c->ds = ds;
 		c->q = q;
+		pthread_mutex_lock(&ds->lock);
+		q->cb = c;
+		TAILQ_INSERT_TAIL(&ds->inflight, q, entry);
+		pthread_mutex_unlock(&ds->lock);
 		switch (q->kind) {
 		case DNS_SYNC_TXT:
 			dns_txt(ds->dns, q->name, dns_sync_on_txt, c);
@@ -198,6 +209,7 @@ dns_sync_start(const char *upstream, unsigned timeout_ms, char *err, size_t errs
 	}
 	pthread_mutex_init(&ds->lock, NULL);
 	TAILQ_INIT(&ds->pending);
+	TAILQ_INIT(&ds->inflight);
 	if ((ds->wake = event_new(ds->base, -1, EV_PERSIST, dns_sync_on_wake, ds)) == NULL)
 		fatalx("dns_sync: event_new");
 	/* keep the loop alive while it has nothing to do */
@@ -219,13 +231,16 @@ dns_sync_stop(struct dns_sync *ds)
 	pthread_mutex_unlock(&ds->lock);
 	event_active(ds->wake, EV_TIMEOUT, 0);
 	pthread_join(ds->thread, NULL);
-	/* queries in flight: their callbacks will not run; answer their callers */
+	/* queries in flight are cancelled without their callbacks: drop the resolver's share */
 	dns_free(ds->dns);
 	pthread_mutex_lock(&ds->lock);
+	while ((q = TAILQ_FIRST(&ds->inflight)) != NULL) {
+		TAILQ_REMOVE(&ds->inflight, q, entry);
+		free(q->cb);
+		dns_sync_req_put(q);
+	}
 	while ((q = TAILQ_FIRST(&ds->pending)) != NULL) {
 		TAILQ_REMOVE(&ds->pending, q, entry);
-		q->done = true;
-		pthread_cond_signal(&q->cond);
 		dns_sync_req_put(q);
 	}
 	pthread_mutex_unlock(&ds->lock);
@@ -237,8 +252,8 @@ dns_sync_stop(struct dns_sync *ds)
 
 /*
  * Queue q and wait until it is answered or deadline_ms passes. Returns
- * true with the lock released when answered (the caller copies the
- * result, then frees with dns_sync_finish()).
+ * true with ds->lock held (answered or not: the caller looks at q->done),
+ * false when the resolver is stopping (q was not queued).
  */
 static bool
 dns_sync_wait(struct dns_sync *ds, struct dns_sync_req *q, int64_t deadline_ms)

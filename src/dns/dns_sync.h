@@ -17,7 +17,11 @@ struct dns_sync;
 /* upstream and timeout_ms as for dns_new(). NULL with err set on failure. */
 struct dns_sync *dns_sync_start(const char *upstream, unsigned timeout_ms, char *err,
                                 size_t errsize);
-/* Stop the thread; lookups still waiting return DNS_TEMPFAIL. */
+/*
+ * Stop the thread and free everything. Call it once no lookup is in
+ * progress and none will start (moatd stops the scan workers first):
+ * a lookup waiting in another thread would use freed memory.
+ */
 void dns_sync_stop(struct dns_sync *ds);
 
 /* out->txt[] strings are malloc()ed and owned by the caller. */

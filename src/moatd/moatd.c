@@ -254,6 +254,7 @@ main(int argc, char **argv)
 	m.scan = scan_pool_start(m.base, m.scan_env, (unsigned)m.cfg->scan_workers);
 	smtp_server_set_scan(m.smtp, m.scan);
 	m.delivery = delivery_new(m.spool, m.cfg, m.pol);
+	delivery_set_scan_env(m.delivery, m.scan_env);
 	{
 		char *path = m.cfg->control_socket[0]
 		                     ? xstrdup(m.cfg->control_socket)

@@ -143,6 +143,12 @@ void scan_run(const struct scan_env *env, const struct config *cfg, const struct
               const struct scan_input *in, struct scan_result *out);
 void scan_result_free(struct scan_result *r);
 
+/*
+ * Shutting down: every scan in progress sees its deadline as passed, so
+ * its remaining waits end at once (its verdict is tempfail).
+ */
+void scan_abort_all(void);
+
 const char *scan_verdict_str(enum scan_verdict v);
 /* The symbols as "NAME(score)[detail],..." into buf (truncated with "..."). */
 void scan_result_symbols(const struct scan_result *r, char *buf, size_t size);

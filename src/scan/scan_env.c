@@ -83,6 +83,14 @@ scan_env_secret(const struct config *cfg, bool create, unsigned char out[32], ch
 		unlink(tmp);
 		return -1;
 	}
+	/* a secret lost in a crash would change every relay key behind Exchange's rules */
+	if ((fd = open(cfg->data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 || fsync(fd) < 0) {
+		snprintf(err, errsize, "fsync %s: %s", cfg->data_dir, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	close(fd);
 	log_info("event=relay_secret_created path=%s", path);
 	return 0;
 }
@@ -100,6 +108,7 @@ scan_env_new(const struct config *cfg, bool create_secret, char *err, size_t err
 			return NULL;
 		}
 		/* moatctl without access to the secret: keys shown are not the real ones */
+		fprintf(stderr, "moatctl: %s: relay keys shown are not moatd's\n", err);
 		memset(env->relay_secret, 0, sizeof(env->relay_secret));
 	}
 	ds = dns_sync_start(cfg->dns_resolver[0] ? cfg->dns_resolver : NULL,

@@ -121,11 +121,23 @@ static bool
 scan_hdr_claims_id(const struct scan_hdr *h, const char *id)
 {
 	const char *end = h->value + h->value_len;
-	const char *p = scan_skip_cfws(h->value, end), *q = p;
+	const char *p = scan_skip_cfws(h->value, end), *q;
 	size_t n = strlen(id);
 
-	while (q < end && *q != ';' && *q != ' ' && *q != '\t' && *q != '\r' && *q != '(')
-		q++;
+	/* a value (RFC 2045 token or quoted-string), a trailing dot ignored */
+	if (p < end && *p == '"') {
+		p++;
+		for (q = p; q < end && *q != '"';)
+			q++;
+	} else {
+		for (q = p; q < end && *q != ';' && *q != ' ' && *q != '\t' && *q != '\r' &&
+		            *q != '\n' && *q != '(';)
+			q++;
+	}
+	if (q > p && q[-1] == '.')
+		q--;
+	if (n > 0 && id[n - 1] == '.')
+		n--;
 	return n > 0 && (size_t)(q - p) == n && strncasecmp(p, id, n) == 0;
 }
 
@@ -166,17 +178,33 @@ scan_received_from(const struct scan_hdr *h, char *ip, size_t ipsize, char *helo
 	       !((by[0] == ' ' || by[0] == '\t' || by[0] == '\n') &&
 	         strncasecmp(by + 1, "by", 2) == 0 && (by[3] == ' ' || by[3] == '\t')))
 		by++;
-	lb = memchr(name, '[', (size_t)(by - name));
-	if (lb == NULL || (rb = memchr(lb, ']', (size_t)(by - lb))) == NULL)
-		return false;
-	lb++;
-	if ((size_t)(rb - lb) > 5 && strncasecmp(lb, "IPv6:", 5) == 0)
-		lb += 5;
-	if ((size_t)(rb - lb) >= sizeof(buf))
-		return false;
-	memcpy(buf, lb, (size_t)(rb - lb));
-	buf[rb - lb] = '\0';
-	if (inet_pton(AF_INET, buf, a) != 1 && inet_pton(AF_INET6, buf, a) != 1)
+	/*
+	 * The address: an address literal "[192.0.2.1]" / "[IPv6:...]"
+	 * (Postfix, sendmail, moat), else a bare one in a comment
+	 * "(192.0.2.1)" (Exchange Online).
+	 */
+	buf[0] = '\0';
+	for (int pass = 0; pass < 2 && buf[0] == '\0'; pass++) {
+		const char open = pass == 0 ? '[' : '(';
+
+		for (lb = name; lb < by && buf[0] == '\0'; lb = rb) {
+			if ((lb = memchr(lb, open, (size_t)(by - lb))) == NULL)
+				break;
+			lb++;
+			for (rb = lb;
+			     rb < by && *rb != ']' && *rb != ')' && *rb != ' ' && *rb != '\t';)
+				rb++;
+			if ((size_t)(rb - lb) > 5 && strncasecmp(lb, "IPv6:", 5) == 0)
+				lb += 5;
+			if (rb - lb <= 0 || (size_t)(rb - lb) >= sizeof(buf))
+				continue;
+			memcpy(buf, lb, (size_t)(rb - lb));
+			buf[rb - lb] = '\0';
+			if (inet_pton(AF_INET, buf, a) != 1 && inet_pton(AF_INET6, buf, a) != 1)
+				buf[0] = '\0';
+		}
+	}
+	if (buf[0] == '\0')
 		return false;
 	str_copy(ip, buf, ipsize);
 	if (n >= helosize)
@@ -206,8 +234,12 @@ scan_origin_relayed(struct scan_task *t, const struct cidr_list *trusted)
 			first = false; /* moat's own: the trusted client itself */
 			continue;
 		}
+		/*
+		 * A field a trusted hop wrote but that names no client: the chain
+		 * cannot be followed further, and what lies below may be forged.
+		 */
 		if (!scan_received_from(h, ip, sizeof(ip), helo, sizeof(helo)))
-			continue;
+			break;
 		if (cidr_list_match(trusted, ip))
 			continue;
 		str_copy(t->client_ip, ip, sizeof(t->client_ip));
@@ -249,6 +281,9 @@ scan_check_origin(struct scan_task *t)
 		free(trusted);
 	}
 	scan_check_helo(t);
+	/* fields past SCAN_HDR_MAX were neither checked nor could be removed */
+	if (t->hdrs.truncated)
+		scan_sym(t, SYM_MIME_TOO_MANY_HEADERS, "more than %d", SCAN_HDR_MAX);
 	for (size_t i = 0; i < t->hdrs.n; i++) {
 		const struct scan_hdr *h = &t->hdrs.h[i];
 

@@ -141,6 +141,7 @@ scan_pool_stop(struct scan_pool *p)
 
 	if (p == NULL)
 		return;
+	scan_abort_all(); /* scans in progress stop waiting */
 	pthread_mutex_lock(&p->lock);
 	p->stopping = true;
 	/* what no worker has taken is answered without a scan */

@@ -123,11 +123,21 @@ scan_tempfail(struct scan_task *t, const char *fmt, ...)
 	va_end(ap);
 }
 
+static bool scan_aborted; /* scan_abort_all() */
+
+void
+scan_abort_all(void)
+{
+	__atomic_store_n(&scan_aborted, true, __ATOMIC_RELEASE);
+}
+
 int64_t
 scan_remaining_ms(const struct scan_task *t)
 {
 	int64_t now;
 
+	if (__atomic_load_n(&scan_aborted, __ATOMIC_ACQUIRE))
+		return 0;
 	if (t->deadline_ms <= 0)
 		return INT64_MAX;
 	now = (int64_t)clock_ms();

@@ -398,10 +398,16 @@ smtp_scan_done(void *arg, struct scan_job *job)
 	s->scanning = false;
 	free((void *)(uintptr_t)s->scan_in.rcpts); /* allocated by smtp_scan_start() */
 	memset(&s->scan_in, 0, sizeof(s->scan_in));
-	if (s->closed) {
-		/* the client is gone and has no reply: nothing is kept */
+	if (s->closed || s->peer_eof) {
+		/*
+		 * The client is gone (or closed its side, which a client waiting
+		 * for its reply does not do): it has no reply and will send the
+		 * message again, so nothing is kept (no duplicate).
+		 */
 		spool_msg_abort(s->msg);
 		s->msg = NULL;
+		if (!s->closed)
+			smtp_session_close(s, "client closed during the scan");
 		goto out;
 	}
 	smtp_reply_text(r->reason);

@@ -838,6 +838,14 @@ spool_env_delivered_len(const struct spool_env *env, uint64_t body_len)
 	return (env ? env->head_len : 0) + body_len - skip;
 }
 
+void
+spool_body_set_head(struct spool_body *b, const char *head, size_t head_len)
+{
+	b->head = head;
+	b->head_len = head_len;
+	b->len = head_len + b->body_len - b->skip;
+}
+
 ssize_t
 spool_body_pread(const struct spool_body *b, void *buf, size_t n, uint64_t pos)
 {
@@ -883,6 +891,7 @@ spool_body_open(struct spool *s, const char *id, const struct spool_env *env, st
 	}
 	b->offset = (off_t)sizeof(h);
 	b->len = blen;
+	b->body_len = blen;
 	b->head = NULL;
 	b->head_len = 0;
 	b->skip = 0;

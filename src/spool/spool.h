@@ -209,6 +209,7 @@ struct spool_body {
 	const char *head; /* env->head: valid while env is */
 	size_t head_len;
 	uint64_t skip;
+	uint64_t body_len; /* of the body in the file */
 };
 /*
  * env: the message's envelope (its head record applies), or NULL for the
@@ -216,6 +217,8 @@ struct spool_body {
  */
 int spool_body_open(struct spool *s, const char *id, const struct spool_env *env,
                     struct spool_body *b);
+/* Send head (head_len octets, valid while b is used) instead of env's head. */
+void spool_body_set_head(struct spool_body *b, const char *head, size_t head_len);
 /* Read n octets at pos of what is delivered (head, then body); like pread(). */
 ssize_t spool_body_pread(const struct spool_body *b, void *buf, size_t n, uint64_t pos);
 /* What is delivered of a body of body_len octets with env's head record. */

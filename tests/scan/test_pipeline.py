@@ -465,6 +465,155 @@ class TestRelayMode(PipelineCase):
         self.assertIn("MOAT_RELAY_NO_HOP", line)
 
 
+class TestReviewCases(unittest.TestCase):
+    """Relay keys never cross tenants or reach outside senders; forged
+    fields cannot hide; a client that leaves during the scan gets nothing
+    kept."""
+
+    def test_each_domain_gets_only_its_own_key(self):
+        m = Moatd(domains=DOMAINS, name="scankeys")
+        m.start()
+        try:
+            code, text = smtp_send(m.port, eml(hdrs("x@remote.test"), "two tenants\n"),
+                                   "x@remote.test", ["a@example.test", "b@strict.test"])
+            self.assertIn(code, (250,), text)
+            with open(os.path.join(m.data, "relay.secret"), "rb") as f:
+                secret = f.read()
+            keys = {d: hmac.new(secret, b"moat-relay-key:" + d.encode(),
+                                hashlib.sha256).hexdigest()[:32].encode()
+                    for d in ("example.test", "strict.test")}
+            a = m.wait_maildir("a@example.test")[0]
+            b = m.wait_maildir("b@strict.test")[0]
+            self.assertIn(keys["example.test"], a)
+            self.assertNotIn(keys["strict.test"], a)
+            self.assertIn(keys["strict.test"], b)
+            self.assertNotIn(keys["example.test"], b)
+            self.assertEqual(a.count(b"X-Moat-Relay-Key:"), 1)
+        finally:
+            m.stop()
+
+    def test_report_to_outside_sender_carries_no_key(self):
+        from dlvutil import Sink, domain, moat_conf, smtp_route
+        down = Sink(rcpt_policy=lambda a: "550 5.1.1 no such user")
+        dsn = Sink()
+        down.start()
+        dsn.start()
+        m = Moatd(conf=moat_conf(dsn.port), name="scandsn",
+                  domains=domain("example.test", smtp_route(down.port)))
+        m.start()
+        try:
+            code, text = smtp_send(m.port, eml(hdrs("x@remote.test"), "bounce me\n"),
+                                   "x@remote.test", ["gone@example.test"])
+            self.assertEqual(code, 250, text)
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and not dsn.txns:
+                time.sleep(0.05)
+            self.assertEqual(len(dsn.txns), 1, "no report reached the sender")
+            report = dsn.txns[0].content
+            self.assertIn(b"bounce me", report)
+            self.assertNotIn(b"X-Moat-Relay-Key", report)
+        finally:
+            m.stop()
+            down.stop()
+            dsn.stop()
+
+    def test_exchange_style_received_chain(self):
+        conf = "scan_trusted_relays = 127.0.0.0/8, 40.92.0.0/15\n"
+        m = Moatd(conf=conf, domains=DOMAINS, name="scanexo")
+        m.start()
+        try:
+            def origin(hops):
+                msg = "".join("Received: %s\r\n" % h for h in hops).encode() + \
+                    eml(hdrs("x@remote.test"), "hi\n")
+                r = moatctl_scan(m.conf_path, msg, "x@remote.test", ["user@example.test"])
+                return {s["name"]: s.get("detail") for s in r["symbols"]}
+
+            # Exchange Online writes "(IP)" without brackets
+            got = origin(["from AM6PR.prod.outlook.com (40.92.1.1) by DB8PR.prod.outlook.com "
+                          "(40.93.2.2) with Microsoft SMTP Server; Thu, 26 Nov 2026 10:00:00 +0000",
+                          "from mail-ed1-f41.google.example (209.85.208.41) by "
+                          "AM6PR.prod.outlook.com (40.92.1.1) with Microsoft SMTP Server; "
+                          "Thu, 26 Nov 2026 10:00:00 +0000",
+                          "from forged.example ([198.51.100.7]) by mail-ed1-f41; date"])
+            self.assertIn("209.85.208.41 via", got.get("MOAT_RELAYED") or "", got)
+            # a trusted hop's field without a client: stop, do not read below it
+            got = origin(["by internal.example with local; date",
+                          "from forged.example ([198.51.100.7]) by x; date"])
+            self.assertIn("MOAT_RELAY_NO_HOP", got)
+            self.assertNotIn("MOAT_RELAYED", got)
+        finally:
+            m.stop()
+
+    def test_forged_authres_spellings_and_many_fields(self):
+        m = Moatd(domains=DOMAINS, name="scanforge")
+        m.start()
+        try:
+            for v in ('"mx.moat.test"; spf=pass', "mx.moat.test.; spf=pass",
+                      "MX.MOAT.TEST (comment); dkim=pass"):
+                msg = eml(hdrs("x@remote.test") + [("Authentication-Results", v)], "hi\n")
+                r = moatctl_scan(m.conf_path, msg, "x@remote.test", ["user@example.test"])
+                names = [x["name"] for x in r["symbols"]]
+                self.assertIn("MOAT_FAKE_AUTHRES", names, v)
+                self.assertNotIn(v.encode(), r.get("headers", "").encode())
+            pad = [("X-Pad-%d" % i, "x") for i in range(1001)]
+            msg = eml(hdrs("x@remote.test") + pad +
+                      [("Authentication-Results", "mx.moat.test; spf=pass")], "hi\n")
+            r = moatctl_scan(m.conf_path, msg, "x@remote.test", ["user@example.test"])
+            self.assertEqual(r["verdict"], "quarantine")
+            self.assertIn("MIME_TOO_MANY_HEADERS", [x["name"] for x in r["symbols"]])
+        finally:
+            m.stop()
+
+    def test_client_leaving_during_the_scan_keeps_nothing(self):
+        import socket
+        import threading
+        slow = socket.socket()
+        slow.bind(("127.0.0.1", 0))
+        slow.listen(8)
+
+        def clamd():  # answers after 2 s, once the client is gone
+            while True:
+                try:
+                    c, _ = slow.accept()
+                except OSError:
+                    return
+                def serve(c=c):
+                    c.settimeout(10)
+                    data = b""
+                    while not data.endswith(b"\0\0\0\0"):
+                        chunk = c.recv(65536)
+                        if not chunk:
+                            break
+                        data += chunk
+                    time.sleep(2)
+                    c.sendall(b"stream: OK\0")
+                    c.close()
+                threading.Thread(target=serve, daemon=True).start()
+
+        threading.Thread(target=clamd, daemon=True).start()
+        m = Moatd(conf="clamd = tcp:127.0.0.1:%d\nclamd_timeout = 20s\n" % slow.getsockname()[1],
+                  domains=DOMAINS, name="scanleave")
+        m.start()
+        try:
+            s = smtplib.SMTP("127.0.0.1", m.port, local_hostname="mail.client.example")
+            s.ehlo()
+            s.mail("x@remote.test")
+            s.rcpt("user@example.test")
+            s.putcmd("data")
+            self.assertEqual(s.getreply()[0], 354)
+            s.send(eml(hdrs("x@remote.test"), "leaving\n") + b".\r\n")
+            s.sock.shutdown(socket.SHUT_RDWR)  # gives up before the verdict
+            s.close()
+            m.wait_log(r"reason=\"client closed during the scan\"", timeout=15)
+            time.sleep(0.5)
+            self.assertEqual(len(m.maildir("user@example.test")), 0)
+            self.assertEqual(os.listdir(os.path.join(m.data, "queue")), [])
+            self.assertEqual(os.listdir(os.path.join(m.data, "incoming")), [])
+        finally:
+            m.stop()
+            slow.close()
+
+
 class TestFailClosed(unittest.TestCase):
     """A required scanner that is down or hung: 451 4.7.1, nothing delivered."""
 
