@@ -125,11 +125,10 @@ moatctl_scan_print(const struct scan_result *r, bool json)
 	       r->score, r->reason);
 	for (size_t i = 0; i < r->nsyms; i++) {
 		const struct scan_symbol *s = &r->syms[i];
-		char q[600] = "";
 
-		if (s->detail)
-			log_quote(q, sizeof(q), s->detail, strlen(s->detail));
-		printf("  %-26s %7.2f  %s\n", scan_sym_defs[s->id].name, s->score, q);
+		/* details hold no control characters (scan_sym) */
+		printf("  %-26s %7.2f  %s\n", scan_sym_defs[s->id].name, s->score,
+		       s->detail ? s->detail : "");
 	}
 	if (r->head) {
 		printf("headers:\n");

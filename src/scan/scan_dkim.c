@@ -35,6 +35,7 @@
 #include "scan_internal.h"
 
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -872,6 +873,101 @@ struct dkim_key {
 	int bits;
 };
 
+/*
+ * Decoded keys, per scan thread: OpenSSL 3's DER decoding costs more than
+ * the RSA verification itself, and a gateway sees the same few hundred
+ * keys over and over. Keyed by the exact p= octets and type, so a changed
+ * record is a different entry; replaced round-robin; freed when the
+ * thread ends.
+ */
+#define DKIM_KEY_CACHE 32
+
+struct dkim_key_cache {
+	unsigned next;
+	struct {
+		bool ed;
+		size_t len;
+		unsigned char der[DKIM_KEY_MAX];
+		EVP_PKEY *pk;
+	} e[DKIM_KEY_CACHE];
+};
+
+static pthread_key_t dkim_cache_key;
+static pthread_once_t dkim_cache_once = PTHREAD_ONCE_INIT;
+
+static void
+dkim_cache_free(void *arg)
+{
+	struct dkim_key_cache *c = arg;
+
+	for (size_t i = 0; i < DKIM_KEY_CACHE; i++)
+		EVP_PKEY_free(c->e[i].pk);
+	free(c);
+}
+
+static void
+dkim_cache_init(void)
+{
+	if (pthread_key_create(&dkim_cache_key, dkim_cache_free) != 0)
+		fatalx("dkim: pthread_key_create");
+}
+
+static struct dkim_key_cache *
+dkim_cache_get(void)
+{
+	struct dkim_key_cache *c;
+
+	pthread_once(&dkim_cache_once, dkim_cache_init);
+	if ((c = pthread_getspecific(dkim_cache_key)) == NULL) {
+		c = xcalloc(1, sizeof(*c));
+		pthread_setspecific(dkim_cache_key, c);
+	}
+	return c;
+}
+
+/* A new reference to the decoded key (der, len), from the cache or decoded now; NULL if unusable.
+ */
+static EVP_PKEY *
+dkim_key_decode(bool ed, const unsigned char *der, size_t len)
+{
+	struct dkim_key_cache *c = dkim_cache_get();
+	const unsigned char *dp = der;
+	EVP_PKEY *pk;
+	unsigned slot;
+
+	for (size_t i = 0; i < DKIM_KEY_CACHE; i++)
+		if (c->e[i].pk && c->e[i].ed == ed && c->e[i].len == len &&
+		    memcmp(c->e[i].der, der, len) == 0) {
+			EVP_PKEY_up_ref(c->e[i].pk);
+			return c->e[i].pk;
+		}
+	if (ed) {
+		pk = len == 32 ? EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, der, len)
+		               : NULL;
+	} else {
+		pk = d2i_PUBKEY(NULL, &dp, (long)len);
+		if (pk == NULL) { /* some publish a bare PKCS#1 RSAPublicKey */
+			dp = der;
+			pk = d2i_PublicKey(EVP_PKEY_RSA, NULL, &dp, (long)len);
+		}
+		if (pk != NULL && EVP_PKEY_get_base_id(pk) != EVP_PKEY_RSA) {
+			EVP_PKEY_free(pk);
+			pk = NULL;
+		}
+	}
+	ERR_clear_error();
+	if (pk == NULL)
+		return NULL;
+	slot = c->next++ % DKIM_KEY_CACHE;
+	EVP_PKEY_free(c->e[slot].pk);
+	c->e[slot].ed = ed;
+	c->e[slot].len = len;
+	memcpy(c->e[slot].der, der, len);
+	c->e[slot].pk = pk;
+	EVP_PKEY_up_ref(pk);
+	return pk;
+}
+
 /* Parse one key record for sig; SCAN_AUTH_PASS with key->pk, else the result. */
 static enum scan_auth
 dkim_key_parse(const struct dkim_sig *sig, const char *txt, struct dkim_key *key, char *reason,
@@ -880,7 +976,6 @@ dkim_key_parse(const struct dkim_sig *sig, const char *txt, struct dkim_key *key
 	struct dkim_tags tags;
 	const struct dkim_tag *tg;
 	unsigned char der[DKIM_KEY_MAX];
-	const unsigned char *dp = der;
 	size_t len;
 	const char *err;
 	bool ed = sig->alg == DKIM_ALG_ED25519_SHA256;
@@ -923,21 +1018,7 @@ dkim_key_parse(const struct dkim_sig *sig, const char *txt, struct dkim_key *key
 		snprintf(reason, rsize, "key revoked (empty p=)");
 		return SCAN_AUTH_FAIL;
 	}
-	if (ed) {
-		key->pk = len == 32 ? EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, der, len)
-		                    : NULL;
-	} else {
-		key->pk = d2i_PUBKEY(NULL, &dp, (long)len);
-		if (key->pk == NULL) { /* some publish a bare PKCS#1 RSAPublicKey */
-			dp = der;
-			key->pk = d2i_PublicKey(EVP_PKEY_RSA, NULL, &dp, (long)len);
-		}
-		if (key->pk != NULL && EVP_PKEY_get_base_id(key->pk) != EVP_PKEY_RSA) {
-			EVP_PKEY_free(key->pk);
-			key->pk = NULL;
-		}
-	}
-	ERR_clear_error();
+	key->pk = dkim_key_decode(ed, der, len);
 	if (key->pk == NULL) {
 		snprintf(reason, rsize, "key record: unusable p=");
 		return SCAN_AUTH_PERMERROR;
