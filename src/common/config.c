@@ -5,12 +5,14 @@
  *   # comment                 (also after a value, when preceded by a space)
  *   key = value
  *   [domain example.test]     starts a protected-domain section
+ *   [rule NAME]               starts an administrator rule (src/policy/rules.h)
  * Every error names file and line; moatd refuses to start on any.
  */
 #include "config.h"
 #include "cidr.h"
 #include "mailaddr.h"
 #include "util.h"
+#include "../policy/rules.h"
 
 #include <arpa/inet.h>
 #include <ifaddrs.h>
@@ -71,6 +73,7 @@ struct config_parser {
 	size_t errsize;
 	struct config *c;
 	struct config_domain *domain; /* current [domain] section, or NULL */
+	struct config_rule *rule;     /* current [rule] section, or NULL */
 };
 
 __attribute__((format(printf, 2, 3))) static int
@@ -433,6 +436,174 @@ config_domain_set(struct config_parser *p, const char *key, const char *v)
 	                    key, d->name);
 }
 
+/* "[rule NAME]": a new rule, enabled, not stopping, with no lines yet. */
+static int
+config_rule_section(struct config_parser *p, const char *name)
+{
+	struct config_rule *r;
+
+	if (!rule_name_ok(name))
+		return config_error(
+		        p,
+		        "'%s' is not a rule name (1 to %d letters, digits, blanks, '-', "
+		        "'_', '.')",
+		        name, RULE_NAME_MAX);
+	for (size_t i = 0; i < p->c->nrules; i++)
+		if (str_ieq(p->c->rules[i].name, name))
+			return config_error(p, "rule '%s' is already declared on line %u", name,
+			                    p->c->rules[i].line);
+	if (p->c->nrules == RULES_MAX)
+		return config_error(p, "more than %d rules", RULES_MAX);
+	p->c->rules = xrealloc(p->c->rules, (p->c->nrules + 1) * sizeof(*p->c->rules));
+	r = &p->c->rules[p->c->nrules++];
+	memset(r, 0, sizeof(*r));
+	r->name = xstrdup(name);
+	r->line = p->line;
+	r->enabled = true;
+	p->rule = r;
+	return 0;
+}
+
+/* Append one if/unless/then line, checked by the rule grammar now so the error names it. */
+static int
+config_rule_add(struct config_parser *p, const char *key, const char *v,
+                struct config_rule_line **lines, size_t *n)
+{
+	char why[512];
+	int r;
+
+	if (*n == RULE_ITEMS_MAX)
+		return config_error(p, "[rule %s] more than %d '%s' lines", p->rule->name,
+		                    RULE_ITEMS_MAX, key);
+	if (key[0] == 't') {
+		struct rule_action a;
+
+		if ((r = rule_action_parse(v, &a, why, sizeof(why))) == 0)
+			rule_action_clear(&a);
+	} else {
+		struct rule_cond c;
+
+		if ((r = rule_cond_parse(v, &c, why, sizeof(why))) == 0)
+			rule_cond_clear(&c);
+	}
+	if (r < 0)
+		return config_error(p, "%s: %s", key, why);
+	*lines = xrealloc(*lines, (*n + 1) * sizeof(**lines));
+	(*lines)[*n].text = xstrdup(v);
+	(*lines)[*n].line = p->line;
+	(*n)++;
+	return 0;
+}
+
+static int
+config_rule_set(struct config_parser *p, const char *key, const char *v)
+{
+	struct config_rule *r = p->rule;
+	uint64_t n;
+
+	if (strcmp(key, "priority") == 0) {
+		if (parse_u64(v, strlen(v), RULE_PRIORITY_MAX, &n) < 0)
+			return config_error(p, "priority: '%s' is not a whole number up to %d", v,
+			                    RULE_PRIORITY_MAX);
+		for (size_t i = 0; i < p->c->nrules; i++) {
+			const struct config_rule *o = &p->c->rules[i];
+
+			if (o != r && o->has_priority && o->priority == n)
+				return config_error(p,
+				                    "priority %llu is already used by rule '%s' on "
+				                    "line %u",
+				                    (unsigned long long)n, o->name,
+				                    o->priority_line);
+		}
+		r->priority = (unsigned)n;
+		r->has_priority = true;
+		r->priority_line = p->line;
+		return 0;
+	}
+	if (strcmp(key, "enabled") == 0 || strcmp(key, "stop") == 0) {
+		if (config_parse_bool(v, key[0] == 'e' ? &r->enabled : &r->stop) < 0)
+			return config_error(p, "%s: '%s' is not yes or no", key, v);
+		return 0;
+	}
+	if (strcmp(key, "if") == 0)
+		return config_rule_add(p, key, v, &r->ifs, &r->nifs);
+	if (strcmp(key, "unless") == 0)
+		return config_rule_add(p, key, v, &r->unless, &r->nunless);
+	if (strcmp(key, "then") == 0)
+		return config_rule_add(p, key, v, &r->then, &r->nthen);
+	return config_error(p,
+	                    "unknown key '%s' in [rule %s] (priority, enabled, stop, if, unless, "
+	                    "then)",
+	                    key, r->name);
+}
+
+/* Texts of n rule lines, for a struct rule_spec; free() the array. */
+static const char **
+config_rule_texts(const struct config_rule_line *l, size_t n)
+{
+	const char **t = xcalloc(n ? n : 1, sizeof(*t));
+
+	for (size_t i = 0; i < n; i++)
+		t[i] = l[i].text;
+	return t;
+}
+
+/* A whole rule: what single lines cannot tell (priority, actions that conflict). */
+static int
+config_validate_rule(struct config_parser *p, const struct config_rule *cr)
+{
+	const char **ifs = config_rule_texts(cr->ifs, cr->nifs);
+	const char **unless = config_rule_texts(cr->unless, cr->nunless);
+	const char **then = config_rule_texts(cr->then, cr->nthen);
+	struct rule_spec spec = {
+	        .name = cr->name,
+	        .priority = cr->priority,
+	        .enabled = cr->enabled,
+	        .stop = cr->stop,
+	        .ifs = ifs,
+	        .nifs = cr->nifs,
+	        .unless = unless,
+	        .nunless = cr->nunless,
+	        .then = then,
+	        .nthen = cr->nthen,
+	};
+	struct rule *r = NULL;
+	char why[512];
+	int rc = -1;
+
+	p->line = cr->line;
+	if (!cr->has_priority) {
+		config_error(p, "[rule %s] needs 'priority = N' (lowest runs first)", cr->name);
+		goto done;
+	}
+	if ((r = rule_new(&spec, why, sizeof(why))) == NULL) {
+		config_error(p, "[rule %s] %s", cr->name, why);
+		goto done;
+	}
+	for (size_t i = 0; i < r->nacts; i++) {
+		if (r->acts[i].hdr_name && str_ieq(r->acts[i].hdr_name, p->c->relay_key_header)) {
+			p->line = cr->then[i].line;
+			config_error(p, "then: %s is the relay_key_header", r->acts[i].hdr_name);
+			goto done;
+		}
+	}
+	rc = 0;
+done:
+	rule_free(r);
+	free(ifs);
+	free(unless);
+	free(then);
+	return rc;
+}
+
+static void
+config_rule_lines_free(struct config_rule_line *l, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(l[i].text);
+	free(l);
+}
+
 static int
 config_section(struct config_parser *p, char *s)
 {
@@ -445,8 +616,13 @@ config_section(struct config_parser *p, char *s)
 		return config_error(p, "malformed section header");
 	*end = '\0';
 	s = trim(s + 1);
+	p->domain = NULL;
+	p->rule = NULL;
+	if (strncmp(s, "rule", 4) == 0 && (s[4] == ' ' || s[4] == '\t'))
+		return config_rule_section(p, trim(s + 4));
 	if (strncmp(s, "domain", 6) != 0 || (s[6] != ' ' && s[6] != '\t'))
-		return config_error(p, "unknown section '[%s]' (expected [domain NAME])", s);
+		return config_error(
+		        p, "unknown section '[%s]' (expected [domain NAME] or [rule NAME])", s);
 	name = trim(s + 6);
 	probe = xasprintf("postmaster@%s", name);
 	if (mailaddr_parse(probe, strlen(probe), MAILADDR_F_NO_ANGLES, &a, NULL) != MAILADDR_OK ||
@@ -491,7 +667,7 @@ config_line(struct config_parser *p, char *line)
 	if (*line == '[')
 		return config_section(p, line);
 	if ((eq = strchr(line, '=')) == NULL)
-		return config_error(p, "expected 'key = value' or '[domain NAME]'");
+		return config_error(p, "expected 'key = value', '[domain NAME]' or '[rule NAME]'");
 	*eq = '\0';
 	key = trim(line);
 	val = trim(eq + 1);
@@ -499,6 +675,8 @@ config_line(struct config_parser *p, char *line)
 		return config_error(p, "missing key before '='");
 	if (p->domain)
 		return config_domain_set(p, key, val);
+	if (p->rule)
+		return config_rule_set(p, key, val);
 	if ((o = config_find(key)) == NULL)
 		return config_error(p, "unknown key '%s'", key);
 	p->option_line[o - config_options] = p->line;
@@ -682,7 +860,8 @@ config_validate_scan(struct config_parser *p)
 	config_at_option(p, "scan_trusted_relays");
 	l = xmalloc(sizeof(*l));
 	r = cidr_list_parse(c->scan_trusted_relays, l, err, sizeof(err));
-	free(l);
+	free(c->trusted_relays);
+	c->trusted_relays = l; /* parsed once, read by every scan */
 	if (r < 0)
 		return config_error(p, "scan_trusted_relays: %s", err);
 	config_at_option(p, "dnsbl_zones");
@@ -780,6 +959,9 @@ config_validate(struct config_parser *p)
 		return config_error(p, "delivery_retry_max is shorter than delivery_retry_min");
 	if (config_validate_scan(p) < 0)
 		return -1;
+	for (size_t i = 0; i < c->nrules; i++)
+		if (config_validate_rule(p, &c->rules[i]) < 0)
+			return -1;
 	for (size_t i = 0; i < c->ndomains; i++) {
 		struct config_domain *d = &c->domains[i];
 		if (!d->any_recipient && d->nrecipients == 0) {
@@ -898,6 +1080,16 @@ config_unref(struct config *c)
 		free(c->domains[i].block_senders);
 	}
 	free(c->domains);
+	free(c->trusted_relays);
+	for (size_t i = 0; i < c->nrules; i++) {
+		struct config_rule *r = &c->rules[i];
+
+		free(r->name);
+		config_rule_lines_free(r->ifs, r->nifs);
+		config_rule_lines_free(r->unless, r->nunless);
+		config_rule_lines_free(r->then, r->nthen);
+	}
+	free(c->rules);
 	free(c->path);
 	free(c);
 }

@@ -5,11 +5,14 @@
  * type, default, bounds and documentation. The struct config fields, the
  * parser's table and docs/CONFIG.md (`moatd --options`) all come from it.
  *
- * The file is `key = value` lines, `#` comments, and `[domain NAME]`
- * sections that declare protected domains. Domains in the file are a seed:
- * policy (domains, recipients, routes) is read through src/policy/, which
- * will take it from the store once the store exists, so nothing else in
- * moat reads config->domains.
+ * The file is `key = value` lines, `#` comments, `[domain NAME]`
+ * sections that declare protected domains and `[rule NAME]` sections that
+ * declare administrator rules (priority, enabled, stop, and repeatable
+ * `if`, `unless` and `then` lines in the grammar of src/policy/rules.h).
+ * Domains and rules in the file are a seed: policy (domains, recipients,
+ * routes, rules) is read through src/policy/, which will take it from the
+ * store once the store exists, so nothing else in moat reads
+ * config->domains or config->rules.
  *
  * A struct config is immutable once loaded and reference counted: SIGHUP
  * loads a new one and swaps it in; sessions keep the one they started with
@@ -79,7 +82,7 @@ struct config_listen_list {
 	  "Largest message accepted, advertised in EHLO SIZE. Over it: 552 5.3.4.")                \
 	X(smtp_max_recipients, UINT, "1000", 1, 10000,                                             \
 	  "Recipients per message. Over it: 452 4.5.3 (RFC 5321 4.5.3.1.10).")                     \
-	X(smtp_max_header_size, SIZE, "256k", 1024, 4194304,                                      \
+	X(smtp_max_header_size, SIZE, "256k", 1024, 4194304,                                       \
 	  "Size of the header block. Over it: 552 5.3.4.")                                         \
 	X(smtp_max_line_length, UINT, "1000", 1000, 1048576,                                       \
 	  "Longest text line in message data, octets incl. CRLF (RFC 5321 4.5.3.1.6). Over it: "   \
@@ -165,7 +168,7 @@ struct config_listen_list {
 	  "are removed. Empty: hostname.")                                                         \
 	X(scan_trusted_relays, STRING, "", 0, 0,                                                   \
 	  "Relay mode: client networks (CIDR, comma separated) whose Received fields are "         \
-	  "trusted; SPF, DNSBL and HELO checks use the last hop before them.")                      \
+	  "trusted; SPF, DNSBL and HELO checks use the last hop before them.")                     \
 	X(scan_quarantine_score, SCORE, "6", 0, 0,                                                 \
 	  "Score at which a message is quarantined (a [domain] may set quarantine_score).")        \
 	X(scan_reject_score, SCORE, "15", 0, 0,                                                    \
@@ -214,7 +217,7 @@ struct config_listen_list {
 	X(rspamd_url, STRING, "", 0, 0,                                                            \
 	  "rspamd's /checkv2 URL (http://127.0.0.1:11333/checkv2); its score and symbols are "     \
 	  "merged. Empty: off.")                                                                   \
-	X(rspamd_timeout, DURATION, "10s", 100, 600000, "Time rspamd has to answer.")             \
+	X(rspamd_timeout, DURATION, "10s", 100, 600000, "Time rspamd has to answer.")              \
 	X(rspamd_required, BOOL, "no", 0, 0,                                                       \
 	  "When rspamd is configured but unavailable: yes, 451 4.7.1; no, go on without it.")      \
 	X(dnsbl_zones, STRING, "", 0, 0,                                                           \
@@ -226,6 +229,8 @@ struct config_listen_list {
 	X(relay_key_header, STRING, "X-Moat-Relay-Key", 0, 0,                                      \
 	  "Header carrying the per-domain relay key on delivered mail (Exchange's bypass rule "    \
 	  "requires it); removed from incoming mail.")
+
+struct cidr_list;
 
 struct config_domain {
 	char *name; /* lower-case */
@@ -241,6 +246,23 @@ struct config_domain {
 	char *allow_senders, *block_senders;
 };
 
+/* One line of a [rule] section: the rule's text and where it was written. */
+struct config_rule_line {
+	char *text;
+	unsigned line;
+};
+
+/* A [rule NAME] section, as text (src/policy/rules.c builds the rule). */
+struct config_rule {
+	char *name;
+	unsigned line, priority_line;
+	unsigned priority;
+	bool has_priority;
+	bool enabled, stop;
+	struct config_rule_line *ifs, *unless, *then;
+	size_t nifs, nunless, nthen;
+};
+
 struct config {
 	int refs;
 	char *path;
@@ -249,7 +271,10 @@ struct config {
 #undef CONFIG_FIELD
 	struct config_domain *domains;
 	size_t ndomains;
-	struct route default_route; /* delivery_default_route + delivery_default_tls */
+	struct config_rule *rules; /* in file order */
+	size_t nrules;
+	struct route default_route;       /* delivery_default_route + delivery_default_tls */
+	struct cidr_list *trusted_relays; /* scan_trusted_relays, parsed (never NULL once loaded) */
 };
 
 /*

@@ -1,6 +1,8 @@
 /*
- * policy.c - protected domains and recipient policy built from the
- * configuration file's [domain] sections (see policy.h).
+ * policy.c - protected domains, recipient policy and administrator rules
+ * built from the configuration file's [domain] and [rule] sections (see
+ * policy.h). Rules are built from their text with rule_new(), as the store
+ * will build them from its rows.
  */
 #include "policy.h"
 #include "../common/util.h"
@@ -29,6 +31,8 @@ struct policy {
 	size_t nallow, nblock;
 	struct policy_domain *domains; /* sorted by name */
 	size_t ndomains;
+	struct rule **rules; /* enabled only, sorted by priority */
+	size_t nrules;
 };
 
 static int
@@ -78,6 +82,51 @@ policy_list_free(char **l, size_t n)
 	free(l);
 }
 
+/* The config's [rule] sections, validated at load: a rule that fails here is a bug. */
+static void
+policy_rules_from_config(struct policy *p, const struct config *c)
+{
+	p->rules = xcalloc(c->nrules ? c->nrules : 1, sizeof(*p->rules));
+	for (size_t i = 0; i < c->nrules; i++) {
+		const struct config_rule *cr = &c->rules[i];
+		const char **ifs = xcalloc(cr->nifs + 1, sizeof(char *));
+		const char **unless = xcalloc(cr->nunless + 1, sizeof(char *));
+		const char **then = xcalloc(cr->nthen + 1, sizeof(char *));
+		struct rule_spec spec = {
+		        .name = cr->name,
+		        .priority = cr->priority,
+		        .enabled = cr->enabled,
+		        .stop = cr->stop,
+		        .ifs = ifs,
+		        .nifs = cr->nifs,
+		        .unless = unless,
+		        .nunless = cr->nunless,
+		        .then = then,
+		        .nthen = cr->nthen,
+		};
+		struct rule *r;
+		char err[512];
+
+		for (size_t j = 0; j < cr->nifs; j++)
+			ifs[j] = cr->ifs[j].text;
+		for (size_t j = 0; j < cr->nunless; j++)
+			unless[j] = cr->unless[j].text;
+		for (size_t j = 0; j < cr->nthen; j++)
+			then[j] = cr->then[j].text;
+		if ((r = rule_new(&spec, err, sizeof(err))) == NULL)
+			fatalx("rule %s: %s", cr->name, err);
+		free(ifs);
+		free(unless);
+		free(then);
+		if (!r->enabled) {
+			rule_free(r);
+			continue;
+		}
+		p->rules[p->nrules++] = r;
+	}
+	qsort(p->rules, p->nrules, sizeof(*p->rules), rule_cmp_priority);
+}
+
 struct policy *
 policy_from_config(const struct config *c)
 {
@@ -112,6 +161,7 @@ policy_from_config(const struct config *c)
 	policy_list_parse(c->scan_block_senders, &p->block, &p->nblock);
 	qsort(p->domains, p->ndomains, sizeof(*p->domains), policy_cmp_domain);
 	p->default_route = c->default_route;
+	policy_rules_from_config(p, c);
 	return p;
 }
 
@@ -139,6 +189,9 @@ policy_unref(struct policy *p)
 	free(p->domains);
 	policy_list_free(p->allow, p->nallow);
 	policy_list_free(p->block, p->nblock);
+	for (size_t i = 0; i < p->nrules; i++)
+		rule_free(p->rules[i]);
+	free(p->rules);
 	free(p);
 }
 
@@ -266,4 +319,11 @@ policy_relay_key(const struct policy *p, const char *domain)
 	const struct policy_domain *d = policy_find_domain(p, domain);
 
 	return d ? d->relay_key : NULL;
+}
+
+const struct rule *const *
+policy_rules(const struct policy *p, size_t *n)
+{
+	*n = p->nrules;
+	return (const struct rule *const *)p->rules;
 }

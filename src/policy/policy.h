@@ -3,7 +3,8 @@
  * where that mail goes.
  *
  * This is the seam between the SMTP front door and wherever policy lives.
- * Today a policy is built from the [domain] sections of the config file;
+ * Today a policy is built from the [domain] and [rule] sections of the
+ * config file;
  * once the store exists it is built from the store (seeded from the file),
  * with the same calls. Nothing outside src/policy/ reads config domains.
  *
@@ -16,6 +17,7 @@
 #include "../common/config.h"
 #include "../common/mailaddr.h"
 #include "../common/route.h"
+#include "rules.h"
 
 struct policy;
 
@@ -71,5 +73,11 @@ enum policy_list policy_sender_list(const struct policy *p, const char *rcpt_dom
 
 /* The relay key configured for domain, or NULL (then derived from moat's secret). */
 const char *policy_relay_key(const struct policy *p, const char *domain);
+
+/*
+ * The enabled administrator rules (rules.h), lowest priority number
+ * first. They belong to the policy and live as long as it does.
+ */
+const struct rule *const *policy_rules(const struct policy *p, size_t *n);
 
 #endif

@@ -5,14 +5,16 @@
  * Stages, in order (each a function of struct scan_task, scan_internal.h):
  *   origin      relay mode, HELO, incoming fields claiming to be moat's
  *   mime        GMime model: parts, names, addresses; ambiguities
+ *   rules       administrator rules that skip checks (scan_rules.c)
  *   urls        links of the text and HTML parts
  *   spf, dkim, arc, dmarc, dnsbl        sender authentication, blocklists
  *   attachments, phish, gtube, rspamd   content
  *   clamd       malware
  *   lists       allow and block lists of the recipients' domains
+ *   rules       administrator rules: score, outcome, header fields
  * then the verdict (scan_decide) and the header section (scan_build_head).
  * A release from quarantine runs only mime, attachments-free malware
- * scanning (clamd): the administrator has judged the rest.
+ * scanning (clamd): the administrator has judged the rest, rules included.
  *
  * RFC 8601 (Authentication-Results), RFC 2104 (HMAC, for relay keys).
  */
@@ -32,8 +34,6 @@
 
 #include "../common/log.h"
 #include "../common/util.h"
-
-#define SCAN_RELAY_KEYS_MAX 16 /* relay-key fields: one per recipient domain */
 
 void
 scan_init(void)
@@ -142,8 +142,23 @@ scan_sym_total(const struct scan_task *t, enum scan_sym_id id)
 	return scan_sym_defs[id].score + t->extra[id];
 }
 
-/* The verdict; reason is a line safe to send (no attacker text). */
-static enum scan_verdict
+double
+scan_task_score(const struct scan_task *t)
+{
+	double score = 0;
+
+	for (size_t i = 0; i < t->nsyms; i++)
+		score += scan_sym_total(t, t->order[i]);
+	return score;
+}
+
+/*
+ * The verdict; reason is a line safe to send (no attacker text, no rule
+ * names). Precedence: tempfail, malware, reject (a rule's, then a block
+ * list's), forced quarantine (a rule's or a check's), deliver (a rule's
+ * or an allow list's), then the score.
+ */
+enum scan_verdict
 scan_decide(const struct scan_task *t, double score, char *reason, size_t size)
 {
 	double q = INFINITY, rj = INFINITY, dq, dr;
@@ -167,7 +182,9 @@ scan_decide(const struct scan_task *t, double score, char *reason, size_t size)
 		                                                          : SCAN_QUARANTINE;
 	}
 	if (flags & SCAN_SF_REJECT) {
-		snprintf(reason, size, "sender is on a block list");
+		snprintf(reason, size, "%s",
+		         scan_has(t, SYM_MOAT_RULE_REJECT) ? "refused by an administrator rule"
+		                                           : "sender is on a block list");
 		return SCAN_REJECT;
 	}
 	if (flags & SCAN_SF_QUARANTINE) {
@@ -175,7 +192,9 @@ scan_decide(const struct scan_task *t, double score, char *reason, size_t size)
 		return SCAN_QUARANTINE;
 	}
 	if (flags & SCAN_SF_DELIVER) {
-		snprintf(reason, size, "sender is on an allow list");
+		snprintf(reason, size, "%s",
+		         scan_has(t, SYM_MOAT_RULE_DELIVER) ? "delivered by an administrator rule"
+		                                            : "sender is on an allow list");
 		return SCAN_DELIVER;
 	}
 	/* the strictest thresholds among the recipients' domains */
@@ -238,28 +257,45 @@ scan_buf_printf(struct scan_buf *b, const char *fmt, ...)
 		scan_buf_add(b, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
 }
 
-/* A value from the message or DNS made safe for a header: domain-ish characters only. */
+/*
+ * A value from the message or DNS made safe for a header: letters,
+ * digits and ".-_+/=:" only; quoted (RFC 8601 2.2: a value is a token or
+ * a quoted-string) when it holds a character a token may not ("/=:").
+ */
 static const char *
 scan_safe(const char *s, char *buf, size_t size)
 {
-	size_t o = 0;
+	size_t o = 1;
+	bool quote = false;
 
-	for (; s && *s && o + 1 < size; s++) {
+	for (; s && *s && o + 2 < size; s++) {
 		unsigned char c = (unsigned char)*s;
 
 		if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-		    c == '.' || c == '-' || c == '_' || c == '+' || c == '/' || c == '=')
+		    c == '.' || c == '-' || c == '_' || c == '+') {
 			buf[o++] = (char)c;
+		} else if (c == '/' || c == '=' || c == ':') {
+			buf[o++] = (char)c;
+			quote = true;
+		}
 	}
+	if (o == 1)
+		return "unknown";
+	if (!quote) {
+		buf[o] = '\0';
+		return buf + 1;
+	}
+	buf[0] = '"';
+	buf[o++] = '"';
 	buf[o] = '\0';
-	return o ? buf : "unknown";
+	return buf;
 }
 
 /* RFC 8601 Authentication-Results, one method per folded line. */
 static void
 scan_add_authres(struct scan_buf *b, const struct scan_task *t)
 {
-	char s1[DNS_NAME_MAX + 1], s2[DNS_NAME_MAX + 1], s3[64];
+	char s1[DNS_NAME_MAX + 3], s2[DNS_NAME_MAX + 3], s3[64];
 
 	scan_buf_printf(b, "Authentication-Results: %s",
 	                scan_safe(scan_authserv_id(t->cfg), s1, sizeof(s1)));
@@ -341,35 +377,10 @@ scan_relay_key(const struct scan_env *env, const struct policy *pol, const char 
 		snprintf(out + 2 * i, 3, "%02x", mac[i]);
 }
 
-/* One relay-key field per protected recipient domain (PRODUCT.md: the bypass rule). */
-static void
-scan_add_relay_keys(struct scan_buf *b, const struct scan_task *t)
-{
-	const char *seen[SCAN_RELAY_KEYS_MAX];
-	size_t nseen = 0;
-	char key[160];
-
-	if (t->pol == NULL || t->cfg->relay_key_header[0] == '\0')
-		return;
-	for (size_t r = 0; r < t->in->nrcpts && nseen < SCAN_RELAY_KEYS_MAX; r++) {
-		const char *d = scan_addr_domain(t->in->rcpts[r]);
-		bool dup = false;
-
-		if (d == NULL || !policy_is_protected(t->pol, d))
-			continue;
-		for (size_t i = 0; i < nseen; i++)
-			dup |= strcmp(seen[i], d) == 0;
-		if (dup)
-			continue;
-		seen[nseen++] = d;
-		scan_relay_key(t->env, t->pol, d, key, sizeof(key));
-		scan_buf_printf(b, "%s: %s\r\n", t->cfg->relay_key_header, key);
-	}
-}
-
 /*
- * moat's fields on top; when incoming fields are stripped, the whole
- * original header section follows without them and head_skip covers it.
+ * moat's fields on top, then the fields rules set; when incoming fields
+ * are stripped (moat's own, or by a rule), the whole original header
+ * section follows without them and head_skip covers it.
  */
 static void
 scan_build_head(const struct scan_task *t, struct scan_result *r)
@@ -380,15 +391,17 @@ scan_build_head(const struct scan_task *t, struct scan_result *r)
 	if (!t->in->release)
 		scan_add_authres(&b, t);
 	scan_add_verdict(&b, t, r);
-	if (r->verdict == SCAN_DELIVER || t->in->release)
-		scan_add_relay_keys(&b, t);
+	for (size_t i = 0; i < t->nhdr_set; i++)
+		scan_buf_printf(&b, "%s: %s\r\n", t->hdr_set[i]->hdr_name,
+		                t->hdr_set[i]->hdr_value);
+	/* the relay key is not here: delivery stamps it per transaction and tenant */
 	for (size_t i = 0; i < t->hdrs.n && !strip; i++)
-		strip = scan_hdr_strip(t, &t->hdrs.h[i]);
+		strip = scan_hdr_strip(t, &t->hdrs.h[i]) || scan_rules_strip(t, &t->hdrs.h[i]);
 	if (strip) {
 		for (size_t i = 0; i < t->hdrs.n; i++) {
 			const struct scan_hdr *h = &t->hdrs.h[i];
 
-			if (!scan_hdr_strip(t, h))
+			if (!scan_hdr_strip(t, h) && !scan_rules_strip(t, h))
 				scan_buf_add(&b, (const char *)t->in->msg + h->offset, h->len);
 		}
 		r->head_skip = t->hdrs.h[t->hdrs.n - 1].offset + t->hdrs.h[t->hdrs.n - 1].len;
@@ -430,6 +443,23 @@ scan_task_free(struct scan_task *t)
 	free(t);
 }
 
+/* The checks between the MIME parse and clamd, in order; skip: a rule may skip it (or -1). */
+static const struct {
+	void (*run)(struct scan_task *t);
+	int skip;
+} scan_stages[] = {
+        {scan_url_extract, -1},
+        {scan_check_spf, RULE_CHECK_SPF},
+        {scan_check_dkim, RULE_CHECK_DKIM},
+        {scan_check_arc, RULE_CHECK_ARC},
+        {scan_check_dmarc, RULE_CHECK_DMARC},
+        {scan_check_dnsbl, RULE_CHECK_DNSBL},
+        {scan_check_attachments, RULE_CHECK_ATTACHMENTS},
+        {scan_check_phish, RULE_CHECK_PHISH},
+        {scan_check_gtube, RULE_CHECK_GTUBE},
+        {scan_check_rspamd, RULE_CHECK_RSPAMD},
+};
+
 void
 scan_run(const struct scan_env *env, const struct config *cfg, const struct policy *pol,
          const struct scan_input *in, struct scan_result *out)
@@ -451,22 +481,18 @@ scan_run(const struct scan_env *env, const struct config *cfg, const struct poli
 	if (in->release) {
 		scan_sym(t, SYM_MOAT_RELEASED, NULL);
 	} else {
-		scan_url_extract(t);
-		scan_check_spf(t);
-		scan_check_dkim(t);
-		scan_check_arc(t);
-		scan_check_dmarc(t);
-		scan_check_dnsbl(t);
-		scan_check_attachments(t);
-		scan_check_phish(t);
-		scan_check_gtube(t);
-		scan_check_rspamd(t);
+		scan_rules_before(t);
+		for (size_t i = 0; i < nitems(scan_stages); i++)
+			if (scan_stages[i].skip < 0 || !t->skip[scan_stages[i].skip])
+				scan_stages[i].run(t);
 	}
 	scan_check_clamd(t);
 	if (!in->release)
 		scan_check_lists(t);
 	if (in->deadline_ms > 0 && scan_remaining_ms(t) == 0)
 		scan_tempfail(t, "scan deadline passed");
+	if (!in->release)
+		scan_rules_after(t);
 
 	out->syms = xcalloc(t->nsyms ? t->nsyms : 1, sizeof(*out->syms));
 	for (size_t i = 0; i < t->nsyms; i++) {

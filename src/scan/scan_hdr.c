@@ -268,17 +268,12 @@ scan_check_helo(struct scan_task *t)
 void
 scan_check_origin(struct scan_task *t)
 {
-	struct cidr_list *trusted;
-	char err[128];
 
 	str_copy(t->client_ip, t->in->client_ip ? t->in->client_ip : "", sizeof(t->client_ip));
 	str_copy(t->helo, t->in->helo ? t->in->helo : "", sizeof(t->helo));
-	if (t->cfg->scan_trusted_relays[0] && t->client_ip[0]) {
-		trusted = xmalloc(sizeof(*trusted));
-		if (cidr_list_parse(t->cfg->scan_trusted_relays, trusted, err, sizeof(err)) == 0 &&
-		    cidr_list_match(trusted, t->client_ip))
-			scan_origin_relayed(t, trusted);
-		free(trusted);
+	if (t->cfg->trusted_relays && t->cfg->trusted_relays->n > 0 && t->client_ip[0]) {
+		if (cidr_list_match(t->cfg->trusted_relays, t->client_ip))
+			scan_origin_relayed(t, t->cfg->trusted_relays);
 	}
 	scan_check_helo(t);
 	/* fields past SCAN_HDR_MAX were neither checked nor could be removed */

@@ -37,7 +37,7 @@ struct scan_hdr {
 	size_t len;    /* the whole field including its final CRLF */
 };
 
-#define SCAN_HDR_MAX 1000 /* fields kept; more is itself suspicious (MIME_MALFORMED) */
+#define SCAN_HDR_MAX 1000 /* fields kept; more quarantines (MIME_TOO_MANY_HEADERS) */
 
 struct scan_hdrs {
 	struct scan_hdr *h; /* top to bottom */
@@ -151,6 +151,7 @@ struct scan_arc {
 /* --- a scan in progress --- */
 
 #define SCAN_SYM_DETAIL_MAX 256 /* octets of detail kept per symbol */
+#define SCAN_RULE_HDRS_MAX  64  /* header fields rules set, and names they remove */
 
 struct scan_task {
 	const struct scan_env *env;
@@ -182,6 +183,14 @@ struct scan_task {
 
 	bool tempfail;
 	char tempfail_reason[200];
+
+	/* administrator rules (scan_rules.c) */
+	bool skip[RULE_CHECK_COUNT];                           /* checks a rule skips */
+	enum scan_verdict checks_verdict;                      /* what the checks alone decide */
+	const struct rule_action *hdr_set[SCAN_RULE_HDRS_MAX]; /* later rules replace earlier */
+	size_t nhdr_set;
+	const char *hdr_remove[SCAN_RULE_HDRS_MAX]; /* names of incoming fields removed */
+	size_t nhdr_remove;
 };
 
 /* Emit a symbol; fmt (may be NULL) adds a detail. Repeated calls add details. */
@@ -243,6 +252,25 @@ void scan_check_clamd(struct scan_task *t);
 /* scan_spam.c: GTUBE, rspamd */
 void scan_check_gtube(struct scan_task *t);
 void scan_check_rspamd(struct scan_task *t);
+
+/* --- administrator rules (scan_rules.c, the model in src/policy/rules.h) --- */
+
+/*
+ * After the MIME parse, before the checks: rules whose conditions are
+ * known by then and that skip checks mark them in t->skip.
+ */
+void scan_rules_before(struct scan_task *t);
+/* After the checks and the lists, before the verdict: every rule's actions. */
+void scan_rules_after(struct scan_task *t);
+/* Does a rule remove (or replace with set-header) this incoming field? */
+bool scan_rules_strip(const struct scan_task *t, const struct scan_hdr *h);
+
+/* --- the verdict (scan.c) --- */
+
+/* The sum of the symbols' scores so far. */
+double scan_task_score(const struct scan_task *t);
+/* The verdict for score, without side effects; reason is safe to send. */
+enum scan_verdict scan_decide(const struct scan_task *t, double score, char *reason, size_t size);
 
 /* scan_dmarc.c: organizational domain (public suffix list) into out; false if none */
 bool scan_org_domain(const char *domain, char *out, size_t size);

@@ -118,10 +118,10 @@ struct smtp_session {
 	bool chunk_discard;           /* the chunk is read and thrown away */
 	enum smtp_state chunk_return; /* where a discarded chunk returns to */
 	bool committing;              /* msg is with the spool; its callback holds a reference */
-	bool scanning;                /* msg is with a scan worker; its callback holds a reference */
-	struct scan_input scan_in;    /* what the worker reads (valid while scanning) */
-	bool peer_eof;                /* the client closed its sending side */
-	const char *chunk_error;      /* reply after a discarded chunk */
+	bool scanning;             /* msg is with a scan worker; its callback holds a reference */
+	struct scan_input scan_in; /* what the worker reads (valid while scanning) */
+	bool peer_eof;             /* the client closed its sending side */
+	const char *chunk_error;   /* reply after a discarded chunk */
 	uint64_t data_start_ms;
 	uint64_t data_wire; /* octets read in DATA/BDAT, for the rate check */
 };
