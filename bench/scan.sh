@@ -46,7 +46,8 @@ MOATCTL=$REPO_DIR/build/moatctl
 # 1. CPU per scan
 "$PY" "$BENCH_DIR/scan_msgs.py" msgs "$BENCH_OUT"
 coproc DNS { "$PY" "$BENCH_DIR/scan_msgs.py" dns "$BENCH_OUT"; }
-bench_track_pid "$DNS_PID"
+DNS_SERVER_PID=$DNS_PID # bash unsets DNS_PID when the coprocess ends
+bench_track_pid "$DNS_SERVER_PID"
 read -r UPSTREAM <&"${DNS[0]}"
 cat >"$BENCH_OUT/scan.conf" <<EOC
 hostname = bench.moat.test
@@ -65,13 +66,14 @@ for m in text4k mixed100k; do
 	log "$m: $out"
 	grep -q "^verdict: deliver" "$BENCH_OUT/$m.out" || { cat "$BENCH_OUT/$m.out" >&2; die "$m was not delivered"; }
 	grep -q "DKIM_PASS" "$BENCH_OUT/$m.out" || { cat "$BENCH_OUT/$m.out" >&2; die "$m: DKIM did not pass"; }
-	CPU[$m]=$(sed -E 's/.*cpu_us_per_scan=([0-9.]+).*/\1/' <<<"$out")
+	CPU[$m]=$(grep -o 'cpu_us_per_scan=[0-9.]*' <<<"$out" | cut -d= -f2)
+	[[ -n ${CPU[$m]} ]] || die "$m: no CPU figure from moatctl: $out"
 done
 log "symbols (mixed100k):"
 sed -n '/^symbols:/,/^headers:/p' "$BENCH_OUT/mixed100k.out" >&2
 eval "exec ${DNS[1]}>&-"
-wait "$DNS_PID" 2>/dev/null || true
-bench_untrack_pid "$DNS_PID"
+wait "$DNS_SERVER_PID" 2>/dev/null || true
+bench_untrack_pid "$DNS_SERVER_PID"
 
 # 2. relay, scanning off then on, against Postfix
 relay_line() { grep -E '^relay: ' | tail -n 1; }

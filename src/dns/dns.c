@@ -668,12 +668,30 @@ dns_mx_on_addr(struct dns_query *q)
 	dns_query_finish(q);
 }
 
+/* The smallest TTL of the stage's answers; 0 when one is missing (not to be kept). */
+static uint32_t
+dns_stage_ttl(const struct dns_query *q)
+{
+	uint32_t ttl = UINT32_MAX;
+
+	for (size_t i = 0; i < q->nsubs; i++) {
+		const struct dns_sub *s = &q->sub[i];
+
+		if (s->err || s->res == NULL || s->timedout || s->res->ttl <= 0)
+			return 0;
+		if ((uint32_t)s->res->ttl < ttl)
+			ttl = (uint32_t)s->res->ttl;
+	}
+	return ttl == UINT32_MAX ? 0 : ttl;
+}
+
 static void
 dns_addr_on_addr(struct dns_query *q)
 {
 	struct dns_addr_result *r = &q->u.addr.r;
 
 	memset(&q->u.addr.a, 0, sizeof(q->u.addr.a));
+	r->ttl = dns_stage_ttl(q);
 	for (size_t i = 0; i < q->nsubs; i++)
 		dns_addrs_add(&q->u.addr.a, &q->sub[i]);
 	r->status = dns_addrs_merge(&q->u.addr.a, r->addr, &r->naddrs);
@@ -709,6 +727,7 @@ dns_txt_on_txt(struct dns_query *q)
 	char *t;
 
 	r->status = dns_sub_status(s);
+	r->ttl = dns_stage_ttl(q);
 	for (size_t i = 0; r->status == DNS_OK && s->res->data[i] != NULL; i++) {
 		if (r->n == DNS_TXT_MAX) {
 			r->truncated = true;
@@ -731,6 +750,7 @@ dns_ptr_on_ptr(struct dns_query *q)
 	bool is_host;
 
 	r->status = dns_sub_status(s);
+	r->ttl = dns_stage_ttl(q);
 	for (size_t i = 0; r->status == DNS_OK && s->res->data[i] != NULL && r->n < DNS_PTR_MAX;
 	     i++) {
 		if (dns_name_from_wire((const uint8_t *)s->res->data[i], (size_t)s->res->len[i],

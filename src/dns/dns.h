@@ -24,6 +24,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/socket.h>
 
 struct event_base;
@@ -107,6 +108,7 @@ struct dns_query *dns_mx(struct dns *d, const char *domain, dns_mx_fn cb, void *
 /* status: DNS_OK when naddrs > 0, else as dns_mx_host.addr_status. */
 struct dns_addr_result {
 	enum dns_status status;
+	uint32_t ttl; /* seconds the answer may be kept (the smallest of its lookups'), 0 unknown */
 	size_t naddrs;
 	struct sockaddr_storage addr[DNS_ADDR_MAX];
 };
@@ -124,6 +126,7 @@ struct dns_query *dns_addr(struct dns *d, const char *name, dns_addr_fn cb, void
  */
 struct dns_txt_result {
 	enum dns_status status;
+	uint32_t ttl; /* as in dns_addr_result */
 	bool truncated;
 	size_t n;
 	char *txt[DNS_TXT_MAX];
@@ -136,6 +139,7 @@ struct dns_query *dns_txt(struct dns *d, const char *name, dns_txt_fn cb, void *
 #define DNS_PTR_MAX 8
 struct dns_ptr_result {
 	enum dns_status status;
+	uint32_t ttl; /* as in dns_addr_result */
 	size_t n;
 	char name[DNS_PTR_MAX][DNS_NAME_MAX + 1];
 };

@@ -7,6 +7,13 @@
  * the query's callback has run. Whoever lets go last frees it, so a
  * caller that times out never leaves the resolver writing into freed
  * memory, and the resolver never blocks on a caller.
+ *
+ * Answers (TXT, addresses, PTR; not MX) are kept in a small cache for
+ * their TTL (at most DNS_SYNC_TTL_MAX): a scan asks the same few names as
+ * the one before it (SPF, DKIM key and DMARC records of a sender), and
+ * libunbound's own cache sits behind two thread hand-offs per lookup,
+ * which cost more than the rest of a small message's scan. Temporary
+ * failures are never kept.
  */
 #include "dns_sync.h"
 #include "../common/log.h"
@@ -17,6 +24,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -25,6 +33,21 @@
 #include <event2/thread.h>
 
 enum dns_sync_kind { DNS_SYNC_TXT, DNS_SYNC_ADDR, DNS_SYNC_MX, DNS_SYNC_PTR };
+
+#define DNS_SYNC_CACHE   4096 /* slots, direct-mapped by name: a collision replaces */
+#define DNS_SYNC_TTL_MAX 3600 /* seconds an answer is kept at most */
+
+struct dns_sync_cached {
+	enum dns_sync_kind kind;
+	int family;
+	char name[DNS_NAME_MAX + 8];
+	uint64_t expires_ms; /* clock_ms() */
+	union {
+		struct dns_txt_result txt; /* strings owned */
+		struct dns_addr_result addr;
+		struct dns_ptr_result ptr;
+	} r;
+};
 
 struct dns_sync_req {
 	enum dns_sync_kind kind;
@@ -54,7 +77,109 @@ struct dns_sync {
 	struct event_base *base;
 	struct event *wake;
 	struct dns *dns;
+	pthread_mutex_t cache_lock;
+	struct dns_sync_cached *cache[DNS_SYNC_CACHE];
 };
+
+static size_t
+dns_sync_slot(enum dns_sync_kind kind, int family, const char *name)
+{
+	uint32_t h = 2166136261u ^ (uint32_t)kind ^ ((uint32_t)family << 8);
+
+	for (; *name; name++) /* FNV-1a, case-folded: DNS names are not case-sensitive */
+		h = (h ^ (unsigned char)(*name | ((*name >= 'A' && *name <= 'Z') ? 0x20 : 0))) *
+		    16777619u;
+	return h % DNS_SYNC_CACHE;
+}
+
+static void
+dns_sync_cached_free(struct dns_sync_cached *c)
+{
+	if (c == NULL)
+		return;
+	if (c->kind == DNS_SYNC_TXT)
+		for (size_t i = 0; i < c->r.txt.n; i++)
+			free(c->r.txt.txt[i]);
+	free(c);
+}
+
+/* A fresh cached answer into out (strings copied); false when there is none. */
+static bool
+dns_sync_cache_get(struct dns_sync *ds, enum dns_sync_kind kind, int family, const char *name,
+                   void *out)
+{
+	size_t slot = dns_sync_slot(kind, family, name);
+	struct dns_sync_cached *c;
+	bool hit = false;
+
+	pthread_mutex_lock(&ds->cache_lock);
+	c = ds->cache[slot];
+	if (c && c->kind == kind && c->family == family && strcasecmp(c->name, name) == 0 &&
+	    c->expires_ms > clock_ms()) {
+		hit = true;
+		switch (kind) {
+		case DNS_SYNC_TXT: {
+			struct dns_txt_result *t = out;
+
+			*t = c->r.txt;
+			for (size_t i = 0; i < t->n; i++)
+				t->txt[i] = xstrdup(c->r.txt.txt[i]);
+			break;
+		}
+		case DNS_SYNC_ADDR:
+			*(struct dns_addr_result *)out = c->r.addr;
+			break;
+		case DNS_SYNC_PTR:
+			*(struct dns_ptr_result *)out = c->r.ptr;
+			break;
+		case DNS_SYNC_MX:
+			hit = false;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&ds->cache_lock);
+	return hit;
+}
+
+/* Keep an answer for its TTL: definite ones only (found, no such name, no such record). */
+static void
+dns_sync_cache_put(struct dns_sync *ds, enum dns_sync_kind kind, int family, const char *name,
+                   enum dns_status st, uint32_t ttl, const void *r)
+{
+	struct dns_sync_cached *c, *old;
+	size_t slot;
+
+	if (ttl == 0 || (st != DNS_OK && st != DNS_NXDOMAIN && st != DNS_NODATA))
+		return;
+	c = xcalloc(1, sizeof(*c));
+	c->kind = kind;
+	c->family = family;
+	str_copy(c->name, name, sizeof(c->name));
+	c->expires_ms =
+	        clock_ms() + 1000 * (uint64_t)(ttl < DNS_SYNC_TTL_MAX ? ttl : DNS_SYNC_TTL_MAX);
+	switch (kind) {
+	case DNS_SYNC_TXT:
+		c->r.txt = *(const struct dns_txt_result *)r;
+		for (size_t i = 0; i < c->r.txt.n; i++)
+			c->r.txt.txt[i] = xstrdup(c->r.txt.txt[i]);
+		break;
+	case DNS_SYNC_ADDR:
+		c->r.addr = *(const struct dns_addr_result *)r;
+		break;
+	case DNS_SYNC_PTR:
+		c->r.ptr = *(const struct dns_ptr_result *)r;
+		break;
+	case DNS_SYNC_MX:
+		free(c);
+		return;
+	}
+	slot = dns_sync_slot(kind, family, name);
+	pthread_mutex_lock(&ds->cache_lock);
+	old = ds->cache[slot];
+	ds->cache[slot] = c;
+	pthread_mutex_unlock(&ds->cache_lock);
+	dns_sync_cached_free(old);
+}
 
 static void
 dns_sync_req_free(struct dns_sync_req *q)
@@ -101,6 +226,7 @@ dns_sync_on_txt(void *arg, const struct dns_txt_result *r)
 	struct dns_txt_result *out = &c->q->r.txt;
 
 	out->status = r->status;
+	out->ttl = r->ttl;
 	out->truncated = r->truncated;
 	for (size_t i = 0; i < r->n; i++)
 		out->txt[out->n++] = xstrdup(r->txt[i]); /* r is valid only in here */
@@ -208,6 +334,7 @@ dns_sync_start(const char *upstream, unsigned timeout_ms, char *err, size_t errs
 		return NULL;
 	}
 	pthread_mutex_init(&ds->lock, NULL);
+	pthread_mutex_init(&ds->cache_lock, NULL);
 	TAILQ_INIT(&ds->pending);
 	TAILQ_INIT(&ds->inflight);
 	if ((ds->wake = event_new(ds->base, -1, EV_PERSIST, dns_sync_on_wake, ds)) == NULL)
@@ -247,6 +374,9 @@ dns_sync_stop(struct dns_sync *ds)
 	event_free(ds->wake);
 	event_base_free(ds->base);
 	pthread_mutex_destroy(&ds->lock);
+	for (size_t i = 0; i < DNS_SYNC_CACHE; i++)
+		dns_sync_cached_free(ds->cache[i]);
+	pthread_mutex_destroy(&ds->cache_lock);
 	free(ds);
 }
 
@@ -324,15 +454,19 @@ dns_sync_done(struct dns_sync *ds, struct dns_sync_req *q)
 enum dns_status
 dns_sync_txt(struct dns_sync *ds, const char *name, int64_t deadline_ms, struct dns_txt_result *out)
 {
-	struct dns_sync_req *q = dns_sync_req_new(DNS_SYNC_TXT, name, 0);
+	struct dns_sync_req *q;
 
 	memset(out, 0, sizeof(*out));
+	if (dns_sync_cache_get(ds, DNS_SYNC_TXT, 0, name, out))
+		return out->status;
+	q = dns_sync_req_new(DNS_SYNC_TXT, name, 0);
 	out->status = DNS_TEMPFAIL;
 	if (!dns_sync_run(ds, q, deadline_ms))
 		return out->status;
 	*out = q->r.txt; /* the strings move to the caller */
 	q->r.txt.n = 0;
 	dns_sync_done(ds, q);
+	dns_sync_cache_put(ds, DNS_SYNC_TXT, 0, name, out->status, out->ttl, out);
 	return out->status;
 }
 
@@ -340,14 +474,18 @@ enum dns_status
 dns_sync_addr(struct dns_sync *ds, const char *name, int family, int64_t deadline_ms,
               struct dns_addr_result *out)
 {
-	struct dns_sync_req *q = dns_sync_req_new(DNS_SYNC_ADDR, name, family);
+	struct dns_sync_req *q;
 
 	memset(out, 0, sizeof(*out));
+	if (dns_sync_cache_get(ds, DNS_SYNC_ADDR, family, name, out))
+		return out->status;
+	q = dns_sync_req_new(DNS_SYNC_ADDR, name, family);
 	out->status = DNS_TEMPFAIL;
 	if (!dns_sync_run(ds, q, deadline_ms))
 		return out->status;
 	*out = q->r.addr;
 	dns_sync_done(ds, q);
+	dns_sync_cache_put(ds, DNS_SYNC_ADDR, family, name, out->status, out->ttl, out);
 	return out->status;
 }
 
@@ -368,13 +506,17 @@ dns_sync_mx(struct dns_sync *ds, const char *domain, int64_t deadline_ms, struct
 enum dns_status
 dns_sync_ptr(struct dns_sync *ds, const char *ip, int64_t deadline_ms, struct dns_ptr_result *out)
 {
-	struct dns_sync_req *q = dns_sync_req_new(DNS_SYNC_PTR, ip, 0);
+	struct dns_sync_req *q;
 
 	memset(out, 0, sizeof(*out));
+	if (dns_sync_cache_get(ds, DNS_SYNC_PTR, 0, ip, out))
+		return out->status;
+	q = dns_sync_req_new(DNS_SYNC_PTR, ip, 0);
 	out->status = DNS_TEMPFAIL;
 	if (!dns_sync_run(ds, q, deadline_ms))
 		return out->status;
 	*out = q->r.ptr;
 	dns_sync_done(ds, q);
+	dns_sync_cache_put(ds, DNS_SYNC_PTR, 0, ip, out->status, out->ttl, out);
 	return out->status;
 }

@@ -47,10 +47,10 @@ class Unbound:
     probe: a name that exists, to know when the server answers.
     """
 
-    def __init__(self, records, zones=("example.",), extra=(), tail=(), probe=None):
+    def __init__(self, records, zones=("example.",), extra=(), tail=(), probe=None, port=None):
         os.makedirs(OUT, exist_ok=True)
         self.dir = tempfile.mkdtemp(prefix="dns-", dir=OUT)
-        self.port = free_port()
+        self.port = port or free_port()
         self.conf = os.path.join(self.dir, "unbound.conf")
         lines = [
             "server:",

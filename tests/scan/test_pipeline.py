@@ -616,6 +616,63 @@ class TestReviewCases(unittest.TestCase):
             slow.close()
 
 
+class TestDnsCache(unittest.TestCase):
+    """The scan's answer cache keeps answers for their TTL and never keeps a
+    temporary failure."""
+
+    def scanned_line(self, m, sender):
+        code, text = smtp_send(m.port, eml(hdrs(sender), "dns\n"), sender, ["user@example.test"])
+        self.assertEqual(code, 250, text)
+        qid = QID.search(text).group(1)
+        return m.wait_log(r"event=scanned sid=\d+ id=%s .*" % qid, timeout=30).group(0)
+
+    def test_ttl_and_no_tempfail_caching(self):
+        from unbound_server import free_port
+        port = free_port()
+        m = Moatd(conf="dns_resolver = 127.0.0.1@%d\ndns_timeout = 1s\n" % port,
+                  domains=DOMAINS, name="scandns")
+        m.start()
+        dns = None
+        try:
+            # no server yet: a temporary error, which must not be remembered
+            self.assertIn("SPF_TEMPERROR", self.scanned_line(m, "x@ttl.example"))
+            dns = Unbound([("ttl.example.", "TXT", '"v=spf1 ip4:127.0.0.0/8 -all"'),
+                           ("probe.example.", "A", "192.0.2.1")],
+                          zones=("example.",), probe="probe.example.", port=port)
+            self.assertIn("SPF_PASS", self.scanned_line(m, "x@ttl.example"))
+            # a new answer behind a 2-second TTL: the old one until it expires
+            dns.stop()
+            dns = Unbound([("ttl.example. 2", "TXT", '"v=spf1 -all"'),
+                           ("probe.example.", "A", "192.0.2.1")],
+                          zones=("example.",), probe="probe.example.", port=port)
+            # (the cached answer had unbound's default TTL, 3600 s: still a pass)
+            self.assertIn("SPF_PASS", self.scanned_line(m, "x@ttl.example"))
+        finally:
+            m.stop()
+            if dns:
+                dns.stop()
+
+    def test_short_ttl_expires(self):
+        from unbound_server import free_port
+        port = free_port()
+        dns = Unbound([("short.example. 1", "TXT", '"v=spf1 ip4:127.0.0.0/8 -all"'),
+                       ("probe.example.", "A", "192.0.2.1")],
+                      zones=("example.",), probe="probe.example.", port=port)
+        m = Moatd(conf="dns_resolver = 127.0.0.1@%d\n" % port, domains=DOMAINS, name="scanttl")
+        m.start()
+        try:
+            self.assertIn("SPF_PASS", self.scanned_line(m, "x@short.example"))
+            dns.stop()
+            dns = Unbound([("short.example. 1", "TXT", '"v=spf1 -all"'),
+                           ("probe.example.", "A", "192.0.2.1")],
+                          zones=("example.",), probe="probe.example.", port=port)
+            time.sleep(2.5)  # past the 1-second TTL (and libunbound's own cache)
+            self.assertIn("SPF_FAIL", self.scanned_line(m, "x@short.example"))
+        finally:
+            m.stop()
+            dns.stop()
+
+
 class TestFailClosed(unittest.TestCase):
     """A required scanner that is down or hung: 451 4.7.1, nothing delivered."""
 
