@@ -78,12 +78,13 @@ bench_untrack_pid "$DNS_SERVER_PID"
 # 2. relay, scanning off then on, against Postfix
 relay_line() { grep -E '^relay: ' | tail -n 1; }
 log "bench: relay with scan = no (moat only)"
-OFF=$(BENCH_ONLY=moat MOAT_EXTRA_CONF="scan = no" BENCH_LAT_POSTFIX=0 \
-	"$BENCH_DIR/relay.sh" "$MESSAGES" 20 "$RUNS" 2>&1 | tee "$BENCH_OUT/relay-off.log" | relay_line)
-log "$OFF"
+# relay.sh's own report goes to stderr as it runs (per run: msg/s, CPU per message)
+BENCH_ONLY=moat MOAT_EXTRA_CONF="scan = no" BENCH_LAT_POSTFIX=0 \
+	"$BENCH_DIR/relay.sh" "$MESSAGES" 20 "$RUNS" 2>&1 | tee "$BENCH_OUT/relay-off.log" >&2
+OFF=$(relay_line <"$BENCH_OUT/relay-off.log")
 log "bench: relay with scanning on, and Postfix"
-ON=$("$BENCH_DIR/relay.sh" "$MESSAGES" 20 "$RUNS" 2>&1 | tee "$BENCH_OUT/relay-on.log" | relay_line)
-log "$ON"
+"$BENCH_DIR/relay.sh" "$MESSAGES" 20 "$RUNS" 2>&1 | tee "$BENCH_OUT/relay-on.log" >&2
+ON=$(relay_line <"$BENCH_OUT/relay-on.log")
 off=$(sed -E 's/.*moat=([0-9.]+).*/\1/' <<<"$OFF")
 on=$(sed -E 's/.*moat=([0-9.]+).*/\1/' <<<"$ON")
 pf=$(sed -E 's/.*postfix=([0-9.]+).*/\1/' <<<"$ON")
