@@ -6,6 +6,8 @@
  * no control and (without SMTPUTF8) no 8-bit octet, and its canonical
  * form parses back to itself.
  */
+#include "fuzz_check.h"
+
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,16 +15,6 @@
 
 #include "common/mailaddr.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-/* Abort unless cond holds; libFuzzer keeps the input. */
-#define CHECK(cond)                                                                                \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			fprintf(stderr, "invariant failed: %s\n", #cond);                          \
-			abort();                                                                   \
-		}                                                                                  \
-	} while (0)
 
 /* Octets of s that no parsed address may hold. */
 static void

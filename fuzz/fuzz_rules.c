@@ -7,22 +7,14 @@
  * cleanly; a rule that builds has at least one action; nothing outlives
  * rule_free() (ASan's leak check).
  */
+#include "fuzz_check.h"
+
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "policy/rules.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                                                                                \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			fprintf(stderr, "invariant failed: %s\n", #cond);                          \
-			abort();                                                                   \
-		}                                                                                  \
-	} while (0)
 
 #define FUZZ_LINES_MAX 40
 

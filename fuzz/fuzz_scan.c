@@ -14,6 +14,8 @@
  * replaces at most the message's own header section; reject and tempfail
  * build no header section.
  */
+#include "fuzz_check.h"
+
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -27,16 +29,6 @@
 #include "common/util.h"
 #include "policy/policy.h"
 #include "scan/scan_internal.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                                                                                \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			fprintf(stderr, "invariant failed: %s\n", #cond);                          \
-			abort();                                                                   \
-		}                                                                                  \
-	} while (0)
 
 /* The TXT answer for every name: the input's first line (SPF, DMARC, DKIM key records). */
 static char fuzz_txt[512];

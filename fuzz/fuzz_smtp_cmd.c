@@ -7,22 +7,14 @@
  * Invariants: every pointer handed back lies inside the line, every copy
  * is within its bound, and what parsed re-checks as valid.
  */
+#include "fuzz_check.h"
+
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "smtp/smtp_parse.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                                                                                \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			fprintf(stderr, "invariant failed: %s\n", #cond);                          \
-			abort();                                                                   \
-		}                                                                                  \
-	} while (0)
 
 /* p[0..n) lies within s[0..len). */
 static int

@@ -9,6 +9,8 @@
  * CR LF "." CR LF; the payload and flags match a naive whole-buffer model;
  * and a done message without bare CR/LF re-stuffs to the input.
  */
+#include "fuzz_check.h"
+
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -16,16 +18,6 @@
 #include <string.h>
 
 #include "smtp/smtp_data.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                                                                                \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			fprintf(stderr, "invariant failed: %s\n", #cond);                          \
-			abort();                                                                   \
-		}                                                                                  \
-	} while (0)
 
 #define MODEL_FLAGS                                                                                \
 	(SMTP_DATA_BARE_CR | SMTP_DATA_BARE_LF | SMTP_DATA_LONG_LINE | SMTP_DATA_NUL |             \

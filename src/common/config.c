@@ -548,9 +548,8 @@ config_rule_texts(const struct config_rule_line *l, size_t n)
 	return t;
 }
 
-/* A whole rule: what single lines cannot tell (priority, actions that conflict). */
-static int
-config_validate_rule(struct config_parser *p, const struct config_rule *cr)
+struct rule *
+config_rule_build(const struct config_rule *cr, char *err, size_t errsize)
 {
 	const char **ifs = config_rule_texts(cr->ifs, cr->nifs);
 	const char **unless = config_rule_texts(cr->unless, cr->nunless);
@@ -567,6 +566,18 @@ config_validate_rule(struct config_parser *p, const struct config_rule *cr)
 	        .then = then,
 	        .nthen = cr->nthen,
 	};
+	struct rule *r = rule_new(&spec, err, errsize);
+
+	free(ifs);
+	free(unless);
+	free(then);
+	return r;
+}
+
+/* A whole rule: what single lines cannot tell (priority, actions that conflict). */
+static int
+config_validate_rule(struct config_parser *p, const struct config_rule *cr)
+{
 	struct rule *r = NULL;
 	char why[512];
 	int rc = -1;
@@ -576,7 +587,7 @@ config_validate_rule(struct config_parser *p, const struct config_rule *cr)
 		config_error(p, "[rule %s] needs 'priority = N' (lowest runs first)", cr->name);
 		goto done;
 	}
-	if ((r = rule_new(&spec, why, sizeof(why))) == NULL) {
+	if ((r = config_rule_build(cr, why, sizeof(why))) == NULL) {
 		config_error(p, "[rule %s] %s", cr->name, why);
 		goto done;
 	}
@@ -590,9 +601,6 @@ config_validate_rule(struct config_parser *p, const struct config_rule *cr)
 	rc = 0;
 done:
 	rule_free(r);
-	free(ifs);
-	free(unless);
-	free(then);
 	return rc;
 }
 

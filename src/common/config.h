@@ -284,6 +284,10 @@ struct config {
  */
 struct config *config_load(const char *path, char *err, size_t errsize);
 
+struct rule;
+/* The rule a [rule] section declares (src/policy/rules.h); NULL with err. */
+struct rule *config_rule_build(const struct config_rule *cr, char *err, size_t errsize);
+
 /* Defaults only, as if from an empty file (tests, moatctl). */
 struct config *config_defaults(void);
 

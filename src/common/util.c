@@ -252,3 +252,101 @@ fsync_dir(const char *path)
 	errno = saved;
 	return r;
 }
+
+/*
+ * Length of the valid UTF-8 character at s (n octets there), 0 if there is
+ * none (RFC 3629: no overlong forms, surrogates or values over U+10FFFF).
+ */
+size_t
+utf8_decode(const unsigned char *s, size_t n, uint32_t *cp)
+{
+	uint32_t c;
+	size_t len;
+
+	if (s[0] < 0x80) {
+		*cp = s[0];
+		return 1;
+	}
+	if (s[0] >= 0xc2 && s[0] <= 0xdf) {
+		len = 2;
+		c = s[0] & 0x1f;
+	} else if (s[0] >= 0xe0 && s[0] <= 0xef) {
+		len = 3;
+		c = s[0] & 0x0f;
+	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
+		len = 4;
+		c = s[0] & 0x07;
+	} else
+		return 0;
+	if (n < len)
+		return 0;
+	for (size_t i = 1; i < len; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		c = c << 6 | (s[i] & 0x3f);
+	}
+	if ((len == 3 && c < 0x800) || (len == 4 && c < 0x10000) || c > 0x10ffff ||
+	    (c >= 0xd800 && c <= 0xdfff))
+		return 0;
+	*cp = c;
+	return len;
+}
+
+void
+dynbuf_init(struct dynbuf *b, size_t max)
+{
+	b->p = NULL;
+	b->len = b->cap = 0;
+	b->max = max;
+}
+
+int
+dynbuf_add(struct dynbuf *b, const void *s, size_t n)
+{
+	if (n > b->max - b->len)
+		return -1;
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 1024;
+
+		while (cap < b->len + n + 1)
+			cap = cap > SIZE_MAX / 2 ? SIZE_MAX : cap * 2;
+		b->p = xrealloc(b->p, cap);
+		b->cap = cap;
+	}
+	if (n)
+		memcpy(b->p + b->len, s, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+	return 0;
+}
+
+int
+dynbuf_printf(struct dynbuf *b, const char *fmt, ...)
+{
+	va_list ap, ap2;
+	char tmp[512], *big;
+	int n, r;
+
+	va_start(ap, fmt);
+	va_copy(ap2, ap);
+	n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+	va_end(ap);
+	if (n < 0) {
+		va_end(ap2);
+		return -1;
+	}
+	if ((size_t)n < sizeof(tmp)) {
+		va_end(ap2);
+		return dynbuf_add(b, tmp, (size_t)n);
+	}
+	if ((size_t)n > b->max - b->len) {
+		va_end(ap2);
+		return -1;
+	}
+	big = xmalloc((size_t)n + 1);
+	vsnprintf(big, (size_t)n + 1, fmt, ap2);
+	va_end(ap2);
+	r = dynbuf_add(b, big, (size_t)n);
+	free(big);
+	return r;
+}

@@ -49,6 +49,25 @@ int parse_duration_ms(const char *s, uint64_t *out);
 
 /* Monotonic clock in milliseconds. */
 uint64_t clock_ms(void);
+/*
+ * Length of the valid UTF-8 character at s (n > 0 octets there), its code
+ * point in *cp; 0 if there is none (RFC 3629: no overlong forms,
+ * surrogates or values over U+10FFFF).
+ */
+size_t utf8_decode(const unsigned char *s, size_t n, uint32_t *cp);
+
+/*
+ * A growable buffer with a ceiling (curl's dynbuf): p is NUL-terminated
+ * (NULL until the first append), at most max octets. The appends return
+ * -1, appending nothing, when the ceiling would be passed.
+ */
+struct dynbuf {
+	char *p;
+	size_t len, cap, max;
+};
+void dynbuf_init(struct dynbuf *b, size_t max);
+int dynbuf_add(struct dynbuf *b, const void *s, size_t n);
+int dynbuf_printf(struct dynbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* write() all of buf, retrying on EINTR and short writes; -1 and errno on error. */
 int write_all(int fd, const void *buf, size_t len);

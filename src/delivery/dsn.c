@@ -54,12 +54,6 @@ _Static_assert((DSN_WANT_DEFAULT_DELAY & (SMTP_NOTIFY_NEVER | SMTP_NOTIFY_SUCCES
 #define DSN_DATE_MAX        64
 #define DSN_TIME_MAX        INT64_C(253402300799) /* 9999-12-31 23:59:59 UTC */
 
-struct dsn_buf {
-	char *p;
-	size_t len, cap;
-	size_t max; /* ceiling */
-};
-
 /* What the original looks like, from one pass over it. */
 struct dsn_scan {
 	size_t hdr_len; /* header block: up to the first empty line, its CRLF included */
@@ -96,59 +90,30 @@ struct dsn_ctx {
 
 static _Atomic uint64_t dsn_seq;
 
+/* The report's buffers: their ceilings are computed from what they hold, so passing one is a bug.
+ */
 static void
-buf_init(struct dsn_buf *b, size_t max)
+buf_add(struct dynbuf *b, const void *s, size_t n)
 {
-	b->p = NULL;
-	b->len = b->cap = 0;
-	b->max = max;
-}
-
-static void
-buf_add(struct dsn_buf *b, const void *s, size_t n)
-{
-	if (n > b->max - b->len)
+	if (dynbuf_add(b, s, n) < 0)
 		fatalx("dsn: output over its ceiling of %zu octets", b->max);
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 1024;
-
-		while (cap < b->len + n + 1)
-			cap = cap > SIZE_MAX / 2 ? SIZE_MAX : cap * 2;
-		b->p = xrealloc(b->p, cap);
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
 }
 
 static void
-buf_str(struct dsn_buf *b, const char *s)
+buf_str(struct dynbuf *b, const char *s)
 {
 	buf_add(b, s, strlen(s));
 }
 
-static void buf_fmt(struct dsn_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-/* Formatted text of our own (numbers, constants): a short result or a bug. */
-static void
-buf_fmt(struct dsn_buf *b, const char *fmt, ...)
-{
-	char tmp[256];
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-	va_end(ap);
-	if (n < 0 || (size_t)n >= sizeof(tmp))
-		fatalx("dsn: formatted text over %zu octets", sizeof(tmp));
-	buf_add(b, tmp, (size_t)n);
-}
+#define buf_fmt(b, ...)                                                                            \
+	do {                                                                                       \
+		if (dynbuf_printf((b), __VA_ARGS__) < 0)                                           \
+			fatalx("dsn: output over its ceiling of %zu octets", (b)->max);            \
+	} while (0)
 
 /* Append s[0..n) with every bare CR or LF made CRLF (the next hop would refuse them). */
 static void
-buf_add_crlf(struct dsn_buf *b, const char *s, size_t n)
+buf_add_crlf(struct dynbuf *b, const char *s, size_t n)
 {
 	size_t i = 0;
 
@@ -177,45 +142,6 @@ static size_t
 sat_mul(size_t a, size_t b)
 {
 	return b != 0 && a > SIZE_MAX / 2 / b ? SIZE_MAX / 2 : a * b;
-}
-
-/*
- * Length of the valid UTF-8 character at s (n octets there), 0 if there is
- * none (RFC 3629: no overlong forms, surrogates or values over U+10FFFF).
- */
-static size_t
-utf8_char(const unsigned char *s, size_t n, uint32_t *cp)
-{
-	uint32_t c;
-	size_t len;
-
-	if (s[0] < 0x80) {
-		*cp = s[0];
-		return 1;
-	}
-	if (s[0] >= 0xc2 && s[0] <= 0xdf) {
-		len = 2;
-		c = s[0] & 0x1f;
-	} else if (s[0] >= 0xe0 && s[0] <= 0xef) {
-		len = 3;
-		c = s[0] & 0x0f;
-	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
-		len = 4;
-		c = s[0] & 0x07;
-	} else
-		return 0;
-	if (n < len)
-		return 0;
-	for (size_t i = 1; i < len; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		c = c << 6 | (s[i] & 0x3f);
-	}
-	if ((len == 3 && c < 0x800) || (len == 4 && c < 0x10000) || c > 0x10ffff ||
-	    (c >= 0xd800 && c <= 0xdfff))
-		return 0;
-	*cp = c;
-	return len;
 }
 
 /*
@@ -254,11 +180,11 @@ static char *
 dsn_clean(const char *s, bool utf8, size_t max)
 {
 	const unsigned char *u = (const unsigned char *)s;
-	struct dsn_buf b;
+	struct dynbuf b;
 	size_t n, lim, i = 0;
 	bool space = false;
 
-	buf_init(&b, sat_add(max, 64));
+	dynbuf_init(&b, sat_add(max, 64));
 	buf_add(&b, "", 0);
 	if (s == NULL)
 		return b.p;
@@ -289,7 +215,7 @@ dsn_clean(const char *s, bool utf8, size_t max)
 			i = j;
 			continue;
 		}
-		l = utf8_char(u + i, lim - i, &cp);
+		l = utf8_decode(u + i, lim - i, &cp);
 		if (l != 0 && utf8 && !utf8_unsafe(cp))
 			buf_add(&b, u + i, l);
 		else
@@ -408,7 +334,7 @@ dsn_date(char *buf, size_t size, int64_t t)
  * DSN_LINE_MAX (RFC 5322 2.2.3); for the text part: a label, DSN_WRAP.
  */
 static void
-dsn_fold(struct dsn_buf *b, const char *first, const char *cont, const char *text, size_t width,
+dsn_fold(struct dynbuf *b, const char *first, const char *cont, const char *text, size_t width,
          size_t limit)
 {
 	size_t col = strlen(first), ccol = strlen(cont);
@@ -461,7 +387,7 @@ dsn_fold(struct dsn_buf *b, const char *first, const char *cont, const char *tex
 
 /* A header field (RFC 5322 2.2), folded; value as for dsn_fold(). */
 static void
-dsn_field(struct dsn_buf *b, const char *name, const char *value)
+dsn_field(struct dynbuf *b, const char *name, const char *value)
 {
 	char first[64];
 
@@ -471,7 +397,7 @@ dsn_field(struct dsn_buf *b, const char *name, const char *value)
 
 /* A text part paragraph with a label ("Reply:     ") or none (""). */
 static void
-dsn_para(struct dsn_buf *b, const char *label, const char *text)
+dsn_para(struct dynbuf *b, const char *label, const char *text)
 {
 	dsn_fold(b, label, *label != '\0' ? DSN_LABEL : "", text, DSN_WRAP, DSN_WRAP);
 }
@@ -667,7 +593,7 @@ dsn_result_text(const struct dsn_rcpt *r)
 
 /* Part 1: text/plain for the sender. */
 static void
-dsn_text(struct dsn_buf *b, const struct dsn_ctx *c)
+dsn_text(struct dynbuf *b, const struct dsn_ctx *c)
 {
 	const struct dsn_msg *m = c->m;
 	char *s, *t;
@@ -830,7 +756,7 @@ dsn_is_smtp_reply(const char *s)
 
 /* Part 2: message/delivery-status (RFC 3464 2.2, 2.3), or the global one (RFC 6533). */
 static void
-dsn_report(struct dsn_buf *b, const struct dsn_ctx *c)
+dsn_report(struct dynbuf *b, const struct dsn_ctx *c)
 {
 	const struct dsn_msg *m = c->m;
 	char date[DSN_DATE_MAX], *s, *v;
@@ -912,7 +838,7 @@ dsn_report(struct dsn_buf *b, const struct dsn_ctx *c)
 
 /* Part 3's header; its content is the original, or its header block. */
 static void
-dsn_returned_header(struct dsn_buf *b, const struct dsn_ctx *c, size_t *len)
+dsn_returned_header(struct dynbuf *b, const struct dsn_ctx *c, size_t *len)
 {
 	bool full = c->ret == DSN_RET_FULL;
 	bool eight = c->scan.hdr_8bit || (full && c->scan.body_8bit);
@@ -984,7 +910,7 @@ dsn_boundary(const char *qid, const struct dsn_span *spans, size_t nspans)
 
 /* The DSN's own header (RFC 5322 3.6, RFC 3834 5, RFC 6522 3). */
 static void
-dsn_header(struct dsn_buf *b, const struct dsn_ctx *c, const char *boundary, bool eight)
+dsn_header(struct dynbuf *b, const struct dsn_ctx *c, const char *boundary, bool eight)
 {
 	const struct dsn_msg *m = c->m;
 	char date[DSN_DATE_MAX], *s, *v;
@@ -1024,17 +950,17 @@ char *
 dsn_build(const struct dsn_msg *m, const char *orig, size_t orig_len, size_t *out_len)
 {
 	struct dsn_ctx c;
-	struct dsn_buf text, report, ret, out;
+	struct dynbuf text, report, ret, out;
 	struct dsn_span spans[4];
 	size_t nspans = 0, ret_len = 0;
 	char *boundary;
 	bool eight;
 
 	dsn_ctx_init(&c, m, orig, orig_len);
-	buf_init(&text, c.ceiling);
-	buf_init(&report, c.ceiling);
-	buf_init(&ret, c.ceiling);
-	buf_init(&out, c.ceiling);
+	dynbuf_init(&text, c.ceiling);
+	dynbuf_init(&report, c.ceiling);
+	dynbuf_init(&ret, c.ceiling);
+	dynbuf_init(&out, c.ceiling);
 
 	dsn_text(&text, &c);
 	dsn_report(&report, &c);

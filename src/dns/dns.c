@@ -205,25 +205,36 @@ dns_host_char(unsigned char c)
  * Check a name given to a lookup and copy it to out without its trailing
  * dot: 1 to 253 octets, labels of 1 to 63 letters, digits, '-' or '_'.
  */
-static bool
-dns_name_check(const char *name, char out[DNS_NAME_MAX + 1])
+size_t
+dns_name_labels(const char *name)
 {
-	size_t len = strnlen(name, DNS_NAME_MAX + 2), label = 0;
+	size_t len = strnlen(name, DNS_NAME_MAX + 2), label = 0, labels = 1;
 
 	if (len > 1 && name[len - 1] == '.')
 		len--;
 	if (len == 0 || len > DNS_NAME_MAX)
-		return false;
+		return 0;
 	for (size_t i = 0; i < len; i++) {
 		if (name[i] == '.') {
 			if (label == 0)
-				return false;
+				return 0;
 			label = 0;
+			labels++;
 		} else if (!dns_host_char((unsigned char)name[i]) || ++label > DNS_LABEL_MAX)
-			return false;
+			return 0;
 	}
-	if (label == 0)
+	return label > 0 ? labels : 0;
+}
+
+static bool
+dns_name_check(const char *name, char out[DNS_NAME_MAX + 1])
+{
+	size_t len = strnlen(name, DNS_NAME_MAX + 2);
+
+	if (dns_name_labels(name) == 0)
 		return false;
+	if (name[len - 1] == '.')
+		len--;
 	memcpy(out, name, len);
 	out[len] = '\0';
 	return true;

@@ -57,6 +57,12 @@ struct dns *dns_new(struct event_base *base, const char *upstream, unsigned time
 /* Cancels the outstanding queries without calling their callbacks. */
 void dns_free(struct dns *d);
 
+/*
+ * The labels of a name a lookup takes (1 to 253 octets, labels of 1 to 63
+ * letters, digits, '-' or '_', one trailing dot allowed); 0 if invalid.
+ */
+size_t dns_name_labels(const char *name);
+
 /* "ok", "nxdomain", "nodata", "tempfail", "permfail". */
 const char *dns_status_str(enum dns_status st);
 

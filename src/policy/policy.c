@@ -89,35 +89,11 @@ policy_rules_from_config(struct policy *p, const struct config *c)
 	p->rules = xcalloc(c->nrules ? c->nrules : 1, sizeof(*p->rules));
 	for (size_t i = 0; i < c->nrules; i++) {
 		const struct config_rule *cr = &c->rules[i];
-		const char **ifs = xcalloc(cr->nifs + 1, sizeof(char *));
-		const char **unless = xcalloc(cr->nunless + 1, sizeof(char *));
-		const char **then = xcalloc(cr->nthen + 1, sizeof(char *));
-		struct rule_spec spec = {
-		        .name = cr->name,
-		        .priority = cr->priority,
-		        .enabled = cr->enabled,
-		        .stop = cr->stop,
-		        .ifs = ifs,
-		        .nifs = cr->nifs,
-		        .unless = unless,
-		        .nunless = cr->nunless,
-		        .then = then,
-		        .nthen = cr->nthen,
-		};
 		struct rule *r;
 		char err[512];
 
-		for (size_t j = 0; j < cr->nifs; j++)
-			ifs[j] = cr->ifs[j].text;
-		for (size_t j = 0; j < cr->nunless; j++)
-			unless[j] = cr->unless[j].text;
-		for (size_t j = 0; j < cr->nthen; j++)
-			then[j] = cr->then[j].text;
-		if ((r = rule_new(&spec, err, sizeof(err))) == NULL)
+		if ((r = config_rule_build(cr, err, sizeof(err))) == NULL)
 			fatalx("rule %s: %s", cr->name, err);
-		free(ifs);
-		free(unless);
-		free(then);
 		if (!r->enabled) {
 			rule_free(r);
 			continue;

@@ -35,6 +35,12 @@
 #include "../common/log.h"
 #include "../common/util.h"
 
+/*
+ * moat's header section: its fields plus at most the original header
+ * (4 MiB by SMTP); below the queue file's head record ceiling (8 MiB).
+ */
+#define SCAN_HEAD_MAX (6u << 20)
+
 void
 scan_init(void)
 {
@@ -224,39 +230,6 @@ scan_decide(const struct scan_task *t, double score, char *reason, size_t size)
 
 /* --- the header section --- */
 
-struct scan_buf {
-	char *p;
-	size_t len, cap;
-};
-
-static void
-scan_buf_add(struct scan_buf *b, const char *s, size_t n)
-{
-	if (b->len + n + 1 > b->cap) {
-		b->cap = (b->len + n + 1) * 2;
-		b->p = xrealloc(b->p, b->cap);
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-}
-
-static void scan_buf_printf(struct scan_buf *b, const char *fmt, ...)
-        __attribute__((format(printf, 2, 3)));
-static void
-scan_buf_printf(struct scan_buf *b, const char *fmt, ...)
-{
-	char tmp[1024];
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-	va_end(ap);
-	if (n > 0)
-		scan_buf_add(b, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
-}
-
 /*
  * A value from the message or DNS made safe for a header: letters,
  * digits and ".-_+/=:" only; quoted (RFC 8601 2.2: a value is a token or
@@ -293,47 +266,46 @@ scan_safe(const char *s, char *buf, size_t size)
 
 /* RFC 8601 Authentication-Results, one method per folded line. */
 static void
-scan_add_authres(struct scan_buf *b, const struct scan_task *t)
+scan_add_authres(struct dynbuf *b, const struct scan_task *t)
 {
 	char s1[DNS_NAME_MAX + 3], s2[DNS_NAME_MAX + 3], s3[64];
 
-	scan_buf_printf(b, "Authentication-Results: %s",
-	                scan_safe(scan_authserv_id(t->cfg), s1, sizeof(s1)));
+	dynbuf_printf(b, "Authentication-Results: %s",
+	              scan_safe(scan_authserv_id(t->cfg), s1, sizeof(s1)));
 	if (t->relayed)
-		scan_buf_printf(b, " (relayed; client %s)",
-		                scan_safe(t->client_ip, s1, sizeof(s1)));
-	scan_buf_printf(b, ";\r\n\tspf=%s", scan_auth_str(t->spf.result));
+		dynbuf_printf(b, " (relayed; client %s)", scan_safe(t->client_ip, s1, sizeof(s1)));
+	dynbuf_printf(b, ";\r\n\tspf=%s", scan_auth_str(t->spf.result));
 	if (t->spf.domain[0])
-		scan_buf_printf(b, " %s=%s", t->spf.helo ? "smtp.helo" : "smtp.mailfrom",
-		                scan_safe(t->spf.domain, s1, sizeof(s1)));
+		dynbuf_printf(b, " %s=%s", t->spf.helo ? "smtp.helo" : "smtp.mailfrom",
+		              scan_safe(t->spf.domain, s1, sizeof(s1)));
 	if (t->ndkim == 0)
-		scan_buf_printf(b, ";\r\n\tdkim=none");
+		dynbuf_printf(b, ";\r\n\tdkim=none");
 	for (size_t i = 0; i < t->ndkim; i++)
-		scan_buf_printf(b, ";\r\n\tdkim=%s header.d=%s header.s=%s header.b=%s",
-		                scan_auth_str(t->dkim[i].result),
-		                scan_safe(t->dkim[i].domain, s1, sizeof(s1)),
-		                scan_safe(t->dkim[i].selector, s2, sizeof(s2)),
-		                scan_safe(t->dkim[i].b, s3, sizeof(s3)));
-	scan_buf_printf(b, ";\r\n\tdmarc=%s", scan_auth_str(t->dmarc.result));
+		dynbuf_printf(b, ";\r\n\tdkim=%s header.d=%s header.s=%s header.b=%s",
+		              scan_auth_str(t->dkim[i].result),
+		              scan_safe(t->dkim[i].domain, s1, sizeof(s1)),
+		              scan_safe(t->dkim[i].selector, s2, sizeof(s2)),
+		              scan_safe(t->dkim[i].b, s3, sizeof(s3)));
+	dynbuf_printf(b, ";\r\n\tdmarc=%s", scan_auth_str(t->dmarc.result));
 	if (t->dmarc.policy[0])
-		scan_buf_printf(b, " (p=%s)", scan_safe(t->dmarc.policy, s2, sizeof(s2)));
+		dynbuf_printf(b, " (p=%s)", scan_safe(t->dmarc.policy, s2, sizeof(s2)));
 	if (t->dmarc.domain[0])
-		scan_buf_printf(b, " header.from=%s", scan_safe(t->dmarc.domain, s1, sizeof(s1)));
-	scan_buf_printf(b, ";\r\n\tarc=%s", scan_auth_str(t->arc.result));
+		dynbuf_printf(b, " header.from=%s", scan_safe(t->dmarc.domain, s1, sizeof(s1)));
+	dynbuf_printf(b, ";\r\n\tarc=%s", scan_auth_str(t->arc.result));
 	if (t->arc.instances)
-		scan_buf_printf(b, " (i=%u)", t->arc.instances);
-	scan_buf_add(b, "\r\n", 2);
+		dynbuf_printf(b, " (i=%u)", t->arc.instances);
+	dynbuf_add(b, "\r\n", 2);
 }
 
 /* X-Moat-Verdict: symbol names only (details carry attacker text), folded. */
 static void
-scan_add_verdict(struct scan_buf *b, const struct scan_task *t, const struct scan_result *r)
+scan_add_verdict(struct dynbuf *b, const struct scan_task *t, const struct scan_result *r)
 {
 	size_t col;
 
-	scan_buf_printf(b, "X-Moat-Verdict: %s; score=%.2f; id=%s;\r\n\tsymbols=",
-	                scan_verdict_str(r->verdict), r->score,
-	                t->in->queue_id ? t->in->queue_id : "-");
+	dynbuf_printf(b, "X-Moat-Verdict: %s; score=%.2f; id=%s;\r\n\tsymbols=",
+	              scan_verdict_str(r->verdict), r->score,
+	              t->in->queue_id ? t->in->queue_id : "-");
 	col = 9;
 	for (size_t i = 0; i < t->nsyms; i++) {
 		const char *n = scan_sym_defs[t->order[i]].name;
@@ -341,19 +313,19 @@ scan_add_verdict(struct scan_buf *b, const struct scan_task *t, const struct sca
 
 		if (i > 0) {
 			if (col + len > 76) {
-				scan_buf_add(b, ",\r\n\t", 4);
+				dynbuf_add(b, ",\r\n\t", 4);
 				col = 1;
 			} else {
-				scan_buf_add(b, ",", 1);
+				dynbuf_add(b, ",", 1);
 				col++;
 			}
 		}
-		scan_buf_add(b, n, len);
+		dynbuf_add(b, n, len);
 		col += len;
 	}
 	if (t->nsyms == 0)
-		scan_buf_add(b, "none", 4);
-	scan_buf_add(b, "\r\n", 2);
+		dynbuf_add(b, "none", 4);
+	dynbuf_add(b, "\r\n", 2);
 }
 
 void
@@ -385,15 +357,17 @@ scan_relay_key(const struct scan_env *env, const struct policy *pol, const char 
 static void
 scan_build_head(const struct scan_task *t, struct scan_result *r)
 {
-	struct scan_buf b = {0};
+	struct dynbuf b;
 	bool strip = false;
+	int err = 0;
 
+	dynbuf_init(&b, SCAN_HEAD_MAX);
 	if (!t->in->release)
 		scan_add_authres(&b, t);
 	scan_add_verdict(&b, t, r);
 	for (size_t i = 0; i < t->nhdr_set; i++)
-		scan_buf_printf(&b, "%s: %s\r\n", t->hdr_set[i]->hdr_name,
-		                t->hdr_set[i]->hdr_value);
+		err |= dynbuf_printf(&b, "%s: %s\r\n", t->hdr_set[i]->hdr_name,
+		                     t->hdr_set[i]->hdr_value);
 	/* the relay key is not here: delivery stamps it per transaction and tenant */
 	for (size_t i = 0; i < t->hdrs.n && !strip; i++)
 		strip = scan_hdr_strip(t, &t->hdrs.h[i]) || scan_rules_strip(t, &t->hdrs.h[i]);
@@ -402,9 +376,20 @@ scan_build_head(const struct scan_task *t, struct scan_result *r)
 			const struct scan_hdr *h = &t->hdrs.h[i];
 
 			if (!scan_hdr_strip(t, h) && !scan_rules_strip(t, h))
-				scan_buf_add(&b, (const char *)t->in->msg + h->offset, h->len);
+				err |= dynbuf_add(&b, (const char *)t->in->msg + h->offset, h->len);
 		}
 		r->head_skip = t->hdrs.h[t->hdrs.n - 1].offset + t->hdrs.h[t->hdrs.n - 1].len;
+	}
+	if (err) {
+		/*
+		 * Over the ceiling: only a file given to moatctl can get here (SMTP
+		 * bounds the header section at smtp_max_header_size, 4 MiB at most).
+		 */
+		log_warn("event=scan_head_too_big id=%s", t->in->queue_id ? t->in->queue_id : "-");
+		free(b.p);
+		b.p = NULL;
+		b.len = 0;
+		r->head_skip = 0;
 	}
 	r->head = b.p;
 	r->head_len = b.len;

@@ -85,41 +85,12 @@ phish_sym(struct scan_task *t, enum scan_sym_id id, const char *fmt, ...)
 static size_t
 phish_utf8(const unsigned char *s, size_t n, uint32_t *cp)
 {
-	size_t len;
-	uint32_t c;
+	size_t len = utf8_decode(s, n, cp);
 
-	if (s[0] < 0x80) {
-		*cp = s[0];
-		return 1;
-	}
-	if (s[0] >= 0xc2 && s[0] <= 0xdf) {
-		len = 2;
-		c = s[0] & 0x1f;
-	} else if (s[0] >= 0xe0 && s[0] <= 0xef) {
-		len = 3;
-		c = s[0] & 0x0f;
-	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
-		len = 4;
-		c = s[0] & 0x07;
-	} else {
+	if (len == 0) {
 		*cp = 0xfffd;
 		return 1;
 	}
-	if (len > n) {
-		*cp = 0xfffd;
-		return 1;
-	}
-	for (size_t i = 1; i < len; i++) {
-		if ((s[i] & 0xc0) != 0x80) {
-			*cp = 0xfffd;
-			return 1;
-		}
-		c = c << 6 | (s[i] & 0x3f);
-	}
-	if ((len == 3 && c < 0x800) || (len == 4 && (c < 0x10000 || c > 0x10ffff)) ||
-	    (c >= 0xd800 && c <= 0xdfff))
-		c = 0xfffd;
-	*cp = c;
 	return len;
 }
 

@@ -163,22 +163,9 @@ spf_lower(char c)
 static bool
 spf_name_ok(const char *name, bool multi)
 {
-	size_t len = strnlen(name, DNS_NAME_MAX + 2), label = 0, labels = 1;
+	size_t labels = dns_name_labels(name);
 
-	if (len > 1 && name[len - 1] == '.')
-		len--;
-	if (len == 0 || len > DNS_NAME_MAX)
-		return false;
-	for (size_t i = 0; i < len; i++) {
-		if (name[i] == '.') {
-			if (label == 0)
-				return false;
-			label = 0;
-			labels++;
-		} else if (!spf_host_char((unsigned char)name[i]) || ++label > DNS_LABEL_MAX)
-			return false;
-	}
-	return label > 0 && (!multi || labels >= 2);
+	return labels > 0 && (!multi || labels >= 2);
 }
 
 /* The client's address from text; IPv4-mapped IPv6 becomes IPv4. */

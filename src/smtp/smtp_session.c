@@ -315,6 +315,19 @@ smtp_message_check(struct smtp_session *s, char *buf, size_t bufsize)
 	return NULL;
 }
 
+/* The transaction is over (answered): take the next command, or close after EOF. */
+static void
+smtp_tx_next(struct smtp_session *s)
+{
+	smtp_tx_end(s);
+	if (s->peer_eof) {
+		smtp_session_eof(s);
+	} else {
+		bufferevent_enable(s->bev, EV_READ);
+		smtp_input(s);
+	}
+}
+
 static void
 smtp_commit_cb(void *arg, struct spool_msg *m, int err)
 {
@@ -345,13 +358,7 @@ smtp_commit_cb(void *arg, struct spool_msg *m, int err)
 			         env->nrcpts, (unsigned long long)spool_msg_size(m),
 			         smtp_protocol(s));
 		}
-		smtp_tx_end(s);
-		if (s->peer_eof) {
-			smtp_session_eof(s);
-		} else {
-			bufferevent_enable(s->bev, EV_READ);
-			smtp_input(s);
-		}
+		smtp_tx_next(s);
 	}
 	smtp_release(s); /* the reference taken for the commit */
 }
@@ -363,19 +370,6 @@ smtp_commit(struct smtp_session *s)
 	s->committing = true;
 	smtp_enter_state(s, SMTP_S_COMMIT);
 	spool_msg_commit(s->msg, smtp_commit_cb, s);
-}
-
-/* A refused message (scan verdict): drop it and take the next command. */
-static void
-smtp_message_refuse(struct smtp_session *s)
-{
-	smtp_tx_end(s);
-	if (s->peer_eof) {
-		smtp_session_eof(s);
-	} else {
-		bufferevent_enable(s->bev, EV_READ);
-		smtp_input(s);
-	}
 }
 
 /* A reply text from the scan: one line of printable ASCII. */
@@ -398,18 +392,19 @@ smtp_scan_done(void *arg, struct scan_job *job)
 	s->scanning = false;
 	free((void *)(uintptr_t)s->scan_in.rcpts); /* allocated by smtp_scan_start() */
 	memset(&s->scan_in, 0, sizeof(s->scan_in));
-	if (s->closed || s->peer_eof) {
-		/*
-		 * The client is gone (or closed its side, which a client waiting
-		 * for its reply does not do): it has no reply and will send the
-		 * message again, so nothing is kept (no duplicate).
-		 */
+	if (s->closed) {
+		/* the connection is gone and had no reply: nothing is kept */
 		spool_msg_abort(s->msg);
 		s->msg = NULL;
-		if (!s->closed)
-			smtp_session_close(s, "client closed during the scan");
 		goto out;
 	}
+	/*
+	 * A client that only closed its sending side (peer_eof) may still read
+	 * its reply, as after any commit: answer it. One that closed outright
+	 * before its reply broke RFC 5321's 10-minute wait for it (4.5.3.2.6),
+	 * longer than any scan_timeout: it may get the message twice (RFC
+	 * 1047), like from any MTA.
+	 */
 	smtp_reply_text(r->reason);
 	log_info("event=scanned sid=%llu id=%s client=%s verdict=%s score=%.2f cpu_us=%llu "
 	         "symbols=%s",
@@ -420,12 +415,12 @@ smtp_scan_done(void *arg, struct scan_job *job)
 	case SCAN_TEMPFAIL:
 		stats_inc(scan_tempfailed);
 		smtp_reply(s, "451 4.7.1 Message not scanned (%s); try again later", r->reason);
-		smtp_message_refuse(s);
+		smtp_tx_next(s);
 		break;
 	case SCAN_REJECT:
 		stats_inc(scan_rejected);
 		smtp_reply(s, "550 5.7.1 Message rejected: %s (ref %s)", r->reason, id);
-		smtp_message_refuse(s);
+		smtp_tx_next(s);
 		break;
 	case SCAN_QUARANTINE:
 	case SCAN_DELIVER:

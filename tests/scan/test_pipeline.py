@@ -566,19 +566,23 @@ class TestReviewCases(unittest.TestCase):
         finally:
             m.stop()
 
-    def test_client_leaving_during_the_scan_keeps_nothing(self):
+    def test_client_leaving_during_the_scan(self):
+        """A half-close during the scan still gets its 250 (the client may
+        still read); a connection reset gets nothing kept."""
         import socket
+        import struct
         import threading
         slow = socket.socket()
         slow.bind(("127.0.0.1", 0))
         slow.listen(8)
 
-        def clamd():  # answers after 2 s, once the client is gone
+        def clamd():  # answers after 2 s
             while True:
                 try:
                     c, _ = slow.accept()
                 except OSError:
                     return
+
                 def serve(c=c):
                     c.settimeout(10)
                     data = b""
@@ -597,19 +601,33 @@ class TestReviewCases(unittest.TestCase):
                   domains=DOMAINS, name="scanleave")
         m.start()
         try:
-            s = smtplib.SMTP("127.0.0.1", m.port, local_hostname="mail.client.example")
-            s.ehlo()
-            s.mail("x@remote.test")
-            s.rcpt("user@example.test")
-            s.putcmd("data")
-            self.assertEqual(s.getreply()[0], 354)
-            s.send(eml(hdrs("x@remote.test"), "leaving\n") + b".\r\n")
-            s.sock.shutdown(socket.SHUT_RDWR)  # gives up before the verdict
+            def start(rcpt):
+                s = socket.create_connection(("127.0.0.1", m.port), timeout=30)
+                f = s.makefile("rb")
+                f.readline()
+                s.sendall(b"EHLO c.example\r\n")
+                while f.readline()[3:4] == b"-":
+                    pass
+                s.sendall(b"MAIL FROM:<x@remote.test>\r\nRCPT TO:<%s>\r\nDATA\r\n" % rcpt)
+                for _ in range(3):
+                    f.readline()
+                s.sendall(eml(hdrs("x@remote.test"), "leaving\n") + b".\r\n")
+                return s, f
+
+            s, f = start(b"half@example.test")
+            s.shutdown(socket.SHUT_WR)  # still reading
+            self.assertTrue(f.readline().startswith(b"250 "))
+            f.close()
             s.close()
-            m.wait_log(r"reason=\"client closed during the scan\"", timeout=15)
-            time.sleep(0.5)
-            self.assertEqual(len(m.maildir("user@example.test")), 0)
-            self.assertEqual(os.listdir(os.path.join(m.data, "queue")), [])
+            m.wait_maildir("half@example.test")
+
+            s, f = start(b"reset@example.test")
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            f.close()  # (the file object holds the socket open too)
+            s.close()  # RST: the connection is gone
+            m.wait_log(r"event=scanned .*", timeout=15)
+            time.sleep(2.5)
+            self.assertEqual(len(m.maildir("reset@example.test")), 0)
             self.assertEqual(os.listdir(os.path.join(m.data, "incoming")), [])
         finally:
             m.stop()
