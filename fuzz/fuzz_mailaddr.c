@@ -15,7 +15,6 @@
 
 #include "common/mailaddr.h"
 
-
 /* Octets of s that no parsed address may hold. */
 static void
 check_text(const char *s, unsigned flags)
