@@ -334,7 +334,12 @@ attach_class_fits(enum attach_class want, enum attach_class got)
 	if (want == AC_EXE)
 		return true; /* blocked by name anyway */
 	switch (want) {
-	case AC_OLE: /* Word opens a .docx named .doc */
+	case AC_OLE:
+		/*
+		 * Word opens a .docx named .doc, Excel a CSV (Windows declares CSV
+		 * as application/vnd.ms-excel), Word RTF (sent as msword)
+		 */
+		return got == AC_OOXML || got == AC_ZIP || got == AC_TEXT || got == AC_RTF;
 	case AC_ZIP:
 	case AC_OOXML:
 		return got == AC_OOXML || got == AC_ZIP;
@@ -596,7 +601,13 @@ attach_entry(struct attach_ctx *c, struct archive *a, const char *ename, unsigne
 	free(block);
 	if (kept > 0 && !c->stop) {
 		enum attach_archive_kind kind = attach_archive_kind(keep, kept, NULL);
+		char clean[ATTACH_NAME_MAX + 1], ext[ATTACH_EXT_MAX];
 
+		/* an entry named an archive is opened as one (see attach_says_archive) */
+		attach_name_clean(ename, clean, sizeof(clean));
+		if (kind == AK_NONE && attach_ext(clean, ext, sizeof(ext)) &&
+		    (attach_class_of_ext(ext) == AC_ZIP || attach_class_of_ext(ext) == AC_ARCHIVE))
+			kind = AK_ARCHIVE;
 		if (attach_is_executable(keep, kept, NULL))
 			scan_sym(c->t, SYM_ATTACH_EXECUTABLE, "%.60s:%.100s", c->name, ename);
 		if (whole && attach_ole_macros(keep, kept))
@@ -733,6 +744,26 @@ attach_check_type(struct attach_ctx *c, const struct scan_part *p)
 	}
 }
 
+/* Does the declared type or a name of p say zip or another archive? */
+static bool
+attach_says_archive(const struct scan_part *p)
+{
+	enum attach_class cls = attach_class_of_type(p->ctype);
+	char clean[ATTACH_NAME_MAX + 1], ext[ATTACH_EXT_MAX];
+
+	if (cls == AC_ZIP || cls == AC_ARCHIVE)
+		return true;
+	for (size_t i = 0; i < p->nnames; i++) {
+		attach_name_clean(p->names[i], clean, sizeof(clean));
+		if (attach_ext(clean, ext, sizeof(ext))) {
+			cls = attach_class_of_ext(ext);
+			if (cls == AC_ZIP || cls == AC_ARCHIVE)
+				return true;
+		}
+	}
+	return false;
+}
+
 /* One leaf part: its names, its content. */
 static void
 attach_part(struct scan_task *t, const struct scan_part *p, size_t idx)
@@ -758,6 +789,13 @@ attach_part(struct scan_task *t, const struct scan_part *p, size_t idx)
 	if (attach_ole_macros(p->data, p->len))
 		scan_sym(t, SYM_OFFICE_MACRO, "%.100s", c.name);
 	kind = attach_archive_kind(p->data, p->len, p->magic_type);
+	/*
+	 * Named or declared an archive although its first octets are not one
+	 * (a zip behind a prefix still opens: libarchive finds its central
+	 * directory): open it anyway; what does not open is quarantined.
+	 */
+	if (kind == AK_NONE && attach_says_archive(p))
+		kind = AK_ARCHIVE;
 	if (kind != AK_NONE)
 		attach_archive(&c, p->data, p->len, 1, kind);
 }

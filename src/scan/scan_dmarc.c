@@ -392,7 +392,7 @@ dmarc_aligned(const char *id, const char *from, const char *from_org, bool stric
 
 /* The From domain of the message, or NULL with why set (6.6.1). */
 static const char *
-dmarc_from_domain(const struct scan_task *t, char *why, size_t whysize)
+dmarc_from_domain(const struct scan_task *t, char *why, size_t whysize, bool *multi)
 {
 	const char *d;
 
@@ -410,6 +410,7 @@ dmarc_from_domain(const struct scan_task *t, char *why, size_t whysize)
 		}
 		if (!str_ieq(di, d)) {
 			dmarc_why(why, whysize, "From addresses in different domains");
+			*multi = true;
 			return NULL;
 		}
 	}
@@ -432,11 +433,13 @@ scan_check_dmarc(struct scan_task *t)
 	struct dmarc_record rec;
 	enum dmarc_lookup lk;
 	enum dmarc_p policy;
-	bool at_org = false;
+	bool at_org = false, multi = false;
 
 	memset(&t->dmarc, 0, sizeof(t->dmarc));
-	raw = dmarc_from_domain(t, why, sizeof(why));
+	raw = dmarc_from_domain(t, why, sizeof(why), &multi);
 	if (raw == NULL) {
+		if (multi) /* the reader may show the one the sender forged */
+			scan_sym(t, SYM_DMARC_MULTIPLE_FROM, NULL);
 		dmarc_finish(t, SCAN_AUTH_PERMERROR, SYM_DMARC_PERMERROR, why);
 		return;
 	}

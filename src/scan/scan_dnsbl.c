@@ -295,7 +295,7 @@ dnsbl_check_links(struct scan_task *t)
 
 	if (nzones == 0 || t->msg.urls == NULL)
 		return;
-	for (size_t i = 0; i < nurls && ndomains < URIBL_DOMAINS_MAX; i++) {
+	for (size_t i = 0; i < nurls; i++) {
 		const struct scan_url *u = &t->msg.urls[i];
 		char d[DNS_NAME_MAX + 1];
 		bool seen = false;
@@ -304,8 +304,14 @@ dnsbl_check_links(struct scan_task *t)
 			continue;
 		for (size_t k = 0; k < ndomains && !seen; k++)
 			seen = strcmp(domains[k], d) == 0;
-		if (!seen)
-			str_copy(domains[ndomains++], d, sizeof(domains[0]));
+		if (seen)
+			continue;
+		if (ndomains == URIBL_DOMAINS_MAX) {
+			/* harmless domains first must not hide a listed one */
+			scan_sym(t, SYM_URL_LIMIT, "more than %d link domains", URIBL_DOMAINS_MAX);
+			break;
+		}
+		str_copy(domains[ndomains++], d, sizeof(domains[0]));
 	}
 	for (size_t k = 0; k < ndomains; k++) {
 		for (size_t i = 0; i < nzones && scan_remaining_ms(t) > 0; i++) {

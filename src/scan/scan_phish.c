@@ -14,9 +14,9 @@
  * - "Ours" is a protected domain or any subdomain of one; none of these
  *   checks fire for it except PHISH_SPOOFED_PROTECTED.
  * - A lookalike is a registered label at a small edit distance (optimal
- *   string alignment) from a protected one, before or after mapping
- *   homoglyphs; the same label under another suffix (contoso.net for
- *   contoso.com) is not one: companies own their brand under many TLDs.
+ *   string alignment: none under 6 characters, 1 under 9, else 2) from a
+ *   protected one, before or after mapping homoglyphs; the same label under another suffix
+ * (contoso.net for contoso.com) is not one: companies own their brand under many TLDs.
  * - Display names match a protected user only by equality of normalised
  *   forms, for local parts of at least PHISH_USER_MIN characters that are
  *   not role names every outside sender also uses (support, info).
@@ -444,7 +444,12 @@ phish_lookalike(struct scan_task *t, struct phish_ctx *c, const char *host)
 	mixed = phish_mixed_scripts(label, nlabel);
 	for (size_t i = 0; i < c->nprot; i++) {
 		const struct phish_prot *p = &c->prot[i];
-		size_t cap = p->nlabel >= 5 ? 2 : p->nlabel >= 3 ? 1 : 0;
+		/*
+		 * Edits allowed: none for short names (acme would match acm, ace,
+		 * acne: homoglyphs still count, through the skeletons), one from 6
+		 * characters, two from 9.
+		 */
+		size_t cap = p->nlabel >= 9 ? 2 : p->nlabel >= 6 ? 1 : 0;
 
 		if (strcmp(reg, p->reg) == 0)
 			continue;

@@ -85,6 +85,14 @@ rules_rcpt_match(const struct scan_task *t, const struct rule_cond *c)
 	return false;
 }
 
+/*
+ * What a header condition's pattern is matched against: at most this
+ * many octets of the field. glibc's regexec() is quadratic on some
+ * patterns (a 250 KB Subject took 16 s with "invoice.*overdue"), and no
+ * field a rule means is longer.
+ */
+#define RULES_HEADER_MATCH_MAX 4096
+
 /* The value of h unfolded (CR and LF dropped, NUL as a blank), leading blanks skipped. */
 static const char *
 rules_unfold(struct rules_ctx *x, const struct scan_hdr *h)
@@ -97,7 +105,7 @@ rules_unfold(struct rules_ctx *x, const struct scan_hdr *h)
 	}
 	while (i < h->value_len && (h->value[i] == ' ' || h->value[i] == '\t'))
 		i++;
-	for (; i < h->value_len; i++) {
+	for (; i < h->value_len && o < RULES_HEADER_MATCH_MAX; i++) {
 		char ch = h->value[i];
 
 		if (ch == '\r' || ch == '\n')

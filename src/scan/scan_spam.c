@@ -226,6 +226,8 @@ rspamd_post(struct scan_task *t, long timeout_ms, struct rspamd_buf *b, char *wh
 	curl_easy_setopt(c, CURLOPT_URL, t->cfg->rspamd_url);
 	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	/* rspamd is reached directly: no proxy from the environment sees the mail */
+	curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
 	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
 	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
 	curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);

@@ -622,6 +622,9 @@ scan_url_extract(struct scan_task *t)
 		else if (p->text)
 			url_scan_text(&st, p->text_utf8, strlen(p->text_utf8), false);
 	}
+	/* links past a limit were not examined: padding must not hide one */
+	if (url_done(&st) || st.nodes > URL_HTML_NODES_MAX)
+		scan_sym(t, SYM_URL_LIMIT, "%zu links, %zu HTML nodes", t->msg.nurls, st.nodes);
 }
 
 void

@@ -634,6 +634,40 @@ class TestReviewCases(unittest.TestCase):
             slow.close()
 
 
+class TestLimits(unittest.TestCase):
+    """Hostile sizes are refused early or marked, never silently skipped."""
+
+    def setUp(self):
+        self.m = Moatd(domains=DOMAINS, name="scanlimits")  # its config; no daemon needed
+
+    def scan(self, body, ctype="text/plain"):
+        r = moatctl_scan(self.m.conf_path, eml(hdrs("x@remote.test"), body, ctype),
+                         "x@remote.test", ["user@example.test"])
+        return r["verdict"], [s["name"] for s in r["symbols"]]
+
+    def test_a_million_parts_are_not_parsed(self):
+        body = "--b\r\n\r\n" * 3000 + "--b--\r\n"
+        t0 = time.monotonic()
+        verdict, syms = self.scan(body, 'multipart/mixed; boundary="b"')
+        self.assertEqual(verdict, "quarantine")
+        self.assertIn("MIME_TOO_MANY_PARTS", syms)
+        self.assertLess(time.monotonic() - t0, 30)
+
+    def test_links_past_the_limit_are_marked(self):
+        body = "".join("http://l%d.example/x\n" % i for i in range(700))
+        verdict, syms = self.scan(body)
+        self.assertIn("URL_LIMIT", syms)
+
+    def test_rule_regex_sees_a_bounded_field(self):
+        m = Moatd(domains=DOMAINS + "\n[rule slow]\npriority = 1\n"
+                  "if = header Subject invoice.*overdue\nthen = score 1\n", name="scanre")
+        msg = eml(hdrs("x@remote.test", subject="invoice " + "a" * 250000), "hi\n")
+        t0 = time.monotonic()
+        r = moatctl_scan(m.conf_path, msg, "x@remote.test", ["user@example.test"])
+        self.assertLess(time.monotonic() - t0, 10)
+        self.assertNotIn("MOAT_RULE", [s["name"] for s in r["symbols"]])
+
+
 class TestDnsCache(unittest.TestCase):
     """The scan's answer cache keeps answers for their TTL and never keeps a
     temporary failure."""
