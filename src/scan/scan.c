@@ -395,6 +395,19 @@ scan_build_head(const struct scan_task *t, struct scan_result *r)
 	r->head_len = b.len;
 }
 
+/* A copy of s (attacker text) for the store: controls become blanks, at most 998 octets. */
+static char *
+scan_one_line(const char *s)
+{
+	size_t n = s ? strnlen(s, 998) : 0;
+	char *o = xmalloc(n + 1);
+
+	for (size_t i = 0; i < n; i++)
+		o[i] = (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? ' ' : s[i];
+	o[n] = '\0';
+	return o;
+}
+
 void
 scan_result_symbols(const struct scan_result *r, char *buf, size_t size)
 {
@@ -494,6 +507,9 @@ scan_run(const struct scan_env *env, const struct config *cfg, const struct poli
 	out->verdict = scan_decide(t, score, out->reason, sizeof(out->reason));
 	if (out->verdict != SCAN_TEMPFAIL && out->verdict != SCAN_REJECT)
 		scan_build_head(t, out);
+	out->subject = scan_one_line(t->msg.subject);
+	out->from = scan_one_line(t->msg.nfrom > 0 && t->msg.from[0].addr ? t->msg.from[0].addr : NULL);
+	out->message_id = scan_one_line(t->msg.message_id);
 	scan_result_symbols(out, syms, sizeof(syms));
 	out->summary = xasprintf("verdict=%s score=%.2f symbols=%s", scan_verdict_str(out->verdict),
 	                         out->score, syms);
@@ -508,5 +524,8 @@ scan_result_free(struct scan_result *r)
 	free(r->syms);
 	free(r->head);
 	free(r->summary);
+	free(r->subject);
+	free(r->from);
+	free(r->message_id);
 	memset(r, 0, sizeof(*r));
 }

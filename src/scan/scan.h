@@ -114,6 +114,8 @@ struct scan_result {
 	size_t head_len;
 	size_t head_skip;
 	char reason[256]; /* one line for the reply and the log */
+	/* for tracking and the quarantine: decoded, one line each, "" if none */
+	char *subject, *from, *message_id;
 	/* verdict line as in X-Moat-Verdict, for logs and the quarantine */
 	char *summary;
 };
