@@ -226,6 +226,9 @@ struct config_listen_list {
 	X(uribl_zones, STRING, "", 0, 0,                                                           \
 	  "Domain blocklists for the domains of links, ZONE[:WEIGHT] comma separated "             \
 	  "(dbl.spamhaus.org:4). Empty: none.")                                                    \
+	X(store, PATH, "", 0, 0,                                                                   \
+	  "The store: message tracking and quarantine records, an SQLite file. Empty: "            \
+	  "data_dir/moat.db.")                                                                     \
 	X(relay_key_header, STRING, "X-Moat-Relay-Key", 0, 0,                                      \
 	  "Header carrying the per-domain relay key on delivered mail (Exchange's bypass rule "    \
 	  "requires it); removed from incoming mail.")

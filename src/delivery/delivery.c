@@ -31,6 +31,7 @@
 #include "../common/util.h"
 #include "../policy/policy.h"
 #include "../scan/scan.h"
+#include "../store/store_writer.h"
 #include "../smtp/smtp_parse.h"
 
 #include <arpa/inet.h>
@@ -189,6 +190,17 @@ dq_set_outcome(struct dq_msg *m, size_t i, enum dq_rcpt_state st, const char *st
 	r->remote = nremote;
 	r->diag = ndiag;
 	r->when = (int64_t)time(NULL);
+	if (st == DQ_DELIVERED || st == DQ_FAILED || st == DQ_PENDING) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		store_writer_delivery(m->d->store, m->id, r->addr,
+		                      st == DQ_DELIVERED ? STORE_OUT_DELIVERED
+		                      : st == DQ_FAILED  ? STORE_OUT_BOUNCED
+		                                         : STORE_OUT_DEFERRED,
+		                      ndiag ? ndiag : "",
+		                      (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+	}
 }
 
 struct dq_reload {
@@ -869,6 +881,12 @@ void
 delivery_set_scan_env(struct delivery *d, const struct scan_env *env)
 {
 	d->scan_env = env;
+}
+
+void
+delivery_set_store(struct delivery *d, struct store_writer *w)
+{
+	d->store = w;
 }
 
 /* Deliver recipient i to its local Maildir, now. */

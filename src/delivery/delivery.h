@@ -39,6 +39,10 @@ struct scan_env;
  * another's key. Before delivery_start().
  */
 void delivery_set_scan_env(struct delivery *d, const struct scan_env *env);
+struct store_writer;
+/* Tell the store every recipient's outcome (delivered, deferred, bounced). Before delivery_start().
+ */
+void delivery_set_store(struct delivery *d, struct store_writer *w);
 /* Serve the control socket (moatctl) at path on the delivery loop. */
 int delivery_control_open(struct delivery *d, const char *path, char *err, size_t errsize);
 int delivery_start(struct delivery *d);

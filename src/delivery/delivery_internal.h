@@ -221,6 +221,7 @@ struct delivery {
 	bool stopping;                   /* nothing new starts: no connection, no schedule */
 	struct control *control;         /* the control socket, on this loop */
 	const struct scan_env *scan_env; /* for relay keys; NULL: none are stamped */
+	struct store_writer *store;      /* tracking; NULL: none */
 };
 
 /* delivery.c, for the control commands (delivery_ctl.c) */

@@ -21,6 +21,7 @@
 #include "../delivery/delivery.h"
 #include "../policy/policy.h"
 #include "../scan/scan_pool.h"
+#include "../store/store_writer.h"
 #include "../smtp/smtp.h"
 #include "../smtp/smtp_tls.h"
 #include "../spool/spool.h"
@@ -50,6 +51,7 @@ struct moatd {
 	struct delivery *delivery;
 	struct scan_env *scan_env;
 	struct scan_pool *scan;
+	struct store_writer *store;
 	struct event *ev_hup, *ev_term, *ev_int;
 };
 
@@ -253,8 +255,20 @@ main(int argc, char **argv)
 		fatalx("scan: %s", err);
 	m.scan = scan_pool_start(m.base, m.scan_env, (unsigned)m.cfg->scan_workers);
 	smtp_server_set_scan(m.smtp, m.scan);
+	{
+		/* the store: tracking and quarantine records, written off the mail path */
+		char *path = m.cfg->store[0] ? xstrdup(m.cfg->store)
+		                             : xasprintf("%s/moat.db", m.cfg->data_dir);
+
+		if ((m.store = store_writer_start(path, err, sizeof(err))) == NULL)
+			fatalx("store %s: %s", path, err);
+		log_info("event=store path=%s", path);
+		free(path);
+	}
+	smtp_server_set_store(m.smtp, m.store);
 	m.delivery = delivery_new(m.spool, m.cfg, m.pol);
 	delivery_set_scan_env(m.delivery, m.scan_env);
+	delivery_set_store(m.delivery, m.store);
 	{
 		char *path = m.cfg->control_socket[0]
 		                     ? xstrdup(m.cfg->control_socket)
@@ -296,6 +310,7 @@ main(int argc, char **argv)
 	event_free(m.ev_term);
 	event_free(m.ev_int);
 	spool_close(m.spool);
+	store_writer_stop(m.store); /* after delivery: it writes what is queued */
 	scan_env_free(m.scan_env);
 	policy_unref(m.pol);
 	config_unref(m.cfg);

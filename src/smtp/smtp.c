@@ -45,6 +45,12 @@ smtp_server_set_scan(struct smtp_server *srv, struct scan_pool *pool)
 	srv->scan = pool;
 }
 
+void
+smtp_server_set_store(struct smtp_server *srv, struct store_writer *w)
+{
+	srv->store = w;
+}
+
 static void smtp_accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
                            int salen, void *arg);
 

@@ -20,6 +20,9 @@ void smtp_server_set_spool(struct smtp_server *srv, struct spool *spool);
 struct scan_pool;
 /* The scan workers (NULL: messages are committed unscanned, as with scan = no). */
 void smtp_server_set_scan(struct smtp_server *srv, struct scan_pool *pool);
+struct store_writer;
+/* Where messages are tracked (NULL: nowhere). */
+void smtp_server_set_store(struct smtp_server *srv, struct store_writer *w);
 /* Bind every smtp_listen address (before privileges are dropped). */
 int smtp_server_listen(struct smtp_server *srv, char *err, size_t errsize);
 /* Load the TLS certificate (after binding, before accepting). */

@@ -61,6 +61,7 @@ struct smtp_server {
 	struct policy *pol;
 	struct spool *spool;
 	struct scan_pool *scan;
+	struct store_writer *store; /* tracking; NULL: none */
 	SSL_CTX *tls;
 	struct smtp_listener listeners[CONFIG_LISTEN_MAX];
 	size_t nlisteners;
@@ -77,6 +78,15 @@ struct smtp_server {
 	void (*shutdown_done)(void *arg);
 	void *shutdown_arg;
 };
+
+/* What the store is told of a message the session scanned (smtp_session.c). */
+struct smtp_track {
+	int verdict; /* enum store_verdict */
+	double score;
+	char *symbols, *reason, *subject, *from, *message_id;
+};
+
+struct store_writer;
 
 struct smtp_session {
 	struct smtp_server *srv;
@@ -120,6 +130,7 @@ struct smtp_session {
 	bool committing;              /* msg is with the spool; its callback holds a reference */
 	bool scanning;             /* msg is with a scan worker; its callback holds a reference */
 	struct scan_input scan_in; /* what the worker reads (valid while scanning) */
+	struct smtp_track *track;  /* the scan's outcome, tracked once the commit is durable */
 	bool peer_eof;             /* the client closed its sending side */
 	const char *chunk_error;   /* reply after a discarded chunk */
 	uint64_t data_start_ms;

@@ -34,6 +34,7 @@
 #include "../common/util.h"
 #include "../policy/policy.h"
 #include "../scan/scan_pool.h"
+#include "../store/store_writer.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -97,11 +98,14 @@ smtp_hold(struct smtp_session *s)
 	s->refs++;
 }
 
+static void smtp_track_free(struct smtp_track *tr);
+
 static void
 smtp_release(struct smtp_session *s)
 {
 	if (--s->refs > 0)
 		return;
+	smtp_track_free(s->track);
 	spool_env_clear(&s->env);
 	config_unref(s->cfg);
 	policy_unref(s->pol);
@@ -315,6 +319,84 @@ smtp_message_check(struct smtp_session *s, char *buf, size_t bufsize)
 	return NULL;
 }
 
+/* --- tracking (src/store/store_writer.c: written off the mail path) --- */
+
+static void
+smtp_track_free(struct smtp_track *tr)
+{
+	if (tr == NULL)
+		return;
+	free(tr->symbols);
+	free(tr->reason);
+	free(tr->subject);
+	free(tr->from);
+	free(tr->message_id);
+	free(tr);
+}
+
+/* The scan's outcome, for the store. */
+static struct smtp_track *
+smtp_track_new(const struct scan_result *r)
+{
+	static const int verdicts[] = {
+	        [SCAN_DELIVER] = STORE_V_DELIVER,
+	        [SCAN_QUARANTINE] = STORE_V_QUARANTINE,
+	        [SCAN_REJECT] = STORE_V_REJECT,
+	        [SCAN_TEMPFAIL] = STORE_V_TEMPFAIL,
+	};
+	struct smtp_track *tr = xcalloc(1, sizeof(*tr));
+	char syms[2048];
+
+	scan_result_symbols(r, syms, sizeof(syms));
+	tr->verdict = verdicts[r->verdict];
+	tr->score = r->score;
+	tr->symbols = xstrdup(syms);
+	tr->reason = xstrdup(r->reason);
+	tr->subject = xstrdup(r->subject ? r->subject : "");
+	tr->from = xstrdup(r->from ? r->from : "");
+	tr->message_id = xstrdup(r->message_id ? r->message_id : "");
+	return tr;
+}
+
+/*
+ * Tell the store about a message: its envelope, the scan's outcome (tr,
+ * or not scanned), and its quarantine record when it is held.
+ */
+static void
+smtp_track(struct smtp_session *s, const struct spool_env *env, uint64_t size,
+           const struct smtp_track *tr, bool quarantined)
+{
+	const char **rcpts;
+	struct store_track_in in = {0};
+	struct store_quar_in q = {0};
+	const char *at;
+
+	if (s->srv->store == NULL)
+		return;
+	rcpts = xcalloc(env->nrcpts ? env->nrcpts : 1, sizeof(*rcpts));
+	for (size_t i = 0; i < env->nrcpts; i++)
+		rcpts[i] = env->rcpts[i].addr;
+	in.id = env->id;
+	in.received_ms = env->received_at * 1000;
+	in.client_ip = env->client_addr;
+	in.helo = env->helo;
+	in.sender = env->sender;
+	in.rcpts = rcpts;
+	in.nrcpts = env->nrcpts;
+	in.subject = tr ? tr->subject : "";
+	in.from = tr ? tr->from : "";
+	in.message_id = tr ? tr->message_id : "";
+	in.size = size;
+	/* the domain it is held for: its first recipient's (one quarantine entry per message) */
+	if (quarantined && env->nrcpts > 0 && (at = strrchr(env->rcpts[0].addr, '@')) != NULL)
+		q.domain = at + 1;
+	store_writer_message(s->srv->store, &in,
+	                     tr ? (enum store_verdict)tr->verdict : STORE_V_NONE,
+	                     tr ? tr->score : 0, tr ? tr->symbols : "", tr ? tr->reason : "",
+	                     q.domain ? &q : NULL);
+	free(rcpts);
+}
+
 /* The transaction is over (answered): take the next command, or close after EOF. */
 static void
 smtp_tx_next(struct smtp_session *s)
@@ -337,6 +419,17 @@ smtp_commit_cb(void *arg, struct spool_msg *m, int err)
 
 	s->msg = NULL;
 	s->committing = false;
+	if (err && s->track) { /* nothing was kept: the client was told to try again */
+		free(s->track->reason);
+		s->track->reason = xasprintf("spool error: %s", strerror(err));
+		s->track->verdict = STORE_V_TEMPFAIL;
+		smtp_track(s, env, spool_msg_size(m), s->track, false);
+	} else if (!err) {
+		/* durable: tracked even if the client is gone meanwhile */
+		smtp_track(s, env, spool_msg_size(m), s->track, spool_msg_quarantined(m));
+	}
+	smtp_track_free(s->track);
+	s->track = NULL;
 	if (!s->closed) {
 		if (err) {
 			if (err == ENOSPC || err == EDQUOT)
@@ -414,11 +507,19 @@ smtp_scan_done(void *arg, struct scan_job *job)
 	switch (r->verdict) {
 	case SCAN_TEMPFAIL:
 		stats_inc(scan_tempfailed);
+		s->track = smtp_track_new(r);
+		smtp_track(s, spool_msg_env(s->msg), spool_msg_size(s->msg), s->track, false);
+		smtp_track_free(s->track);
+		s->track = NULL;
 		smtp_reply(s, "451 4.7.1 Message not scanned (%s); try again later", r->reason);
 		smtp_tx_next(s);
 		break;
 	case SCAN_REJECT:
 		stats_inc(scan_rejected);
+		s->track = smtp_track_new(r);
+		smtp_track(s, spool_msg_env(s->msg), spool_msg_size(s->msg), s->track, false);
+		smtp_track_free(s->track);
+		s->track = NULL;
 		smtp_reply(s, "550 5.7.1 Message rejected: %s (ref %s)", r->reason, id);
 		smtp_tx_next(s);
 		break;
@@ -430,6 +531,7 @@ smtp_scan_done(void *arg, struct scan_job *job)
 			stats_inc(scan_delivered);
 		spool_msg_set_scan(s->msg, r->head, r->head_len, r->head_skip, r->summary,
 		                   r->verdict == SCAN_QUARANTINE);
+		s->track = smtp_track_new(r); /* told to the store once the commit is durable */
 		r->head = NULL;
 		r->summary = NULL;
 		smtp_commit(s);

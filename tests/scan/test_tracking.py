@@ -1,0 +1,84 @@
+"""Message tracking and quarantine records (src/store/, written by the
+tracking writer thread off the mail path): every message moat saw, its
+verdict and symbols, each recipient's outcome, and a quarantine entry for
+what it holds, read back from the SQLite store moatd keeps in data_dir.
+
+Run: /usr/bin/python3 tests/lib/runner.py scan tests/scan test_tracking.py
+"""
+import os
+import sqlite3
+import sys
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "lib"))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "delivery"))
+
+from moat_harness import Moatd  # noqa: E402
+from test_pipeline import GTUBE, QID, REF, eml, hdrs, multipart, part, smtp_send  # noqa: E402
+
+
+class TestTracking(unittest.TestCase):
+    def test_every_outcome_is_tracked(self):
+        from dlvutil import Sink, domain, moat_conf, smtp_route
+        down = Sink(rcpt_policy=lambda a: "450 4.2.1 try later" if a.startswith("later@") else None)
+        down.start()
+        domains = ("[domain example.test]\nrecipients = any\nroute = maildir\n\n"
+                   + domain("relay.test", smtp_route(down.port)))
+        m = Moatd(conf=moat_conf(down.port), domains=domains, name="track")
+        m.start()
+        try:
+            code, text = smtp_send(m.port, eml(hdrs("a@remote.test", subject="hello there"),
+                                               "hi\n"), "a@remote.test", ["u@example.test"])
+            self.assertEqual(code, 250, text)
+            ok = QID.search(text).group(1)
+            code, text = smtp_send(m.port, eml(hdrs("b@remote.test", subject="test"),
+                                               GTUBE + b"\n"), "b@remote.test", ["u@example.test"])
+            self.assertEqual(code, 550, text)
+            rej = REF.search(text).group(1)
+            msg = multipart(hdrs("c@remote.test", subject="invoice"), [
+                part('application/octet-stream; name="a.exe"', b"MZ\0\0",
+                     ['Content-Disposition: attachment; filename="a.exe"'], "base64")])
+            code, text = smtp_send(m.port, msg, "c@remote.test", ["u@example.test"])
+            self.assertEqual(code, 250, text)
+            quar = QID.search(text).group(1)
+            code, text = smtp_send(m.port, eml(hdrs("d@remote.test"), "relayed\n"),
+                                   "d@remote.test", ["now@relay.test", "later@relay.test"])
+            self.assertEqual(code, 250, text)
+            relayed = QID.search(text).group(1)
+            m.wait_maildir("u@example.test")
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and not down.txns:
+                time.sleep(0.05)
+            time.sleep(0.5)
+        finally:
+            m.stop()  # the writer writes what is queued before moatd exits
+            down.stop()
+
+        db = sqlite3.connect(os.path.join(m.data, "moat.db"))
+        rows = {r[0]: r for r in db.execute(
+            "SELECT qid, verdict, score, symbols, subject, sender, client_ip FROM msg")}
+        self.assertEqual(set(rows), {ok, rej, quar, relayed})
+        self.assertEqual(rows[ok][1], "deliver")
+        self.assertEqual(rows[ok][4], "hello there")
+        self.assertEqual(rows[ok][6], "127.0.0.1")
+        self.assertEqual(rows[rej][1], "reject")
+        self.assertIn("GTUBE(100.00)", rows[rej][3])
+        self.assertEqual(rows[quar][1], "quarantine")
+        self.assertIn("ATTACH_BLOCKED_EXT", rows[quar][3])
+        outcome = dict(((q, r), o) for q, r, o in db.execute(
+            "SELECT qid, rcpt, outcome FROM msg_rcpt"))
+        self.assertEqual(outcome[(ok, "u@example.test")], "delivered")
+        self.assertEqual(outcome[(quar, "u@example.test")], "pending")
+        self.assertEqual(outcome[(relayed, "now@relay.test")], "delivered")
+        self.assertEqual(outcome[(relayed, "later@relay.test")], "deferred")
+        q = db.execute("SELECT qid, domain, state, sender FROM quar").fetchall()
+        self.assertEqual(q, [(quar, "example.test", "held", "c@remote.test")])
+        # the quarantined message itself is where the record says
+        self.assertTrue(os.path.exists(os.path.join(m.data, "quarantine", quar)))
+
+
+if __name__ == "__main__":
+    unittest.main()
