@@ -508,7 +508,8 @@ scan_run(const struct scan_env *env, const struct config *cfg, const struct poli
 	if (out->verdict != SCAN_TEMPFAIL && out->verdict != SCAN_REJECT)
 		scan_build_head(t, out);
 	out->subject = scan_one_line(t->msg.subject);
-	out->from = scan_one_line(t->msg.nfrom > 0 && t->msg.from[0].addr ? t->msg.from[0].addr : NULL);
+	out->from =
+	        scan_one_line(t->msg.nfrom > 0 && t->msg.from[0].addr ? t->msg.from[0].addr : NULL);
 	out->message_id = scan_one_line(t->msg.message_id);
 	scan_result_symbols(out, syms, sizeof(syms));
 	out->summary = xasprintf("verdict=%s score=%.2f symbols=%s", scan_verdict_str(out->verdict),
