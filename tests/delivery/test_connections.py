@@ -129,7 +129,9 @@ class TestReuse(DeliveryCase):
     def test_rset_between_transactions(self):
         sink = self.start_sink(Sink())
         dsn = self.start_sink(Sink())
-        m = self.start_moatd(moat_conf(dsn.port, idle_keep="5s"),
+        # one connection to the destination: the messages must share it
+        m = self.start_moatd(moat_conf(dsn.port, "delivery_max_connections_per_dest = 1\n",
+                                       idle_keep="5s"),
                              domain("reuse.test", smtp_route(sink.port)))
         self.send_many(m, 4, "rset")
         reused = [c for c in sink.conns if len(c.txns) >= 2]
