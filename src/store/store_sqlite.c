@@ -965,43 +965,91 @@ msg_row(sqlite3_stmt *st, struct store_msg *m)
 	return sqlite3_column_int64(st, 14);
 }
 
+/*
+ * One page of a search, for tracking and quarantine alike: rows are read
+ * by kind->row (which returns the row's rid), their recipients by
+ * kind->rcpts, the keyset cursor taken from the last row.
+ */
+struct search_kind {
+	bool quarantine;
+	size_t row_size;
+	int64_t (*row)(sqlite3_stmt *st, void *row);
+	enum store_status (*rcpts)(struct store *s, int64_t rid, void *row);
+	void (*key)(const void *row, struct store_cursor *c);
+};
+
 static enum store_status
-sq_track_search(struct store *s, const struct store_filter *f, struct store_msg_page *out)
+search_page(struct store *s, const struct store_filter *f, const struct search_kind *kind,
+            void **rows, size_t *n, bool *more, struct store_cursor *next)
 {
-	sqlite3_stmt *st = search_prepare(s, f, false);
-	int64_t *rids = NULL;
+	sqlite3_stmt *st = search_prepare(s, f, kind->quarantine);
+	int64_t *rids;
+	char *base;
 	int rc;
 
 	if (st == NULL)
 		return STORE_ERROR;
-	out->rows = xcalloc(f->limit, sizeof(*out->rows));
+	base = xcalloc(f->limit, kind->row_size);
+	*rows = base;
 	rids = xcalloc(f->limit, sizeof(*rids));
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (out->n == f->limit) {
-			out->more = true;
+		if (*n == f->limit) {
+			*more = true;
 			break;
 		}
-		rids[out->n] = msg_row(st, &out->rows[out->n]);
-		out->n++;
+		rids[*n] = kind->row(st, base + *n * kind->row_size);
+		(*n)++;
 	}
 	sqlite3_reset(st);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
 		sq_fail(s, "search");
 		goto fail;
 	}
-	for (size_t i = 0; i < out->n; i++)
-		if (msg_rcpts(s, rids[i], &out->rows[i]) != STORE_OK)
+	for (size_t i = 0; i < *n; i++)
+		if (kind->rcpts(s, rids[i], base + i * kind->row_size) != STORE_OK)
 			goto fail;
-	if (out->n > 0) {
-		out->next.time_ms = out->rows[out->n - 1].received_ms;
-		str_copy(out->next.id, out->rows[out->n - 1].id, sizeof(out->next.id));
-	}
+	if (*n > 0)
+		kind->key(base + (*n - 1) * kind->row_size, next);
 	free(rids);
 	return STORE_OK;
 fail:
 	free(rids);
-	store_msg_page_free(out);
 	return STORE_ERROR;
+}
+
+static int64_t
+search_msg_row(sqlite3_stmt *st, void *row)
+{
+	return msg_row(st, row);
+}
+
+static enum store_status
+search_msg_rcpts(struct store *s, int64_t rid, void *row)
+{
+	return msg_rcpts(s, rid, row);
+}
+
+static void
+search_msg_key(const void *row, struct store_cursor *c)
+{
+	const struct store_msg *m = row;
+
+	c->time_ms = m->received_ms;
+	str_copy(c->id, m->id, sizeof(c->id));
+}
+
+static enum store_status
+sq_track_search(struct store *s, const struct store_filter *f, struct store_msg_page *out)
+{
+	static const struct search_kind kind = {false, sizeof(struct store_msg), search_msg_row,
+	                                        search_msg_rcpts, search_msg_key};
+	void *rows = NULL;
+	enum store_status r = search_page(s, f, &kind, &rows, &out->n, &out->more, &out->next);
+
+	out->rows = rows;
+	if (r != STORE_OK)
+		store_msg_page_free(out);
+	return r;
 }
 
 static void
@@ -1196,43 +1244,39 @@ quar_rcpts(struct store *s, int64_t rid, struct store_quar *e)
 	return rc == SQLITE_DONE ? STORE_OK : sq_fail(s, "recipients");
 }
 
+static int64_t
+search_quar_row(sqlite3_stmt *st, void *row)
+{
+	return quar_row(st, row);
+}
+
+static enum store_status
+search_quar_rcpts(struct store *s, int64_t rid, void *row)
+{
+	return quar_rcpts(s, rid, row);
+}
+
+static void
+search_quar_key(const void *row, struct store_cursor *c)
+{
+	const struct store_quar *q = row;
+
+	c->time_ms = q->received_ms;
+	str_copy(c->id, q->id, sizeof(c->id));
+}
+
 static enum store_status
 sq_quarantine_search(struct store *s, const struct store_filter *f, struct store_quar_page *out)
 {
-	sqlite3_stmt *st = search_prepare(s, f, true);
-	int64_t *rids = NULL;
-	int rc;
+	static const struct search_kind kind = {true, sizeof(struct store_quar), search_quar_row,
+	                                        search_quar_rcpts, search_quar_key};
+	void *rows = NULL;
+	enum store_status r = search_page(s, f, &kind, &rows, &out->n, &out->more, &out->next);
 
-	if (st == NULL)
-		return STORE_ERROR;
-	out->rows = xcalloc(f->limit, sizeof(*out->rows));
-	rids = xcalloc(f->limit, sizeof(*rids));
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (out->n == f->limit) {
-			out->more = true;
-			break;
-		}
-		rids[out->n] = quar_row(st, &out->rows[out->n]);
-		out->n++;
-	}
-	sqlite3_reset(st);
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-		sq_fail(s, "search");
-		goto fail;
-	}
-	for (size_t i = 0; i < out->n; i++)
-		if (quar_rcpts(s, rids[i], &out->rows[i]) != STORE_OK)
-			goto fail;
-	if (out->n > 0) {
-		out->next.time_ms = out->rows[out->n - 1].received_ms;
-		str_copy(out->next.id, out->rows[out->n - 1].id, sizeof(out->next.id));
-	}
-	free(rids);
-	return STORE_OK;
-fail:
-	free(rids);
-	store_quar_page_free(out);
-	return STORE_ERROR;
+	out->rows = rows;
+	if (r != STORE_OK)
+		store_quar_page_free(out);
+	return r;
 }
 
 static enum store_status
