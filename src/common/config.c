@@ -206,9 +206,7 @@ config_parse_listen(struct config_parser *p, const char *name, const char *v,
 			                    tok);
 		out->n++;
 	}
-	if (out->n == 0)
-		return config_error(p, "%s: at least one address is needed", name);
-	return 0;
+	return 0; /* empty: only admin_listen may be (config_validate) */
 }
 
 static int
@@ -922,6 +920,15 @@ config_validate(struct config_parser *p)
 	config_at_option(p, c->tls_cert[0] ? "tls_cert" : "tls_key");
 	if ((c->tls_cert[0] == '\0') != (c->tls_key[0] == '\0'))
 		return config_error(p, "tls_cert and tls_key must be set together");
+	config_at_option(p, "smtp_listen");
+	if (c->smtp_listen.n == 0)
+		return config_error(p, "smtp_listen: at least one address is needed");
+	config_at_option(p, "admin_tls_cert");
+	if ((c->admin_tls_cert[0] == '\0') != (c->admin_tls_key[0] == '\0'))
+		return config_error(p, "admin_tls_cert and admin_tls_key must be set together");
+	config_at_option(p, "admin_session_max");
+	if (c->admin_session_max < c->admin_session_idle)
+		return config_error(p, "admin_session_max is shorter than admin_session_idle");
 	config_at_option(p, "data_dir");
 	if (c->data_dir[0] == '\0')
 		return config_error(p, "data_dir must not be empty");

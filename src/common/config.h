@@ -231,7 +231,24 @@ struct config_listen_list {
 	  "data_dir/moat.db.")                                                                     \
 	X(relay_key_header, STRING, "X-Moat-Relay-Key", 0, 0,                                      \
 	  "Header carrying the per-domain relay key on delivered mail (Exchange's bypass rule "    \
-	  "requires it); removed from incoming mail.")
+	  "requires it); removed from incoming mail.")                                             \
+	X(quarantine_retention, DURATION, "30d", 3600000, 3153600000000,                          \
+	  "How long a held message is kept; then it expires and its file is removed.")             \
+	X(tracking_retention, DURATION, "90d", 3600000, 3153600000000,                            \
+	  "How long message tracking records are kept.")                                           \
+	X(admin_listen, LISTEN, "127.0.0.1:8025", 0, 0,                                            \
+	  "Admin HTTP API and portal listening addresses, comma separated. Empty: no admin "      \
+	  "listener.")                                                                             \
+	X(admin_tls_cert, PATH, "", 0, 0,                                                          \
+	  "PEM certificate chain for HTTPS on the admin listener (session cookies are then "      \
+	  "Secure). Empty: plain HTTP (keep admin_listen on loopback).")                           \
+	X(admin_tls_key, PATH, "", 0, 0, "PEM private key for admin_tls_cert.")                    \
+	X(admin_session_idle, DURATION, "30m", 60000, 86400000,                                    \
+	  "A portal session ends after this long without a request.")                              \
+	X(admin_session_max, DURATION, "12h", 60000, 604800000,                                    \
+	  "A portal session ends this long after its login, however active.")                      \
+	X(admin_request_max, SIZE, "1M", 1024, 67108864,                                           \
+	  "Largest admin API request body; larger: 413.")
 
 struct cidr_list;
 

@@ -1,0 +1,58 @@
+/*
+ * api.h - the admin HTTP API (JSON under /api/v1/, /metrics, and later the
+ * portal's files), on moatd's admin listener (admin_listen, default
+ * 127.0.0.1:8025). The contract is docs/openapi.yaml.
+ *
+ * Thread model: the API runs on its own thread with its own libevent loop
+ * (evhttp) and its own store connection, so that store calls and
+ * quarantine releases (file syncs, a clamd rescan) never stall SMTP or
+ * delivery. It reaches the rest of moatd only through thread-safe calls:
+ * delivery_enqueue(), the control commands of the delivery loop
+ * (control_call()), stats counters, and the policy_changed hook.
+ */
+#ifndef MOAT_API_H
+#define MOAT_API_H
+
+#include <stddef.h>
+
+struct config;
+struct control;
+struct delivery;
+struct policy;
+struct scan_env;
+struct spool;
+
+struct api_deps {
+	const char *store_url; /* as store_open() takes it */
+	struct spool *spool;
+	struct delivery *delivery;
+	struct control *control; /* the delivery loop's commands (queue.*, stats) */
+	const struct scan_env *scan_env;
+	/*
+	 * Rules or allow/block lists changed in the store: moatd rebuilds
+	 * its policy (on its own loop) and hands it back with
+	 * api_reconfigure(). Called on the API thread.
+	 */
+	void (*policy_changed)(void *arg);
+	void *arg;
+};
+
+struct api;
+
+/*
+ * Bind admin_listen (as root, before privileges are dropped). NULL with
+ * err on failure; a struct with no listener when admin_listen is empty.
+ */
+struct api *api_new(struct config *cfg, struct policy *pol, char *err, size_t errsize);
+/*
+ * Open the store, reconcile the quarantine, create the first admin user
+ * (printing its one-time password) if there is none, then serve on the
+ * API thread. -1 with err on failure.
+ */
+int api_start(struct api *a, const struct api_deps *deps, char *err, size_t errsize);
+/* New config and policy (SIGHUP, policy_changed); any thread; takes references. */
+void api_reconfigure(struct api *a, struct config *cfg, struct policy *pol);
+/* Stop serving (requests in progress finish), join the thread, free. */
+void api_free(struct api *a);
+
+#endif
