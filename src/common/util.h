@@ -49,6 +49,8 @@ int parse_duration_ms(const char *s, uint64_t *out);
 
 /* Monotonic clock in milliseconds. */
 uint64_t clock_ms(void);
+/* Wall clock: milliseconds since the epoch (UTC), as the store keeps times. */
+int64_t wall_ms(void);
 /*
  * Length of the valid UTF-8 character at s (n > 0 octets there), its code
  * point in *cp; 0 if there is none (RFC 3629: no overlong forms,

@@ -175,6 +175,19 @@ scan_decide(const struct scan_task *t, double score, char *reason, size_t size)
 		snprintf(reason, size, "%s", t->tempfail_reason);
 		return SCAN_TEMPFAIL;
 	}
+	if (t->in->release) {
+		/* the administrator judged everything but malware */
+		for (size_t i = 0; i < t->nsyms; i++)
+			if (scan_sym_defs[t->order[i]].flags & SCAN_SF_MALWARE) {
+				const char *d = t->detail[t->order[i]];
+
+				snprintf(reason, size, "malware found: %s",
+				         d ? d : scan_sym_defs[t->order[i]].name);
+				return SCAN_QUARANTINE;
+			}
+		snprintf(reason, size, "released");
+		return SCAN_DELIVER;
+	}
 	for (size_t i = 0; i < t->nsyms; i++) {
 		unsigned f = scan_sym_defs[t->order[i]].flags;
 
@@ -362,8 +375,19 @@ scan_build_head(const struct scan_task *t, struct scan_result *r)
 	int err = 0;
 
 	dynbuf_init(&b, SCAN_HEAD_MAX);
-	if (!t->in->release)
+	if (t->in->release) {
+		char date[64];
+		time_t now = time(NULL);
+		struct tm tm;
+
+		gmtime_r(&now, &tm);
+		strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
+		dynbuf_printf(&b, "X-Moat-Released: %s; %s%s\r\n",
+		              t->in->queue_id ? t->in->queue_id : "-", date,
+		              t->in->skip_malware ? "; rescan=no" : "");
+	} else {
 		scan_add_authres(&b, t);
+	}
 	scan_add_verdict(&b, t, r);
 	for (size_t i = 0; i < t->nhdr_set; i++)
 		err |= dynbuf_printf(&b, "%s: %s\r\n", t->hdr_set[i]->hdr_name,
@@ -484,7 +508,8 @@ scan_run(const struct scan_env *env, const struct config *cfg, const struct poli
 			if (scan_stages[i].skip < 0 || !t->skip[scan_stages[i].skip])
 				scan_stages[i].run(t);
 	}
-	scan_check_clamd(t);
+	if (!(in->release && in->skip_malware))
+		scan_check_clamd(t);
 	if (!in->release)
 		scan_check_lists(t);
 	if (in->deadline_ms > 0 && scan_remaining_ms(t) == 0)

@@ -90,7 +90,14 @@ struct scan_input {
 	size_t nrcpts;
 	bool tls;
 	int64_t deadline_ms; /* clock_ms() by which the verdict must be known; 0 = none */
-	bool release;        /* a release from quarantine: spam checks skipped */
+	/*
+	 * A release from quarantine: only the MIME parse and the malware check
+	 * (unless skip_malware) run; the verdict is deliver unless malware is
+	 * found (quarantine) or clamd cannot answer (tempfail), and the header
+	 * section carries X-Moat-Released.
+	 */
+	bool release;
+	bool skip_malware;
 };
 
 struct scan_symbol {

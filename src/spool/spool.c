@@ -764,8 +764,8 @@ spool_pread(int fd, void *buf, size_t n, off_t off)
 	return 0;
 }
 
-enum spool_status
-spool_file_open(struct spool *s, const char *id, struct spool_file *f)
+static enum spool_status
+spool_file_open_in(const char *dir, const char *id, struct spool_file *f)
 {
 	const size_t head = SPOOL_MAGIC_LEN + SPOOL_REC_HDR;
 	unsigned char hbuf[SPOOL_MAGIC_LEN + SPOOL_REC_HDR], *buf = NULL;
@@ -777,7 +777,7 @@ spool_file_open(struct spool *s, const char *id, struct spool_file *f)
 
 	memset(f, 0, sizeof(*f));
 	f->fd = -1;
-	if (!spool_id_valid(id) || !path_fmt(path, sizeof(path), "%s/%s", s->queue, id))
+	if (!spool_id_valid(id) || !path_fmt(path, sizeof(path), "%s/%s", dir, id))
 		return SPOOL_ENOENT;
 	if ((f->fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
 		return errno == ENOENT ? SPOOL_ENOENT : SPOOL_EIO;
@@ -828,6 +828,12 @@ fail:
 	close(f->fd);
 	f->fd = -1;
 	return st;
+}
+
+enum spool_status
+spool_file_open(struct spool *s, const char *id, struct spool_file *f)
+{
+	return spool_file_open_in(s->queue, id, f);
 }
 
 uint64_t
@@ -1043,4 +1049,130 @@ spool_set_aside(struct spool *s, const char *id)
 	    !path_fmt(to, sizeof(to), "%s/%s", s->corrupt, id))
 		return -1;
 	return rename(from, to);
+}
+
+/* --- quarantine/ --- */
+
+enum spool_status
+spool_quarantine_open(struct spool *s, const char *id, struct spool_file *f)
+{
+	return spool_file_open_in(s->quarantine, id, f);
+}
+
+int
+spool_quarantine_read(const struct spool_file *f, unsigned char **body)
+{
+	unsigned char *p;
+
+	if (f->body_len > SIZE_MAX - 1) {
+		errno = EFBIG;
+		return -1;
+	}
+	p = xmalloc((size_t)f->body_len + 1);
+	if (spool_pread(f->fd, p, (size_t)f->body_len, f->body_offset) < 0) {
+		free(p);
+		return -1;
+	}
+	p[f->body_len] = '\0';
+	*body = p;
+	return 0;
+}
+
+int
+spool_quarantine_release(struct spool *s, const struct spool_env *qenv, const unsigned char *body,
+                         size_t len, const bool *keep, const char *head, size_t head_len,
+                         uint64_t head_skip, const char *summary)
+{
+	struct spool_msg *m = xcalloc(1, sizeof(*m));
+	struct spool_env *e = &m->env;
+	int err;
+
+	/* the same id: tracking and the audit log follow the message */
+	memcpy(m->id, qenv->id, sizeof(m->id));
+	m->spool = s;
+	m->fd = -1;
+	m->body = body;
+	m->size = len;
+	m->crc = (uint32_t)crc32(crc32(0L, Z_NULL, 0), body, (uInt)len);
+	memcpy(e->id, qenv->id, sizeof(e->id));
+	e->received_at = qenv->received_at;
+	e->client_addr = qenv->client_addr ? xstrdup(qenv->client_addr) : NULL;
+	e->helo = qenv->helo ? xstrdup(qenv->helo) : NULL;
+	e->protocol = qenv->protocol ? xstrdup(qenv->protocol) : NULL;
+	e->sender = xstrdup(qenv->sender ? qenv->sender : "");
+	e->body_type = qenv->body_type ? xstrdup(qenv->body_type) : NULL;
+	e->smtputf8 = qenv->smtputf8;
+	e->ret = qenv->ret ? xstrdup(qenv->ret) : NULL;
+	e->envid = qenv->envid ? xstrdup(qenv->envid) : NULL;
+	e->head = xmalloc(head_len ? head_len : 1);
+	memcpy(e->head, head, head_len);
+	e->head_len = head_len;
+	e->head_skip = head_skip;
+	e->verdict = summary ? xstrdup(summary) : NULL;
+	for (size_t i = 0; i < qenv->nrcpts; i++)
+		if (keep == NULL || keep[i])
+			spool_env_add_rcpt(e, qenv->rcpts[i].addr, qenv->rcpts[i].notify,
+			                   qenv->rcpts[i].orcpt);
+	/* incoming/<id>, synced, renamed into queue/, queue/ synced (frees m) */
+	if ((err = spool_msg_commit_sync(m)) != 0) {
+		errno = err;
+		return -1;
+	}
+	if (spool_quarantine_remove(s, qenv->id) < 0 && errno != ENOENT)
+		log_warn("event=quarantine_release id=%s warning=\"queued, but quarantine/%s stays "
+		         "until the next start: %s\"",
+		         qenv->id, qenv->id, strerror(errno));
+	return 0;
+}
+
+int
+spool_quarantine_remove(struct spool *s, const char *id)
+{
+	if (!spool_id_valid(id)) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (unlinkat(s->quarantine_fd, id, 0) < 0)
+		return -1;
+	return fsync(s->quarantine_fd);
+}
+
+int
+spool_quarantine_set_aside(struct spool *s, const char *id)
+{
+	char from[4096], to[4096];
+
+	if (!spool_id_valid(id)) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (!path_fmt(from, sizeof(from), "%s/%s", s->quarantine, id) ||
+	    !path_fmt(to, sizeof(to), "%s/q-%s", s->corrupt, id))
+		return -1;
+	return rename(from, to);
+}
+
+bool
+spool_queued(struct spool *s, const char *id)
+{
+	return spool_id_valid(id) && faccessat(s->queue_fd, id, F_OK, 0) == 0;
+}
+
+long
+spool_quarantine_list(struct spool *s, void (*fn)(void *arg, const char *id), void *arg)
+{
+	struct dirent *de;
+	long n = 0;
+	DIR *d;
+
+	if ((d = opendir(s->quarantine)) == NULL)
+		return -1;
+	while ((de = readdir(d)) != NULL) {
+		if (!spool_id_valid(de->d_name))
+			continue;
+		n++;
+		fn(arg, de->d_name);
+	}
+	closedir(d);
+	return n;
 }

@@ -239,6 +239,31 @@ int spool_remove(struct spool *s, const char *id);
 /* Move a damaged queue file to corrupt/ for a human to look at. */
 int spool_set_aside(struct spool *s, const char *id);
 
+/*
+ * --- quarantine/ (src/quarantine): any thread, synchronous ---
+ *
+ * A held message is a queue file in quarantine/. A release writes a new
+ * queue file under the same id into queue/ (through incoming/, synced, as
+ * a commit) with the release's header section and the chosen recipients
+ * (keep[i] for env->rcpts[i]; NULL: all), then removes the quarantine
+ * copy. -1 with errno on failure (nothing queued then).
+ */
+enum spool_status spool_quarantine_open(struct spool *s, const char *id, struct spool_file *f);
+/* The body of an opened file into a malloc'd, NUL-terminated buffer. */
+int spool_quarantine_read(const struct spool_file *f, unsigned char **body);
+int spool_quarantine_release(struct spool *s, const struct spool_env *env,
+                             const unsigned char *body, size_t len, const bool *keep,
+                             const char *head, size_t head_len, uint64_t head_skip,
+                             const char *summary);
+/* Unlink quarantine/<id> and sync the directory. */
+int spool_quarantine_remove(struct spool *s, const char *id);
+/* Move a damaged quarantine file to corrupt/q-<id>. */
+int spool_quarantine_set_aside(struct spool *s, const char *id);
+/* Every id in quarantine/; how many, or -1. */
+long spool_quarantine_list(struct spool *s, void (*fn)(void *arg, const char *id), void *arg);
+/* Is queue/<id> there? */
+bool spool_queued(struct spool *s, const char *id);
+
 /* Validate a queue id (16 lower-case hex digits). */
 bool spool_id_valid(const char *id);
 

@@ -78,7 +78,10 @@ spool_commit_one(struct spool *s, struct spool_msg *m)
 	    !path_fmt(to, sizeof(to), "%s/%s", m->quarantine ? s->quarantine : s->queue, m->id))
 		goto out;
 	if (m->fd < 0) {
-		struct iovec iov[3] = {{hdr, sizeof(hdr)}, {m->buf, m->len}, {env, envlen}};
+		struct iovec iov[3] = {{hdr, sizeof(hdr)},
+		                       {m->body ? (void *)(uintptr_t)m->body : m->buf,
+		                        m->body ? (size_t)m->size : m->len},
+		                       {env, envlen}};
 
 		m->fd = open(from, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 		if (m->fd < 0)

@@ -57,8 +57,9 @@ struct spool_msg {
 	uint64_t size; /* body bytes so far */
 	uint32_t crc;  /* CRC-32 over the body so far */
 	struct spool_env env;
-	bool quarantine; /* commit into quarantine/, not queue/ */
-	void *map;       /* spool_msg_map() of a spilled body */
+	bool quarantine;           /* commit into quarantine/, not queue/ */
+	const unsigned char *body; /* the whole body, not ours (a release), or NULL */
+	void *map;                 /* spool_msg_map() of a spilled body */
 	size_t map_len;
 	spool_commit_fn cb;
 	void *cb_arg;

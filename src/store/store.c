@@ -340,6 +340,15 @@ store_track_purge(struct store *s, int64_t before_ms, unsigned max_rows, size_t 
 	return s->be->track_purge(s, before_ms, max_rows, n);
 }
 
+enum store_status
+store_track_hourly(struct store *s, int64_t since_ms,
+                   int (*fn)(void *arg, int64_t hour_ms, enum store_verdict v, uint64_t count),
+                   void *arg)
+{
+	CHECK(since_ms >= 0 && fn != NULL);
+	return s->be->track_hourly(s, since_ms, fn, arg);
+}
+
 static void
 msg_clear(struct store_msg *m)
 {
@@ -423,6 +432,13 @@ store_quarantine_set_state(struct store *s, const char *id, enum store_qstate to
 	CHECK(id_ok(id) && to > STORE_Q_HELD && to <= STORE_Q_EXPIRED);
 	CHECK(str_ok(who, STORE_WHO_MAX, false) && time_ms >= 0);
 	return s->be->quarantine_set_state(s, id, to, who, time_ms, was);
+}
+
+enum store_status
+store_quarantine_unrelease(struct store *s, const char *id, const char *who, int64_t time_ms)
+{
+	CHECK(id_ok(id) && str_ok(who, STORE_WHO_MAX, false) && time_ms >= 0);
+	return s->be->quarantine_unrelease(s, id, who, time_ms);
 }
 
 enum store_status
@@ -605,6 +621,13 @@ store_user_delete(struct store *s, const char *name)
 {
 	CHECK(str_ok(name, STORE_USER_MAX, false));
 	return s->be->user_delete(s, name);
+}
+
+enum store_status
+store_user_list(struct store *s, int (*fn)(void *arg, const struct store_user *u), void *arg)
+{
+	CHECK(fn != NULL);
+	return s->be->user_list(s, fn, arg);
 }
 
 enum store_status

@@ -241,6 +241,15 @@ enum store_status store_track_get(struct store *s, const char *id, struct store_
 /* Forget messages received before before_ms, at most max_rows of them; *n deleted. */
 enum store_status store_track_purge(struct store *s, int64_t before_ms, unsigned max_rows,
                                     size_t *n);
+/*
+ * Messages per hour and verdict received at or after since_ms (a
+ * dashboard's last day): fn per (hour start, verdict) with a count, oldest
+ * hour first, stopping early if it returns non-zero.
+ */
+enum store_status store_track_hourly(struct store *s, int64_t since_ms,
+                                     int (*fn)(void *arg, int64_t hour_ms, enum store_verdict v,
+                                               uint64_t count),
+                                     void *arg);
 void store_msg_page_free(struct store_msg_page *p);
 void store_timeline_free(struct store_timeline *t);
 
@@ -299,6 +308,13 @@ enum store_status store_quarantine_get(struct store *s, const char *id, struct s
 enum store_status store_quarantine_set_state(struct store *s, const char *id, enum store_qstate to,
                                              const char *who, int64_t time_ms,
                                              enum store_qstate *was);
+/*
+ * released -> held: a release whose queue file was never written (moatd
+ * stopped in between; quarantine_reconcile). STORE_CONFLICT from any
+ * other state.
+ */
+enum store_status store_quarantine_unrelease(struct store *s, const char *id, const char *who,
+                                             int64_t time_ms);
 /*
  * Up to max ids of held entries received before before_ms (retention),
  * oldest first, into ids[] (each STORE_ID_MAX + 1 octets); *n found.
@@ -378,6 +394,9 @@ enum store_status store_user_add(struct store *s, const struct store_user *u);
 enum store_status store_user_get(struct store *s, const char *name, struct store_user *out);
 enum store_status store_user_set_hash(struct store *s, const char *name, const char *hash);
 enum store_status store_user_delete(struct store *s, const char *name);
+/* Every user by name; hash is left empty. */
+enum store_status store_user_list(struct store *s, int (*fn)(void *arg, const struct store_user *u),
+                                  void *arg);
 
 #define STORE_SCOPE_READ    0x1u
 #define STORE_SCOPE_OPERATE 0x2u

@@ -40,6 +40,10 @@ struct store_backend {
 	enum store_status (*track_get)(struct store *s, const char *id, struct store_timeline *out);
 	enum store_status (*track_purge)(struct store *s, int64_t before_ms, unsigned max_rows,
 	                                 size_t *n);
+	enum store_status (*track_hourly)(struct store *s, int64_t since_ms,
+	                                  int (*fn)(void *arg, int64_t hour_ms,
+	                                            enum store_verdict v, uint64_t count),
+	                                  void *arg);
 
 	enum store_status (*quarantine_add)(struct store *s, const struct store_quar_in *in);
 	enum store_status (*quarantine_search)(struct store *s, const struct store_filter *f,
@@ -49,6 +53,8 @@ struct store_backend {
 	enum store_status (*quarantine_set_state)(struct store *s, const char *id,
 	                                          enum store_qstate to, const char *who,
 	                                          int64_t time_ms, enum store_qstate *was);
+	enum store_status (*quarantine_unrelease)(struct store *s, const char *id, const char *who,
+	                                          int64_t time_ms);
 	enum store_status (*quarantine_expired)(struct store *s, int64_t before_ms,
 	                                        char (*ids)[STORE_ID_MAX + 1], size_t max,
 	                                        size_t *n);
@@ -84,6 +90,8 @@ struct store_backend {
 	enum store_status (*user_get)(struct store *s, const char *name, struct store_user *out);
 	enum store_status (*user_set_hash)(struct store *s, const char *name, const char *hash);
 	enum store_status (*user_delete)(struct store *s, const char *name);
+	enum store_status (*user_list)(struct store *s,
+	                               int (*fn)(void *arg, const struct store_user *u), void *arg);
 
 	enum store_status (*token_add)(struct store *s, const struct store_token *t);
 	enum store_status (*token_find)(struct store *s, const unsigned char *hash,

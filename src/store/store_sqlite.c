@@ -70,6 +70,7 @@ enum sq_id {
 	SQ_MSG_RCPTS,
 	SQ_MSG_EVENTS,
 	SQ_MSG_PURGE,
+	SQ_MSG_HOURLY,
 	SQ_MSG_SUBJ_COUNT,
 	SQ_Q_SUBJ_COUNT,
 	SQ_Q_INS,
@@ -79,6 +80,7 @@ enum sq_id {
 	SQ_Q_RCPTS,
 	SQ_Q_SET,
 	SQ_Q_STATE,
+	SQ_Q_UNRELEASE,
 	SQ_Q_EXPIRED,
 	SQ_AUDIT_INS,
 	SQ_AUDIT_ALL,
@@ -103,6 +105,7 @@ enum sq_id {
 	SQ_USER_GET,
 	SQ_USER_SET_HASH,
 	SQ_USER_DEL,
+	SQ_USER_LIST,
 	SQ_TOK_INS,
 	SQ_TOK_FIND,
 	SQ_TOK_TOUCH,
@@ -149,6 +152,8 @@ static const char *const sq_sql[SQ_COUNT] = {
                           "ORDER BY at, rid LIMIT ?2",
         [SQ_MSG_PURGE] = "DELETE FROM msg WHERE rid IN (SELECT rid FROM msg WHERE received < ?1 "
                          "ORDER BY received LIMIT ?2)",
+        [SQ_MSG_HOURLY] = "SELECT received / 3600000 * 3600000 AS h, verdict, count(*) FROM msg "
+                          "WHERE received >= ?1 GROUP BY h, verdict ORDER BY h LIMIT ?2",
         [SQ_MSG_SUBJ_COUNT] = "SELECT count(*) FROM (SELECT 1 FROM msg_subject "
                               "WHERE msg_subject MATCH ?1 LIMIT ?2)",
         [SQ_Q_SUBJ_COUNT] = "SELECT count(*) FROM (SELECT 1 FROM quar_subject "
@@ -165,6 +170,8 @@ static const char *const sq_sql[SQ_COUNT] = {
         [SQ_Q_SET] = "UPDATE quar SET state = ?2, state_by = ?3, state_at = ?4 "
                      "WHERE qid = ?1 AND state = 'held'",
         [SQ_Q_STATE] = "SELECT state FROM quar WHERE qid = ?1",
+        [SQ_Q_UNRELEASE] = "UPDATE quar SET state = 'held', state_by = ?2, state_at = ?3 "
+                           "WHERE qid = ?1 AND state = 'released'",
         [SQ_Q_EXPIRED] = "SELECT qid FROM quar WHERE state = 'held' AND received < ?1 "
                          "ORDER BY received, qid LIMIT ?2",
         [SQ_AUDIT_INS] = "INSERT INTO audit (at, who, action, target, addr) "
@@ -200,6 +207,7 @@ static const char *const sq_sql[SQ_COUNT] = {
         [SQ_USER_GET] = "SELECT name, hash, created FROM admin_user WHERE name = ?1",
         [SQ_USER_SET_HASH] = "UPDATE admin_user SET hash = ?2 WHERE name = ?1",
         [SQ_USER_DEL] = "DELETE FROM admin_user WHERE name = ?1",
+        [SQ_USER_LIST] = "SELECT name, created FROM admin_user ORDER BY name LIMIT ?1",
         [SQ_TOK_INS] = "INSERT INTO api_token (id, hash, scopes, created) VALUES (?1, ?2, ?3, ?4)",
         [SQ_TOK_FIND] = "SELECT id, hash, scopes, created, last_used FROM api_token "
                         "WHERE hash = ?1",
@@ -1143,6 +1151,34 @@ sq_track_purge(struct store *s, int64_t before_ms, unsigned max_rows, size_t *n)
 	return STORE_OK;
 }
 
+/* One pass over msg_time from since_ms on: a day of mail, grouped as it is read. */
+static enum store_status
+sq_track_hourly(struct store *s, int64_t since_ms,
+                int (*fn)(void *arg, int64_t hour_ms, enum store_verdict v, uint64_t count),
+                void *arg)
+{
+	sqlite3_stmt *st = sq_stmt(s, SQ_MSG_HOURLY);
+	int rc;
+
+	if (st == NULL)
+		return STORE_ERROR;
+	sqlite3_bind_int64(st, 1, since_ms);
+	sqlite3_bind_int(st, 2, STORE_LIST_MAX);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		int v = store_verdict_parse(col_str(st, 1));
+
+		if (v < 0)
+			continue;
+		if (fn(arg, sqlite3_column_int64(st, 0), (enum store_verdict)v,
+		       (uint64_t)sqlite3_column_int64(st, 2)) != 0) {
+			rc = SQLITE_DONE;
+			break;
+		}
+	}
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? STORE_OK : sq_fail(s, "hourly");
+}
+
 /* --- quarantine --- */
 
 static enum store_status
@@ -1349,6 +1385,33 @@ sq_quarantine_set_state(struct store *s, const char *id, enum store_qstate to, c
 fail:
 	tx_rollback(s);
 	return ret == STORE_OK ? STORE_ERROR : ret;
+}
+
+static enum store_status
+sq_quarantine_unrelease(struct store *s, const char *id, const char *who, int64_t time_ms)
+{
+	sqlite3_stmt *st;
+	enum store_status ret;
+	int rc;
+
+	if ((st = sq_stmt(s, SQ_Q_UNRELEASE)) == NULL)
+		return STORE_ERROR;
+	bind_text(st, 1, id);
+	bind_text(st, 2, who);
+	sqlite3_bind_int64(st, 3, time_ms);
+	if ((ret = sq_run(s, st, "unrelease")) != STORE_OK)
+		return ret;
+	if (sqlite3_changes(SQ(s)->db) == 1)
+		return STORE_OK;
+	if ((st = sq_stmt(s, SQ_Q_STATE)) == NULL)
+		return STORE_ERROR;
+	bind_text(st, 1, id);
+	rc = sqlite3_step(st);
+	ret = rc == SQLITE_ROW    ? STORE_CONFLICT
+	      : rc == SQLITE_DONE ? STORE_NOT_FOUND
+	                          : sq_fail(s, "state");
+	sqlite3_reset(st);
+	return ret;
 }
 
 static enum store_status
@@ -1780,6 +1843,29 @@ sq_user_delete(struct store *s, const char *name)
 }
 
 static enum store_status
+sq_user_list(struct store *s, int (*fn)(void *arg, const struct store_user *u), void *arg)
+{
+	sqlite3_stmt *st = sq_stmt(s, SQ_USER_LIST);
+	struct store_user u;
+	int rc;
+
+	if (st == NULL)
+		return STORE_ERROR;
+	sqlite3_bind_int(st, 1, STORE_LIST_MAX);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		memset(&u, 0, sizeof(u));
+		str_copy(u.name, col_str(st, 0), sizeof(u.name));
+		u.created_ms = sqlite3_column_int64(st, 1);
+		if (fn(arg, &u) != 0) {
+			rc = SQLITE_DONE;
+			break;
+		}
+	}
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? STORE_OK : sq_fail(s, "users");
+}
+
+static enum store_status
 sq_token_add(struct store *s, const struct store_token *t)
 {
 	sqlite3_stmt *st = sq_stmt(s, SQ_TOK_INS);
@@ -1883,10 +1969,12 @@ const struct store_backend store_backend_sqlite = {
         .track_search = sq_track_search,
         .track_get = sq_track_get,
         .track_purge = sq_track_purge,
+        .track_hourly = sq_track_hourly,
         .quarantine_add = sq_quarantine_add,
         .quarantine_search = sq_quarantine_search,
         .quarantine_get = sq_quarantine_get,
         .quarantine_set_state = sq_quarantine_set_state,
+        .quarantine_unrelease = sq_quarantine_unrelease,
         .quarantine_expired = sq_quarantine_expired,
         .audit_add = sq_audit_add,
         .audit_list = sq_audit_list,
@@ -1904,6 +1992,7 @@ const struct store_backend store_backend_sqlite = {
         .user_get = sq_user_get,
         .user_set_hash = sq_user_set_hash,
         .user_delete = sq_user_delete,
+        .user_list = sq_user_list,
         .token_add = sq_token_add,
         .token_find = sq_token_find,
         .token_touch = sq_token_touch,

@@ -1,0 +1,603 @@
+/*
+ * quarantine.c - release, delete, expire and reconcile held messages
+ * (quarantine.h).
+ *
+ * Order of a release, each step making the next safe to repeat:
+ *   1. read quarantine/<id> (CRC-checked) and rescan it for malware;
+ *   2. the store's state held -> released: the one gate (a second,
+ *      concurrent release stops here with "already released");
+ *   3. queue/<id> written and synced (spool_quarantine_release), then
+ *      quarantine/<id> removed;
+ *   4. delivery_enqueue(): from here on it is an ordinary queued message.
+ * A crash after 2 and before 3 leaves a released entry without a queue
+ * file: quarantine_reconcile() holds it again rather than guess the
+ * recipients the administrator chose. After 3 the queue file is
+ * delivered by the spool's own recovery.
+ */
+#include "quarantine.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <gmime/gmime.h>
+
+#include "../common/config.h"
+#include "../common/log.h"
+#include "../common/util.h"
+#include "../delivery/delivery.h"
+#include "../scan/scan.h"
+#include "../spool/spool.h"
+#include "../store/store.h"
+
+static const struct {
+	const char *text;
+	int http;
+} quar_status[] = {
+        [QUAR_OK] = {"ok", 200},
+        [QUAR_NOT_FOUND] = {"no such quarantined message", 404},
+        [QUAR_ALREADY] = {"already done", 409},
+        [QUAR_CONFLICT] = {"no longer held", 409},
+        [QUAR_INVALID] = {"invalid request", 400},
+        [QUAR_MALWARE] = {"malware found", 409},
+        [QUAR_TEMPFAIL] = {"malware scanner unavailable, try again later", 503},
+        [QUAR_GONE] = {"the message file is missing", 410},
+        [QUAR_ERROR] = {"internal error", 500},
+};
+
+const char *
+quarantine_status_str(enum quarantine_status st)
+{
+	return (unsigned)st < nitems(quar_status) ? quar_status[st].text : "?";
+}
+
+int
+quarantine_status_http(enum quarantine_status st)
+{
+	return (unsigned)st < nitems(quar_status) ? quar_status[st].http : 500;
+}
+
+static void
+quar_audit(const struct quarantine_ctx *q, const struct quarantine_actor *by, const char *action,
+           const char *target)
+{
+	struct store_audit a = {
+	        .time_ms = wall_ms(),
+	        .who = by && by->who ? by->who : "system",
+	        .action = action,
+	        .target = target,
+	        .addr = by && by->addr ? by->addr : "",
+	};
+
+	if (store_audit_add(q->store, &a) != STORE_OK)
+		log_error("event=audit status=failed action=%s target=%s reason=\"%s\"", action,
+		          target, store_errmsg(q->store));
+}
+
+/* The state found by a failed gate, as the caller's status and message. */
+static enum quarantine_status
+quar_state_status(enum store_status st, enum store_qstate was, enum store_qstate want,
+                  const struct quarantine_ctx *q, char *msg, size_t msgsize)
+{
+	switch (st) {
+	case STORE_NOT_FOUND:
+		snprintf(msg, msgsize, "no such quarantined message");
+		return QUAR_NOT_FOUND;
+	case STORE_ALREADY:
+		snprintf(msg, msgsize, "already %s", store_qstate_str(was));
+		return QUAR_ALREADY;
+	case STORE_CONFLICT:
+		snprintf(msg, msgsize, "cannot be %s: already %s", store_qstate_str(want),
+		         store_qstate_str(was));
+		return QUAR_CONFLICT;
+	case STORE_INVALID:
+		snprintf(msg, msgsize, "invalid id");
+		return QUAR_INVALID;
+	default:
+		snprintf(msg, msgsize, "store: %s", store_errmsg(q->store));
+		return QUAR_ERROR;
+	}
+}
+
+/* Open the held file; QUAR_OK or the status to return. */
+static enum quarantine_status
+quar_open(const struct quarantine_ctx *q, const char *id, struct spool_file *f, char *msg,
+          size_t msgsize)
+{
+	switch (spool_quarantine_open(q->spool, id, f)) {
+	case SPOOL_OK:
+		return QUAR_OK;
+	case SPOOL_ENOENT:
+		snprintf(msg, msgsize, "quarantine/%s is missing", id);
+		return QUAR_GONE;
+	case SPOOL_ECORRUPT:
+		snprintf(msg, msgsize, "quarantine/%s is damaged", id);
+		return QUAR_ERROR;
+	default:
+		snprintf(msg, msgsize, "quarantine/%s: read error", id);
+		return QUAR_ERROR;
+	}
+}
+
+/*
+ * keep[i] for the message's i-th recipient: the chosen ones (any case), or
+ * all; QUAR_INVALID names a chosen address the message does not have.
+ */
+static enum quarantine_status
+quar_choose(const struct spool_env *env, const struct quarantine_release_req *r, bool *keep,
+            const char **addrs, size_t *naddrs, char *msg, size_t msgsize)
+{
+	*naddrs = 0;
+	for (size_t i = 0; i < env->nrcpts; i++)
+		keep[i] = r->nrcpts == 0;
+	for (size_t j = 0; j < r->nrcpts; j++) {
+		size_t i;
+
+		for (i = 0; i < env->nrcpts; i++)
+			if (str_ieq(env->rcpts[i].addr, r->rcpts[j]))
+				break;
+		if (i == env->nrcpts) {
+			snprintf(msg, msgsize, "%.320s is not a recipient of this message",
+			         r->rcpts[j]);
+			return QUAR_INVALID;
+		}
+		keep[i] = true;
+	}
+	for (size_t i = 0; i < env->nrcpts; i++)
+		if (keep[i])
+			addrs[(*naddrs)++] = env->rcpts[i].addr;
+	return QUAR_OK;
+}
+
+enum quarantine_status
+quarantine_release(const struct quarantine_ctx *q, const struct quarantine_release_req *r,
+                   const struct quarantine_actor *by, char *msg, size_t msgsize)
+{
+	struct spool_file f;
+	struct scan_input in;
+	struct scan_result res;
+	enum quarantine_status ret;
+	enum store_status st;
+	enum store_qstate was;
+	struct store_quar entry;
+	unsigned char *body = NULL;
+	bool *keep = NULL;
+	const char **addrs = NULL;
+	size_t naddrs;
+	char dummy[8];
+
+	if (msg == NULL) {
+		msg = dummy;
+		msgsize = sizeof(dummy);
+	}
+	msg[0] = '\0';
+	if (!spool_id_valid(r->id)) {
+		snprintf(msg, msgsize, "invalid id");
+		return QUAR_INVALID;
+	}
+	/* cheap refusals first; the gate below decides races */
+	st = store_quarantine_get(q->store, r->id, &entry);
+	if (st != STORE_OK)
+		return quar_state_status(st, STORE_Q_HELD, STORE_Q_RELEASED, q, msg, msgsize);
+	was = entry.state;
+	store_quar_free(&entry);
+	if (was != STORE_Q_HELD)
+		return quar_state_status(was == STORE_Q_RELEASED ? STORE_ALREADY : STORE_CONFLICT,
+		                         was, STORE_Q_RELEASED, q, msg, msgsize);
+	if ((ret = quar_open(q, r->id, &f, msg, msgsize)) != QUAR_OK)
+		return ret;
+	keep = xcalloc(f.env.nrcpts ? f.env.nrcpts : 1, sizeof(*keep));
+	addrs = xcalloc(f.env.nrcpts ? f.env.nrcpts : 1, sizeof(*addrs));
+	if ((ret = quar_choose(&f.env, r, keep, addrs, &naddrs, msg, msgsize)) != QUAR_OK)
+		goto out;
+	if (spool_quarantine_read(&f, &body) < 0) {
+		snprintf(msg, msgsize, "quarantine/%s: %s", r->id, strerror(errno));
+		ret = QUAR_ERROR;
+		goto out;
+	}
+
+	/* 1. the malware check again (signatures may be newer), and the release's header */
+	memset(&in, 0, sizeof(in));
+	in.msg = body;
+	in.len = (size_t)f.body_len;
+	in.queue_id = r->id;
+	in.client_ip = f.env.client_addr;
+	in.helo = f.env.helo;
+	in.sender = f.env.sender;
+	in.rcpts = addrs;
+	in.nrcpts = naddrs;
+	in.tls = f.env.protocol && strchr(f.env.protocol, 'S') != NULL;
+	in.deadline_ms = (int64_t)(clock_ms() + q->cfg->scan_timeout);
+	in.release = true;
+	in.skip_malware = !r->rescan;
+	scan_run(q->scan_env, q->cfg, q->pol, &in, &res);
+	if (res.verdict == SCAN_TEMPFAIL) {
+		snprintf(msg, msgsize, "not released: %s; try again later", res.reason);
+		ret = QUAR_TEMPFAIL;
+		goto scanned;
+	}
+	if (res.verdict != SCAN_DELIVER) {
+		snprintf(msg, msgsize, "not released: %s", res.reason);
+		quar_audit(q, by, "quarantine.release_refused", r->id);
+		ret = QUAR_MALWARE;
+		goto scanned;
+	}
+
+	/* 2. the gate */
+	st = store_quarantine_set_state(q->store, r->id, STORE_Q_RELEASED,
+	                                by && by->who ? by->who : "system", wall_ms(), &was);
+	if (st != STORE_OK) {
+		ret = quar_state_status(st, was, STORE_Q_RELEASED, q, msg, msgsize);
+		goto scanned;
+	}
+
+	/* 3. queue/<id>, then 4. delivery */
+	if (spool_quarantine_release(q->spool, &f.env, body, (size_t)f.body_len, keep, res.head,
+	                             res.head_len, res.head_skip, res.summary) < 0) {
+		int e = errno;
+
+		snprintf(msg, msgsize, "not released: cannot queue it: %s", strerror(e));
+		log_error("event=quarantine_release id=%s status=failed reason=\"%s\"", r->id,
+		          strerror(e));
+		if (store_quarantine_unrelease(q->store, r->id, "system", wall_ms()) != STORE_OK)
+			log_error("event=quarantine_release id=%s warning=\"still marked released: "
+			          "%s; the next start holds it again\"",
+			          r->id, store_errmsg(q->store));
+		ret = QUAR_ERROR;
+		goto scanned;
+	}
+	if (q->delivery)
+		delivery_enqueue(q->delivery, r->id);
+	quar_audit(q, by, "quarantine.release", r->id);
+	log_info("event=quarantine_release id=%s by=%s rcpts=%zu rescan=%s", r->id,
+	         by && by->who ? by->who : "system", naddrs, r->rescan ? "yes" : "no");
+	snprintf(msg, msgsize, "released to %zu recipient%s", naddrs, naddrs == 1 ? "" : "s");
+	ret = QUAR_OK;
+scanned:
+	scan_result_free(&res);
+out:
+	free(body);
+	free(keep);
+	free(addrs);
+	spool_file_close(&f);
+	return ret;
+}
+
+enum quarantine_status
+quarantine_delete(const struct quarantine_ctx *q, const char *id, const struct quarantine_actor *by,
+                  char *msg, size_t msgsize)
+{
+	enum store_status st;
+	enum store_qstate was;
+	char dummy[8];
+
+	if (msg == NULL) {
+		msg = dummy;
+		msgsize = sizeof(dummy);
+	}
+	msg[0] = '\0';
+	if (!spool_id_valid(id)) {
+		snprintf(msg, msgsize, "invalid id");
+		return QUAR_INVALID;
+	}
+	st = store_quarantine_set_state(q->store, id, STORE_Q_DELETED,
+	                                by && by->who ? by->who : "system", wall_ms(), &was);
+	if (st != STORE_OK)
+		return quar_state_status(st, was, STORE_Q_DELETED, q, msg, msgsize);
+	/* the state says deleted: a file left by a failure here goes at the next start */
+	if (spool_quarantine_remove(q->spool, id) < 0 && errno != ENOENT)
+		log_warn("event=quarantine_delete id=%s warning=\"file stays until the next start: "
+		         "%s\"",
+		         id, strerror(errno));
+	quar_audit(q, by, "quarantine.delete", id);
+	log_info("event=quarantine_delete id=%s by=%s", id, by && by->who ? by->who : "system");
+	snprintf(msg, msgsize, "deleted");
+	return QUAR_OK;
+}
+
+enum quarantine_status
+quarantine_read(const struct quarantine_ctx *q, const char *id, unsigned char **data, size_t *len)
+{
+	struct spool_file f;
+	enum quarantine_status ret;
+	char msg[128];
+
+	*data = NULL;
+	*len = 0;
+	if (!spool_id_valid(id))
+		return QUAR_INVALID;
+	if ((ret = quar_open(q, id, &f, msg, sizeof(msg))) != QUAR_OK) {
+		if (ret == QUAR_GONE) {
+			struct store_quar e;
+
+			/* released, deleted or expired entries have no file: say which */
+			if (store_quarantine_get(q->store, id, &e) != STORE_OK)
+				return QUAR_NOT_FOUND;
+			store_quar_free(&e);
+		}
+		return ret;
+	}
+	if (f.body_len > QUARANTINE_READ_MAX) {
+		spool_file_close(&f);
+		return QUAR_INVALID;
+	}
+	if (spool_quarantine_read(&f, data) < 0)
+		ret = QUAR_ERROR;
+	else
+		*len = (size_t)f.body_len;
+	spool_file_close(&f);
+	return ret;
+}
+
+enum quarantine_status
+quarantine_purge(const struct quarantine_ctx *q, int64_t now_ms, unsigned max, size_t *expired,
+                 size_t *forgotten)
+{
+	char(*ids)[STORE_ID_MAX + 1] = xcalloc(max ? max : 1, sizeof(*ids));
+	const struct quarantine_actor sys = {"system", ""};
+	enum quarantine_status ret = QUAR_OK;
+	size_t n = 0;
+
+	*expired = *forgotten = 0;
+	if (max == 0)
+		goto out;
+	if (store_quarantine_expired(q->store, now_ms - (int64_t)q->cfg->quarantine_retention, ids,
+	                             max, &n) != STORE_OK) {
+		ret = QUAR_ERROR;
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		enum store_qstate was;
+		enum store_status st = store_quarantine_set_state(q->store, ids[i], STORE_Q_EXPIRED,
+		                                                  "system", now_ms, &was);
+
+		if (st == STORE_OK) {
+			if (spool_quarantine_remove(q->spool, ids[i]) < 0 && errno != ENOENT)
+				log_warn("event=quarantine_expire id=%s warning=\"file stays until "
+				         "the next start: %s\"",
+				         ids[i], strerror(errno));
+			quar_audit(q, &sys, "quarantine.expire", ids[i]);
+			(*expired)++;
+		} else if (st == STORE_ERROR) {
+			ret = QUAR_ERROR;
+			goto out;
+		}
+		/* released or deleted meanwhile: nothing to expire */
+	}
+	if (store_track_purge(q->store, now_ms - (int64_t)q->cfg->tracking_retention, max,
+	                      forgotten) != STORE_OK)
+		ret = QUAR_ERROR;
+out:
+	if (ret == QUAR_ERROR)
+		log_error("event=quarantine_purge status=failed reason=\"%s\"",
+		          store_errmsg(q->store));
+	else if (*expired || *forgotten)
+		log_info("event=quarantine_purge expired=%zu tracking_forgotten=%zu", *expired,
+		         *forgotten);
+	free(ids);
+	return ret;
+}
+
+/* --- reconcile --- */
+
+/* A field of the header section, unfolded and RFC 2047-decoded; NULL if absent. */
+static char *
+quar_header(const unsigned char *msg, size_t len, const char *name)
+{
+	size_t nlen = strlen(name), i = 0;
+
+	while (i < len && msg[i] != '\r' && msg[i] != '\n') {
+		size_t start = i, end;
+
+		/* one field: up to a line break not followed by white space */
+		for (end = i; end < len; end++)
+			if (msg[end] == '\n' &&
+			    !(end + 1 < len && (msg[end + 1] == ' ' || msg[end + 1] == '\t')))
+				break;
+		i = end < len ? end + 1 : len;
+		if (end - start > nlen && msg[start + nlen] == ':' &&
+		    strncasecmp((const char *)msg + start, name, nlen) == 0) {
+			struct dynbuf b;
+			char *dec;
+
+			dynbuf_init(&b, STORE_HEADER_MAX * 4);
+			for (size_t k = start + nlen + 1; k < end; k++)
+				if (msg[k] != '\r' && msg[k] != '\n')
+					dynbuf_add(&b, (const char *)msg + k, 1);
+			dec = g_mime_utils_header_decode_text(NULL, b.p ? b.p : "");
+			free(b.p);
+			if (dec == NULL)
+				return NULL;
+			g_strstrip(dec);
+			{
+				char *out = xstrdup(dec);
+
+				g_free(dec);
+				if (strlen(out) > STORE_HEADER_MAX)
+					out[STORE_HEADER_MAX] =
+					        '\0'; /* may cut a character: store checks */
+				return out;
+			}
+		}
+	}
+	return NULL;
+}
+
+/* "verdict=quarantine score=7.50 symbols=A(1.00),B(2.00)" as the scan wrote it */
+static void
+quar_summary(const char *summary, enum store_verdict *v, double *score, const char **symbols)
+{
+	const char *p;
+
+	*v = STORE_V_QUARANTINE;
+	*score = 0;
+	*symbols = "";
+	if (summary == NULL)
+		return;
+	if ((p = strstr(summary, "score=")) != NULL)
+		*score = strtod(p + 6, NULL);
+	if ((p = strstr(summary, "symbols=")) != NULL)
+		*symbols = p + 8;
+}
+
+/* Record a held file the store has no entry for (its record was dropped). */
+static int
+quar_record(const struct quarantine_ctx *q, const struct spool_file *f)
+{
+	const char **rcpts = xcalloc(f->env.nrcpts ? f->env.nrcpts : 1, sizeof(*rcpts));
+	unsigned char *body = NULL;
+	char *subject = NULL, *from = NULL, *mid = NULL;
+	struct store_quar_in in;
+	const char *at;
+	int ret = -1;
+
+	for (size_t i = 0; i < f->env.nrcpts; i++)
+		rcpts[i] = f->env.rcpts[i].addr;
+	if (spool_quarantine_read(f, &body) < 0 || f->env.nrcpts == 0)
+		goto out;
+	subject = quar_header(body, (size_t)f->body_len, "Subject");
+	from = quar_header(body, (size_t)f->body_len, "From");
+	mid = quar_header(body, (size_t)f->body_len, "Message-ID");
+	memset(&in, 0, sizeof(in));
+	in.id = f->env.id;
+	at = strrchr(rcpts[0], '@');
+	in.domain = at ? at + 1 : rcpts[0];
+	in.received_ms = f->env.received_at * 1000;
+	in.sender = f->env.sender ? f->env.sender : "";
+	in.rcpts = rcpts;
+	in.nrcpts = f->env.nrcpts < STORE_RCPTS_MAX ? f->env.nrcpts : STORE_RCPTS_MAX;
+	in.from = from ? from : "";
+	in.subject = subject ? subject : "";
+	in.message_id = mid ? mid : "";
+	in.size = f->body_len;
+	quar_summary(f->env.verdict, &in.verdict, &in.score, &in.symbols);
+	switch (store_quarantine_add(q->store, &in)) {
+	case STORE_OK:
+	case STORE_ALREADY:
+		ret = 0;
+		break;
+	case STORE_INVALID:
+		/* a header too odd for the store: keep it findable by id and envelope */
+		in.subject = in.from = in.message_id = "";
+		ret = store_quarantine_add(q->store, &in) == STORE_ERROR ? -1 : 0;
+		break;
+	default:
+		break;
+	}
+out:
+	free(body);
+	free(subject);
+	free(from);
+	free(mid);
+	free(rcpts);
+	return ret;
+}
+
+struct quar_ids {
+	char (*ids)[SPOOL_ID_LEN + 1];
+	size_t n, cap;
+};
+
+static void
+quar_collect(void *arg, const char *id)
+{
+	struct quar_ids *l = arg;
+
+	if (l->n == l->cap) {
+		l->cap = l->cap ? l->cap * 2 : 256;
+		l->ids = xrealloc(l->ids, l->cap * sizeof(*l->ids));
+	}
+	str_copy(l->ids[l->n++], id, SPOOL_ID_LEN + 1);
+}
+
+enum quarantine_status
+quarantine_reconcile(const struct quarantine_ctx *q, struct quarantine_reconcile_report *rep)
+{
+	const struct quarantine_actor sys = {"system", ""};
+	struct quar_ids l = {0};
+	enum quarantine_status ret = QUAR_OK;
+
+	memset(rep, 0, sizeof(*rep));
+	if (spool_quarantine_list(q->spool, quar_collect, &l) < 0) {
+		log_error("event=quarantine_reconcile status=failed reason=\"cannot list "
+		          "quarantine/: %s\"",
+		          strerror(errno));
+		return QUAR_ERROR;
+	}
+	rep->files = l.n;
+	for (size_t i = 0; i < l.n && ret == QUAR_OK; i++) {
+		const char *id = l.ids[i];
+		struct store_quar e;
+		struct spool_file f;
+
+		switch (store_quarantine_get(q->store, id, &e)) {
+		case STORE_OK:
+			break;
+		case STORE_NOT_FOUND:
+			switch (spool_quarantine_open(q->spool, id, &f)) {
+			case SPOOL_OK:
+				if (quar_record(q, &f) == 0)
+					rep->recorded++;
+				else
+					log_warn("event=quarantine_reconcile id=%s warning=\"held "
+					         "but not recorded: %s\"",
+					         id, store_errmsg(q->store));
+				spool_file_close(&f);
+				break;
+			case SPOOL_ECORRUPT:
+				if (spool_quarantine_set_aside(q->spool, id) == 0) {
+					log_warn(
+					        "event=quarantine_reconcile id=%s action=set_aside "
+					        "file=corrupt/q-%s reason=damaged",
+					        id, id);
+					rep->unreadable++;
+				}
+				break;
+			default:
+				break;
+			}
+			continue;
+		default:
+			ret = QUAR_ERROR;
+			continue;
+		}
+		switch (e.state) {
+		case STORE_Q_HELD:
+			break;
+		case STORE_Q_RELEASED:
+			if (spool_queued(q->spool, id)) {
+				/* queued before the stop: the copy goes */
+				if (spool_quarantine_remove(q->spool, id) == 0)
+					rep->finished++;
+			} else if (store_quarantine_unrelease(q->store, id, "system", wall_ms()) ==
+			           STORE_OK) {
+				log_warn("event=quarantine_reconcile id=%s action=held_again "
+				         "reason=\"the release was interrupted before the message "
+				         "was queued; release it again\"",
+				         id);
+				quar_audit(q, &sys, "quarantine.release_interrupted", id);
+				rep->reheld++;
+			}
+			break;
+		case STORE_Q_DELETED:
+		case STORE_Q_EXPIRED:
+			if (spool_quarantine_remove(q->spool, id) == 0)
+				rep->removed++;
+			break;
+		default:
+			break;
+		}
+		store_quar_free(&e);
+	}
+	free(l.ids);
+	if (ret != QUAR_OK)
+		log_error("event=quarantine_reconcile status=failed reason=\"%s\"",
+		          store_errmsg(q->store));
+	log_info("event=quarantine_reconcile files=%zu finished=%zu held_again=%zu removed=%zu "
+	         "recorded=%zu set_aside=%zu",
+	         rep->files, rep->finished, rep->reheld, rep->removed, rep->recorded,
+	         rep->unreadable);
+	return ret;
+}
