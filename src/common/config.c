@@ -546,29 +546,40 @@ config_rule_texts(const struct config_rule_line *l, size_t n)
 	return t;
 }
 
-struct rule *
-config_rule_build(const struct config_rule *cr, char *err, size_t errsize)
+void
+config_rule_spec(const struct config_rule *cr, struct rule_spec *spec)
 {
-	const char **ifs = config_rule_texts(cr->ifs, cr->nifs);
-	const char **unless = config_rule_texts(cr->unless, cr->nunless);
-	const char **then = config_rule_texts(cr->then, cr->nthen);
-	struct rule_spec spec = {
+	*spec = (struct rule_spec){
 	        .name = cr->name,
 	        .priority = cr->priority,
 	        .enabled = cr->enabled,
 	        .stop = cr->stop,
-	        .ifs = ifs,
+	        .ifs = config_rule_texts(cr->ifs, cr->nifs),
 	        .nifs = cr->nifs,
-	        .unless = unless,
+	        .unless = config_rule_texts(cr->unless, cr->nunless),
 	        .nunless = cr->nunless,
-	        .then = then,
+	        .then = config_rule_texts(cr->then, cr->nthen),
 	        .nthen = cr->nthen,
 	};
-	struct rule *r = rule_new(&spec, err, errsize);
+}
 
-	free(ifs);
-	free(unless);
-	free(then);
+void
+config_rule_spec_free(struct rule_spec *spec)
+{
+	free((void *)(uintptr_t)spec->ifs);
+	free((void *)(uintptr_t)spec->unless);
+	free((void *)(uintptr_t)spec->then);
+}
+
+struct rule *
+config_rule_build(const struct config_rule *cr, char *err, size_t errsize)
+{
+	struct rule_spec spec;
+	struct rule *r;
+
+	config_rule_spec(cr, &spec);
+	r = rule_new(&spec, err, errsize);
+	config_rule_spec_free(&spec);
 	return r;
 }
 

@@ -232,15 +232,15 @@ struct config_listen_list {
 	X(relay_key_header, STRING, "X-Moat-Relay-Key", 0, 0,                                      \
 	  "Header carrying the per-domain relay key on delivered mail (Exchange's bypass rule "    \
 	  "requires it); removed from incoming mail.")                                             \
-	X(quarantine_retention, DURATION, "30d", 3600000, 3153600000000,                          \
+	X(quarantine_retention, DURATION, "30d", 3600000, 3153600000000,                           \
 	  "How long a held message is kept; then it expires and its file is removed.")             \
-	X(tracking_retention, DURATION, "90d", 3600000, 3153600000000,                            \
+	X(tracking_retention, DURATION, "90d", 3600000, 3153600000000,                             \
 	  "How long message tracking records are kept.")                                           \
 	X(admin_listen, LISTEN, "127.0.0.1:8025", 0, 0,                                            \
-	  "Admin HTTP API and portal listening addresses, comma separated. Empty: no admin "      \
+	  "Admin HTTP API and portal listening addresses, comma separated. Empty: no admin "       \
 	  "listener.")                                                                             \
 	X(admin_tls_cert, PATH, "", 0, 0,                                                          \
-	  "PEM certificate chain for HTTPS on the admin listener (session cookies are then "      \
+	  "PEM certificate chain for HTTPS on the admin listener (session cookies are then "       \
 	  "Secure). Empty: plain HTTP (keep admin_listen on loopback).")                           \
 	X(admin_tls_key, PATH, "", 0, 0, "PEM private key for admin_tls_cert.")                    \
 	X(admin_session_idle, DURATION, "30m", 60000, 86400000,                                    \
@@ -305,8 +305,12 @@ struct config {
 struct config *config_load(const char *path, char *err, size_t errsize);
 
 struct rule;
+struct rule_spec;
 /* The rule a [rule] section declares (src/policy/rules.h); NULL with err. */
 struct rule *config_rule_build(const struct config_rule *cr, char *err, size_t errsize);
+/* Its text as a struct rule_spec (pointing into cr); free with config_rule_spec_free(). */
+void config_rule_spec(const struct config_rule *cr, struct rule_spec *spec);
+void config_rule_spec_free(struct rule_spec *spec);
 
 /* Defaults only, as if from an empty file (tests, moatctl). */
 struct config *config_defaults(void);

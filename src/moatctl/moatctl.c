@@ -1,10 +1,14 @@
 /*
- * moatctl.c - moat from the shell: talks to a running moatd over its
- * control socket (src/control/) and prints the answer as text, or as the
- * JSON it got (--json) for scripts.
+ * moatctl.c - moat from the shell. The queue and stats commands talk to a
+ * running moatd over its control socket (src/control/), on the host; the
+ * rest (quarantine, tracking, lists, rules, users, tokens, audit, config)
+ * go to the admin HTTP API (moatctl_api.c, moatctl_cmd.c), from anywhere
+ * a token works; `--api` sends the queue commands there too. Answers are
+ * text, or the JSON as it came (--json) for scripts.
  *
- * Exit status: 0 done; 1 moatd refused (unknown id, conflict...); 2 bad
- * usage; 3 moatd cannot be reached.
+ * Exit status (the same for every command; enum moatctl_exit): 0 done;
+ * 1 refused (unknown id, conflict, a 4xx); 2 bad usage; 3 moatd cannot be
+ * reached (or a 5xx); 4 no token or not allowed (401, 403).
  */
 #include "moatctl.h"
 #include "../common/config.h"
@@ -23,11 +27,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MOATCTL_DEFAULT_CONFIG "/etc/moat/moat.conf"
-#define MOATCTL_REPLY_MAX      (64 * 1024 * 1024)
-#define MOATCTL_TIMEOUT        60 /* seconds to wait for moatd's answer */
+#define MOATCTL_REPLY_MAX (64 * 1024 * 1024)
+#define MOATCTL_TIMEOUT   60 /* seconds to wait for moatd's answer */
 
-struct moatctl_cmd {
+struct moatctl_sockcmd {
 	const char *words; /* "queue hold" */
 	const char *args;  /* "ID" */
 	const char *cmd;   /* control command */
@@ -141,7 +144,7 @@ print_stats(json_t *resp)
 	        printf("  %-28s %lld\n", k, (long long)json_integer_value(v));
 }
 
-static const struct moatctl_cmd moatctl_cmds[] = {
+static const struct moatctl_sockcmd moatctl_sockcmds[] = {
         {"queue list", "", "queue.list", "list the messages waiting for delivery", print_list},
         {"queue show", "ID", "queue.show", "show one message and each recipient's state",
          print_show},
@@ -156,17 +159,33 @@ static const struct moatctl_cmd moatctl_cmds[] = {
 static void
 usage(FILE *fp)
 {
-	fprintf(fp, "usage: moatctl [-c CONFIG | -s SOCKET] [--json] COMMAND [ARG]\n\n");
-	for (size_t i = 0; i < nitems(moatctl_cmds); i++)
-		fprintf(fp, "  %-14s %-7s %s\n", moatctl_cmds[i].words, moatctl_cmds[i].args,
-		        moatctl_cmds[i].help);
-	fprintf(fp, "  %-14s %-7s %s\n", "scan", "FILE",
+	fprintf(fp,
+	        "usage: moatctl [-c CONFIG] [-s SOCKET] [--url URL] [--token-file FILE] [--json]\n"
+	        "               COMMAND [ARG]... [--help]\n\n"
+	        "On the host, over moatd's control socket (with --api: the admin API):\n");
+	for (size_t i = 0; i < nitems(moatctl_sockcmds); i++)
+		fprintf(fp, "  %-20s %-8s %s\n", moatctl_sockcmds[i].words,
+		        moatctl_sockcmds[i].args, moatctl_sockcmds[i].help);
+	fprintf(fp, "  %-20s %-8s %s\n", "scan", "FILE",
 	        "run the scan pipeline on a message file (scan --help)");
-	fprintf(fp, "\n  -c CONFIG   moatd's configuration, to find the control socket "
-	            "(default " MOATCTL_DEFAULT_CONFIG ")\n"
-	            "  -s SOCKET   the control socket itself\n"
-	            "  --json      print moatd's JSON answer as it is\n"
-	            "  COMMAND --help   help for one command\n");
+	fprintf(fp, "\nOver the admin API (a token; token create opens the store):\n");
+	moatctl_cmd_usage(fp, false);
+	fprintf(fp,
+	        "\n  -c CONFIG          moatd's configuration: the control socket, the store, "
+	        "admin_listen\n"
+	        "                     (default " MOATCTL_DEFAULT_CONFIG ")\n"
+	        "  -s SOCKET          the control socket itself\n"
+	        "  --url URL          the admin API (default: MOAT_URL, else "
+	        "http(s)://admin_listen)\n"
+	        "  --token-file FILE  the API token (default: MOAT_TOKEN, else MOAT_TOKEN_FILE);\n"
+	        "                     never on the command line, where ps shows it\n"
+	        "  --api              queue and stats over the admin API, not the socket\n"
+	        "  --json             print the JSON answer as it is\n"
+	        "  COMMAND --help     help for one command\n"
+	        "\nExit status: 0 done; 1 refused (4xx: unknown id, conflict, invalid); 2 bad "
+	        "usage;\n"
+	        "3 cannot reach moatd (connection, timeout, 5xx); 4 no token or not allowed "
+	        "(401, 403).\n");
 }
 
 /* Send one request, read one line back. */
@@ -242,9 +261,10 @@ moatctl_call(const char *sock, json_t *req)
 int
 main(int argc, char **argv)
 {
+	struct moatctl_global g = {.config = MOATCTL_DEFAULT_CONFIG};
 	const char *config = MOATCTL_DEFAULT_CONFIG, *sock = NULL;
 	char words[64] = "", err[1024], *sockbuf = NULL;
-	const struct moatctl_cmd *c = NULL;
+	const struct moatctl_sockcmd *c = NULL;
 	const char *arg = NULL;
 	bool help = false;
 	json_t *req, *resp;
@@ -253,14 +273,25 @@ main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	for (i = 1; i < argc && argv[i][0] == '-'; i++) {
 		if (strcmp(argv[i], "-c") == 0 && i + 1 < argc)
-			config = argv[++i];
+			g.config = config = argv[++i];
 		else if (strcmp(argv[i], "-s") == 0 && i + 1 < argc)
 			sock = argv[++i];
+		else if (strcmp(argv[i], "--url") == 0 && i + 1 < argc)
+			g.url = argv[++i];
+		else if (strcmp(argv[i], "--token-file") == 0 && i + 1 < argc)
+			g.token_file = argv[++i];
+		else if (strcmp(argv[i], "--api") == 0)
+			g.api = true;
 		else if (strcmp(argv[i], "--json") == 0)
-			json_out = true;
+			g.json = json_out = true;
 		else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
 			usage(stdout);
 			return 0;
+		} else if (strcmp(argv[i], "--token") == 0) {
+			fprintf(stderr,
+			        "moatctl: a token is not taken as an argument (ps shows "
+			        "arguments to every user): set MOAT_TOKEN or use --token-file\n");
+			return 2;
 		} else {
 			usage(stderr);
 			return 2;
@@ -269,6 +300,31 @@ main(int argc, char **argv)
 	/* scan runs here, not in moatd */
 	if (i < argc && strcmp(argv[i], "scan") == 0)
 		return moatctl_scan(config, argc - i - 1, argv + i + 1, json_out);
+	/* the socket's commands, unless --api or --url asks for the API */
+	for (int k = i; k < argc; k++)
+		if (strcmp(argv[k], "--api") == 0 || strcmp(argv[k], "--url") == 0 ||
+		    strncmp(argv[k], "--url=", 6) == 0)
+			g.api = true;
+	if (g.url != NULL)
+		g.api = true;
+	if (i < argc) {
+		bool sockcmd = false;
+
+		snprintf(words, sizeof(words), "%s%s%s", argv[i], i + 1 < argc ? " " : "",
+		         i + 1 < argc ? argv[i + 1] : "");
+		for (size_t k = 0; k < nitems(moatctl_sockcmds); k++)
+			if (strcmp(argv[i], moatctl_sockcmds[k].words) == 0 ||
+			    strcmp(words, moatctl_sockcmds[k].words) == 0)
+				sockcmd = true;
+		words[0] = '\0';
+		if ((!sockcmd || g.api) &&
+		    (moatctl_cmd_known(argv[i]) ||
+		     (i + 1 < argc &&
+		      snprintf(words, sizeof(words), "%s %s", argv[i], argv[i + 1]) > 0 &&
+		      moatctl_cmd_known(words))))
+			return moatctl_cmd_main(&g, argc - i, argv + i);
+		words[0] = '\0';
+	}
 	/* the command is one or two words; then its argument; --help anywhere */
 	for (; i < argc; i++) {
 		if (strcmp(argv[i], "--help") == 0) {
@@ -283,9 +339,9 @@ main(int argc, char **argv)
 			if (words[0])
 				strncat(words, " ", sizeof(words) - strlen(words) - 1);
 			strncat(words, argv[i], sizeof(words) - strlen(words) - 1);
-			for (size_t k = 0; k < nitems(moatctl_cmds); k++)
-				if (strcmp(words, moatctl_cmds[k].words) == 0)
-					c = &moatctl_cmds[k];
+			for (size_t k = 0; k < nitems(moatctl_sockcmds); k++)
+				if (strcmp(words, moatctl_sockcmds[k].words) == 0)
+					c = &moatctl_sockcmds[k];
 			continue;
 		}
 		if (arg != NULL) {

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -23,6 +24,7 @@
 #include "../common/util.h"
 #include "../policy/policy.h"
 #include "../scan/scan.h"
+#include "../store/store.h"
 
 #define MOATCTL_SCAN_MAX_RCPTS 100
 
@@ -136,6 +138,29 @@ moatctl_scan_print(const struct scan_result *r, bool json)
 	}
 }
 
+/*
+ * moatd's policy: the rules and lists of its store once moatd has seeded
+ * it, else the config file's (moatd has not run yet; nothing is created).
+ */
+static struct policy *
+moatctl_scan_policy(const struct config *cfg)
+{
+	char *path = cfg->store[0] ? xstrdup(cfg->store) : xasprintf("%s/moat.db", cfg->data_dir);
+	struct policy *pol = NULL;
+	struct store *st;
+	char err[512], when[64];
+
+	if (access(path, R_OK) == 0 && (st = store_open(path, err, sizeof(err))) != NULL) {
+		if (store_setting_get(st, "policy.seeded", when, sizeof(when)) == STORE_OK &&
+		    (pol = policy_from_store(cfg, st, err, sizeof(err))) == NULL)
+			fprintf(stderr, "moatctl: %s: %s; using the config file's rules\n", path,
+			        err);
+		store_close(st);
+	}
+	free(path);
+	return pol ? pol : policy_from_config(cfg);
+}
+
 int
 moatctl_scan(const char *config, int argc, char **argv, bool json)
 {
@@ -215,7 +240,7 @@ moatctl_scan(const char *config, int argc, char **argv, bool json)
 		config_unref(cfg);
 		return 1;
 	}
-	pol = policy_from_config(cfg);
+	pol = moatctl_scan_policy(cfg);
 	in.msg = msg;
 	in.len = len;
 	in.queue_id = "moatctl-scan";

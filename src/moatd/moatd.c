@@ -21,6 +21,7 @@
 #include "../delivery/delivery.h"
 #include "../policy/policy.h"
 #include "../scan/scan_pool.h"
+#include "../store/store.h"
 #include "../store/store_writer.h"
 #include "../smtp/smtp.h"
 #include "../smtp/smtp_tls.h"
@@ -52,6 +53,8 @@ struct moatd {
 	struct scan_env *scan_env;
 	struct scan_pool *scan;
 	struct store_writer *store;
+	char *store_url;
+	struct store *pstore; /* the main thread's connection: policy (rules, lists) */
 	struct event *ev_hup, *ev_term, *ev_int;
 };
 
@@ -140,7 +143,13 @@ moatd_reload(struct moatd *m)
 		log_warn(
 		        "event=reload warning=\"data_dir, user, spool_min_free, spool_writers, "
 		        "log_target and (for delivery) hostname take effect at the next restart\"");
-	p = policy_from_config(c);
+	if ((p = policy_from_store(c, m->pstore, err, sizeof(err))) == NULL) {
+		log_error("event=reload status=failed reason=\"%s\" action=\"kept the running "
+		          "configuration\"",
+		          err);
+		config_unref(c);
+		return;
+	}
 	if (smtp_server_reload(m->smtp, c, p, err, sizeof(err)) < 0) {
 		log_error("event=reload status=failed reason=\"%s\" action=\"kept the running "
 		          "configuration\"",
@@ -237,13 +246,19 @@ main(int argc, char **argv)
 		fatalx("libevent has no pthreads support");
 	if ((m.base = event_base_new()) == NULL)
 		fatalx("event_base_new failed");
-	m.pol = policy_from_config(m.cfg);
-
-	/* 1. bind, 2. drop privileges, 3. spool, 4. accept. */
-	m.smtp = smtp_server_new(m.base, m.cfg, m.pol);
+	/* 1. bind, 2. drop privileges, 3. store and policy, 4. spool, 5. accept. */
+	m.smtp = smtp_server_new(m.base, m.cfg, NULL);
 	if (smtp_server_listen(m.smtp, err, sizeof(err)) < 0)
 		fatalx("%s", err);
 	moatd_drop_privileges(m.cfg);
+	m.store_url =
+	        m.cfg->store[0] ? xstrdup(m.cfg->store) : xasprintf("%s/moat.db", m.cfg->data_dir);
+	if ((m.pstore = store_open(m.store_url, err, sizeof(err))) == NULL)
+		fatalx("store %s: %s", m.store_url, err);
+	if (policy_seed(m.cfg, m.pstore, err, sizeof(err)) < 0 ||
+	    (m.pol = policy_from_store(m.cfg, m.pstore, err, sizeof(err))) == NULL)
+		fatalx("store %s: %s", m.store_url, err);
+	smtp_server_set_policy(m.smtp, m.pol);
 	if (smtp_server_tls_load(m.smtp, err, sizeof(err)) < 0)
 		fatalx("%s: %s", m.config_path, err);
 	if ((m.spool = spool_open(m.cfg->data_dir, m.cfg->spool_min_free, err, sizeof(err))) ==
@@ -255,16 +270,10 @@ main(int argc, char **argv)
 		fatalx("scan: %s", err);
 	m.scan = scan_pool_start(m.base, m.scan_env, (unsigned)m.cfg->scan_workers);
 	smtp_server_set_scan(m.smtp, m.scan);
-	{
-		/* the store: tracking and quarantine records, written off the mail path */
-		char *path = m.cfg->store[0] ? xstrdup(m.cfg->store)
-		                             : xasprintf("%s/moat.db", m.cfg->data_dir);
-
-		if ((m.store = store_writer_start(path, err, sizeof(err))) == NULL)
-			fatalx("store %s: %s", path, err);
-		log_info("event=store path=%s", path);
-		free(path);
-	}
+	/* tracking and quarantine records, written off the mail path */
+	if ((m.store = store_writer_start(m.store_url, err, sizeof(err))) == NULL)
+		fatalx("store %s: %s", m.store_url, err);
+	log_info("event=store path=%s", m.store_url);
 	smtp_server_set_store(m.smtp, m.store);
 	m.delivery = delivery_new(m.spool, m.cfg, m.pol);
 	delivery_set_scan_env(m.delivery, m.scan_env);
@@ -311,6 +320,8 @@ main(int argc, char **argv)
 	event_free(m.ev_int);
 	spool_close(m.spool);
 	store_writer_stop(m.store); /* after delivery: it writes what is queued */
+	store_close(m.pstore);
+	free(m.store_url);
 	scan_env_free(m.scan_env);
 	policy_unref(m.pol);
 	config_unref(m.cfg);

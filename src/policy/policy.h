@@ -28,6 +28,24 @@ enum policy_rcpt {
 };
 
 struct policy *policy_from_config(const struct config *c);
+
+struct store;
+/*
+ * The policy with the administrator rules and the allow/block lists kept
+ * in the store (src/store; changed through the admin API), domains,
+ * routes and thresholds from the config file. A stored rule that no
+ * longer builds is left out and logged. NULL with err when the store
+ * cannot be read.
+ */
+struct policy *policy_from_store(const struct config *c, struct store *s, char *err,
+                                 size_t errsize);
+/*
+ * The first start with a store writes the config file's [rule] sections
+ * and allow/block lists into it, once (the setting "policy.seeded" says
+ * when); after that the store is where they live, and a config file that
+ * still declares some gets a notice in the log. -1 with err on failure.
+ */
+int policy_seed(const struct config *c, struct store *s, char *err, size_t errsize);
 struct policy *policy_ref(struct policy *p);
 void policy_unref(struct policy *p);
 

@@ -28,9 +28,16 @@ smtp_server_new(struct event_base *base, struct config *cfg, struct policy *pol)
 
 	srv->base = base;
 	srv->cfg = config_ref(cfg);
-	srv->pol = policy_ref(pol);
+	srv->pol = pol ? policy_ref(pol) : NULL;
 	TAILQ_INIT(&srv->sessions);
 	return srv;
+}
+
+void
+smtp_server_set_policy(struct smtp_server *srv, struct policy *pol)
+{
+	policy_unref(srv->pol);
+	srv->pol = policy_ref(pol);
 }
 
 void

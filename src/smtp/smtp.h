@@ -13,8 +13,11 @@ struct policy;
 struct spool;
 struct smtp_server;
 
+/* pol may be NULL until smtp_server_set_policy() (the store opens after binding). */
 struct smtp_server *smtp_server_new(struct event_base *base, struct config *cfg,
                                     struct policy *pol);
+/* The policy, before accepting (later changes go through smtp_server_reload()). */
+void smtp_server_set_policy(struct smtp_server *srv, struct policy *pol);
 /* The spool, opened after privileges are dropped, before accepting. */
 void smtp_server_set_spool(struct smtp_server *srv, struct spool *spool);
 struct scan_pool;

@@ -22,6 +22,7 @@
 #include "common/util.h"
 #include "policy/rules.h"
 #include "scan/scan_internal.h"
+#include "store/store.h"
 
 #include "scan_fake_dns.h"
 #include "table.h"
@@ -478,6 +479,72 @@ test_rules_policy(void **state)
 	assert_string_equal(r[2]->name, "c");
 	policy_unref(p);
 	config_unref(c);
+}
+
+/* The store seeds once from the file, then is where rules and lists live. */
+static void
+test_rules_store(void **state)
+{
+	char err[512], dir[] = "/tmp/moat-test-policy-XXXXXX", path[64], cmd[96];
+	struct config *c = conf_load("scan_allow_senders = friend@partner.test\n"
+	                             "scan_block_senders = @spam.test\n"
+	                             "[rule b]\npriority = 20\nthen = score 1\n"
+	                             "[rule a]\npriority = 10\nif = sender @x.test\n"
+	                             "then = score 2\n",
+	                             err, sizeof(err));
+	struct config *c2;
+	const char *const then[] = {"quarantine"};
+	struct rule_spec z = {
+	        .name = "z", .priority = 5, .enabled = true, .then = then, .nthen = 1};
+	struct store_list_entry e = {
+	        .scope = "Example.TEST", .kind = STORE_LIST_BLOCK, .pattern = "bad@partner.test"};
+	const struct rule *const *r;
+	struct store *st;
+	struct policy *p;
+	size_t n;
+
+	(void)state;
+	if (c == NULL)
+		fail_msg("%s", err);
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/moat.db", dir);
+	assert_non_null(st = store_open(path, err, sizeof(err)));
+	assert_int_equal(policy_seed(c, st, err, sizeof(err)), 0);
+	assert_non_null(p = policy_from_store(c, st, err, sizeof(err)));
+	r = policy_rules(p, &n);
+	assert_int_equal(n, 2);
+	assert_string_equal(r[0]->name, "a");
+	assert_string_equal(r[1]->name, "b");
+	assert_int_equal(policy_sender_list(p, "example.test", "friend@partner.test"),
+	                 POLICY_LIST_ALLOW);
+	assert_int_equal(policy_sender_list(p, "example.test", "x@SPAM.test"), POLICY_LIST_BLOCK);
+	policy_unref(p);
+
+	/* changed in the store (as the API does); the file's sections are not read again */
+	assert_int_equal(store_rule_put(st, &z), STORE_OK);
+	assert_int_equal(store_rule_delete(st, "b"), STORE_OK);
+	assert_int_equal(store_list_add(st, &e), STORE_OK);
+	assert_int_equal(store_list_delete(st, "", STORE_LIST_ALLOW, "friend@partner.test"),
+	                 STORE_OK);
+	c2 = conf_load("[rule other]\npriority = 1\nthen = reject\n", err, sizeof(err));
+	assert_non_null(c2);
+	assert_int_equal(policy_seed(c2, st, err, sizeof(err)), 0);
+	assert_non_null(p = policy_from_store(c2, st, err, sizeof(err)));
+	r = policy_rules(p, &n);
+	assert_int_equal(n, 2);
+	assert_string_equal(r[0]->name, "z");
+	assert_string_equal(r[1]->name, "a");
+	assert_int_equal(policy_sender_list(p, "example.test", "friend@partner.test"),
+	                 POLICY_LIST_NONE);
+	assert_int_equal(policy_sender_list(p, "example.test", "bad@partner.test"),
+	                 POLICY_LIST_BLOCK);
+	assert_int_equal(policy_sender_list(p, "other.test", "bad@partner.test"), POLICY_LIST_NONE);
+	policy_unref(p);
+	store_close(st);
+	config_unref(c);
+	config_unref(c2);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
 }
 
 /* --- evaluation on a hand-built task --- */
@@ -938,8 +1005,9 @@ main(void)
 	        cmocka_unit_test(test_rules_lines),       cmocka_unit_test(test_rules_values),
 	        cmocka_unit_test(test_rules_bounds),      cmocka_unit_test(test_rules_specs),
 	        cmocka_unit_test(test_rules_spec_bounds), cmocka_unit_test(test_rules_config),
-	        cmocka_unit_test(test_rules_policy),      cmocka_unit_test(test_rules_eval),
-	        cmocka_unit_test(test_rules_reasons),     cmocka_unit_test(test_rules_run),
+	        cmocka_unit_test(test_rules_policy),      cmocka_unit_test(test_rules_store),
+	        cmocka_unit_test(test_rules_eval),        cmocka_unit_test(test_rules_reasons),
+	        cmocka_unit_test(test_rules_run),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
