@@ -10,10 +10,10 @@ set -eu
 
 BUILD_PKGS="build-essential meson ninja-build pkg-config libevent-dev libssl-dev zlib1g-dev
  libunbound-dev libjansson-dev libgmime-3.0-dev libmagic-dev libarchive-dev libpsl-dev publicsuffix
- libxml2-dev libidn2-dev libcurl4-openssl-dev libsqlite3-dev"
+ libxml2-dev libidn2-dev libcurl4-openssl-dev libsqlite3-dev libargon2-dev"
 TEST_PKGS="libcmocka-dev clang clang-format libclang-rt-14-dev python3 swaks postfix openssl procps
  iproute2 libnet-ssleay-perl libio-socket-ssl-perl unbound python3-aiosmtpd
- clamav-daemon python3-dkim python3-nacl spamassassin rspamd"
+ clamav-daemon python3-dkim python3-nacl spamassassin rspamd python3-yaml python3-jsonschema"
 
 pkgs=$BUILD_PKGS
 [ "${1:-}" = "--test" ] && pkgs="$pkgs $TEST_PKGS"

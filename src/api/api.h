@@ -21,6 +21,7 @@ struct delivery;
 struct policy;
 struct scan_env;
 struct spool;
+struct store_writer;
 
 struct api_deps {
 	const char *store_url; /* as store_open() takes it */
@@ -35,6 +36,7 @@ struct api_deps {
 	 */
 	void (*policy_changed)(void *arg);
 	void *arg;
+	const struct store_writer *writer; /* /metrics: its drop count; may be NULL */
 };
 
 struct api;

@@ -2,12 +2,19 @@
  * control.c - the control socket (see control.h): accept, read bounded
  * lines, parse JSON with jansson, dispatch through the command table,
  * answer.
+ *
+ * control_call() brings a command from another thread onto the control's
+ * loop: the call is queued under a mutex, an event wakes the loop, and the
+ * caller waits on a condition variable. A call is shared by the caller
+ * and the loop and freed by whichever lets go last, so a caller that gave
+ * up (timeout) never leaves the loop writing into freed memory.
  */
 #include "control.h"
 #include "../common/log.h"
 #include "../common/util.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -15,6 +22,7 @@
 #include <event2/listener.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -28,7 +36,21 @@ struct control_cmd {
 
 struct control_client;
 
+/* One control_call() in flight: the caller's and the loop's. */
+struct control_pending {
+	TAILQ_ENTRY(control_pending) entry;
+	json_t *req, *result;
+	int code;
+	bool done;
+	int refs; /* under control->lock */
+	char err[512];
+};
+
 struct control {
+	pthread_mutex_t lock; /* calls, and each call's done/refs */
+	pthread_cond_t cond;  /* a call is done */
+	TAILQ_HEAD(, control_pending) calls;
+	struct event *ev_call; /* wakes the loop for calls */
 	struct evconnlistener *lev;
 	struct control_client *clients; /* all of them, for control_free */
 	char *path;
@@ -98,6 +120,25 @@ control_help(struct control *c, json_t **result)
 	*result = json_pack("{s:o}", "commands", list);
 }
 
+/* Run the command name with req: 0 and *result, or an error code and err. */
+static int
+control_dispatch(struct control *c, const char *name, json_t *req, json_t **result, char *err,
+                 size_t errsize)
+{
+	if (strcmp(name, "help") == 0) {
+		control_help(c, result);
+		return 0;
+	}
+	for (size_t i = 0; i < c->ncmds; i++) {
+		if (strcmp(c->cmds[i].name, name) == 0) {
+			err[0] = '\0';
+			return c->cmds[i].fn(c->cmds[i].arg, req, result, err, errsize);
+		}
+	}
+	snprintf(err, errsize, "unknown command '%.100s' (try 'help')", name);
+	return 404;
+}
+
 static void
 control_request(struct control_client *cl, const char *line, size_t len)
 {
@@ -106,7 +147,7 @@ control_request(struct control_client *cl, const char *line, size_t len)
 	json_t *req, *result = NULL, *resp;
 	const char *name;
 	char err[512] = "";
-	int code = 404;
+	int code;
 
 	req = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (req == NULL || !json_is_object(req)) {
@@ -121,20 +162,7 @@ control_request(struct control_client *cl, const char *line, size_t len)
 		control_error(cl, 400, "field 'cmd' (a string) is missing");
 		return;
 	}
-	if (strcmp(name, "help") == 0) {
-		control_help(c, &result);
-		code = 0;
-	} else {
-		snprintf(err, sizeof(err), "unknown command '%.100s' (try 'help')", name);
-		for (size_t i = 0; i < c->ncmds; i++) {
-			if (strcmp(c->cmds[i].name, name) == 0) {
-				err[0] = '\0';
-				code = c->cmds[i].fn(c->cmds[i].arg, req, &result, err,
-				                     sizeof(err));
-				break;
-			}
-		}
-	}
+	code = control_dispatch(c, name, req, &result, err, sizeof(err));
 	log_debug("event=control cmd=%.100s code=%d", name, code);
 	json_decref(req);
 	if (code != 0) {
@@ -236,6 +264,94 @@ control_accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockadd
 	}
 }
 
+static void
+control_pending_unref(struct control_pending *p)
+{
+	/* under control->lock */
+	if (--p->refs == 0) {
+		json_decref(p->req);
+		json_decref(p->result);
+		free(p);
+	}
+}
+
+/* On the loop: run every queued call, then wake the callers. */
+static void
+control_call_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct control *c = arg;
+	struct control_pending *p;
+
+	pthread_mutex_lock(&c->lock);
+	while ((p = TAILQ_FIRST(&c->calls)) != NULL) {
+		const char *name = json_string_value(json_object_get(p->req, "cmd"));
+		json_t *result = NULL;
+		char err[sizeof(p->err)] = "";
+		int code;
+
+		TAILQ_REMOVE(&c->calls, p, entry);
+		/* a command may take a while: callers queue more meanwhile */
+		pthread_mutex_unlock(&c->lock);
+		if (name == NULL) {
+			snprintf(err, sizeof(err), "field 'cmd' (a string) is missing");
+			code = 400;
+		} else {
+			code = control_dispatch(c, name, p->req, &result, err, sizeof(err));
+		}
+		pthread_mutex_lock(&c->lock);
+		p->code = code;
+		if (code == 0)
+			p->result = result && json_is_object(result) ? json_incref(result)
+			                                             : json_object();
+		str_copy(p->err, err[0] ? err : "failed", sizeof(p->err));
+		json_decref(result);
+		p->done = true;
+		control_pending_unref(p);
+	}
+	pthread_cond_broadcast(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+}
+
+int
+control_call(struct control *c, json_t *req, json_t **resp, char *err, size_t errsize)
+{
+	struct control_pending *p = xcalloc(1, sizeof(*p));
+	struct timespec deadline;
+	int code;
+
+	*resp = NULL;
+	p->req = json_incref(req);
+	p->refs = 2;
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_sec += CONTROL_CALL_TIMEOUT_MS / 1000;
+	deadline.tv_nsec += (long)(CONTROL_CALL_TIMEOUT_MS % 1000) * 1000000L;
+	if (deadline.tv_nsec >= 1000000000L) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&c->lock);
+	TAILQ_INSERT_TAIL(&c->calls, p, entry);
+	event_active(c->ev_call, EV_READ, 0);
+	while (!p->done)
+		if (pthread_cond_timedwait(&c->cond, &c->lock, &deadline) == ETIMEDOUT)
+			break;
+	if (!p->done) {
+		/* the loop may still take it: let it, it frees what it finds orphaned */
+		code = 504;
+		snprintf(err, errsize, "the delivery loop did not answer in %d ms",
+		         CONTROL_CALL_TIMEOUT_MS);
+	} else {
+		code = p->code;
+		if (code == 0)
+			*resp = json_incref(p->result);
+		else
+			str_copy(err, p->err, errsize);
+	}
+	control_pending_unref(p);
+	pthread_mutex_unlock(&c->lock);
+	return code;
+}
+
 struct control *
 control_new(struct event_base *base, const char *path, char *err, size_t errsize)
 {
@@ -249,6 +365,18 @@ control_new(struct event_base *base, const char *path, char *err, size_t errsize
 	}
 	c = xcalloc(1, sizeof(*c));
 	c->path = xstrdup(path);
+	pthread_mutex_init(&c->lock, NULL);
+	{
+		pthread_condattr_t ca;
+
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&c->cond, &ca);
+		pthread_condattr_destroy(&ca);
+	}
+	TAILQ_INIT(&c->calls);
+	if ((c->ev_call = event_new(base, -1, 0, control_call_cb, c)) == NULL)
+		fatalx("event_new failed");
 	unlink(path);
 	old = umask(0077);
 	c->lev = evconnlistener_new_bind(base, control_accept_cb, c,
@@ -257,6 +385,9 @@ control_new(struct event_base *base, const char *path, char *err, size_t errsize
 	umask(old);
 	if (c->lev == NULL) {
 		snprintf(err, errsize, "control socket %s: %s", path, strerror(errno));
+		event_free(c->ev_call);
+		pthread_cond_destroy(&c->cond);
+		pthread_mutex_destroy(&c->lock);
 		free(c->path);
 		free(c);
 		return NULL;
@@ -278,11 +409,23 @@ control_register(struct control *c, const char *name, const char *help, control_
 void
 control_free(struct control *c)
 {
+	struct control_pending *p;
+
 	if (c == NULL)
 		return;
 	while (c->clients)
 		control_client_free(c->clients);
 	evconnlistener_free(c->lev);
+	event_free(c->ev_call);
+	/* calls nobody will run: their callers see the timeout (or gave up already) */
+	pthread_mutex_lock(&c->lock);
+	while ((p = TAILQ_FIRST(&c->calls)) != NULL) {
+		TAILQ_REMOVE(&c->calls, p, entry);
+		control_pending_unref(p);
+	}
+	pthread_mutex_unlock(&c->lock);
+	pthread_cond_destroy(&c->cond);
+	pthread_mutex_destroy(&c->lock);
 	unlink(c->path);
 	for (size_t i = 0; i < c->ncmds; i++) {
 		free(c->cmds[i].name);

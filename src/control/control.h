@@ -1,8 +1,8 @@
 /*
  * control.h - moatd's local control socket: one JSON object per line in,
  * one per line out, over a Unix socket that only the moat user and root
- * can reach. moatctl speaks it; the admin HTTP API will call the same
- * command functions.
+ * can reach. moatctl speaks it; the admin HTTP API calls the same
+ * commands from its own thread with control_call().
  *
  * Request:  {"cmd": "queue.hold", "id": "..."}
  * Response: {"ok": true, ...}  or  {"ok": false, "code": 404, "error": "..."}
@@ -30,6 +30,16 @@ typedef int (*control_fn)(void *arg, json_t *req, json_t **result, char *err, si
 struct control *control_new(struct event_base *base, const char *path, char *err, size_t errsize);
 void control_register(struct control *c, const char *name, const char *help, control_fn fn,
                       void *arg);
+/*
+ * Run the command req names ({"cmd": ..., ...}) on the control's own loop
+ * and wait for it, from any other thread (never from that loop: it would
+ * wait for itself). 0 with the result object in *resp (the caller's
+ * reference, never NULL), or the command's error code with a message in
+ * err; 504 when the loop did not answer within CONTROL_CALL_TIMEOUT_MS.
+ */
+#define CONTROL_CALL_TIMEOUT_MS 5000
+int control_call(struct control *c, json_t *req, json_t **resp, char *err, size_t errsize);
+/* On its loop's thread, once no control_call() can be waiting (the API is stopped). */
 void control_free(struct control *c);
 
 #endif

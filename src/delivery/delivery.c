@@ -1450,6 +1450,12 @@ delivery_control_open(struct delivery *d, const char *path, char *err, size_t er
 	return 0;
 }
 
+struct control *
+delivery_control(struct delivery *d)
+{
+	return d->control;
+}
+
 int
 delivery_start(struct delivery *d)
 {

@@ -45,6 +45,9 @@ struct store_writer;
 void delivery_set_store(struct delivery *d, struct store_writer *w);
 /* Serve the control socket (moatctl) at path on the delivery loop. */
 int delivery_control_open(struct delivery *d, const char *path, char *err, size_t errsize);
+struct control;
+/* The control socket's commands, for control_call() from another thread (the admin API). */
+struct control *delivery_control(struct delivery *d);
 int delivery_start(struct delivery *d);
 /* Queue a committed message (any thread). */
 void delivery_enqueue(struct delivery *d, const char *id);

@@ -15,6 +15,7 @@
  * let transactions in progress finish for up to smtp_shutdown_timeout,
  * then wait for pending commits and exit.
  */
+#include "../api/api.h"
 #include "../common/config.h"
 #include "../common/log.h"
 #include "../common/util.h"
@@ -55,7 +56,9 @@ struct moatd {
 	struct store_writer *store;
 	char *store_url;
 	struct store *pstore; /* the main thread's connection: policy (rules, lists) */
+	struct api *api;
 	struct event *ev_hup, *ev_term, *ev_int;
+	struct event *ev_policy; /* the admin API changed rules or lists in the store */
 };
 
 static void
@@ -123,6 +126,28 @@ moatd_committed(void *arg, const char *id)
 	delivery_enqueue(arg, id);
 }
 
+/*
+ * Hand a new config and policy (both references taken over) to every part
+ * that holds them; -1 with err, and both dropped, if SMTP refuses them
+ * (a TLS certificate that does not load): then nothing changed.
+ */
+static int
+moatd_apply(struct moatd *m, struct config *c, struct policy *p, char *err, size_t errsize)
+{
+	if (smtp_server_reload(m->smtp, c, p, err, errsize) < 0) {
+		policy_unref(p);
+		config_unref(c);
+		return -1;
+	}
+	delivery_reconfigure(m->delivery, c, p);
+	api_reconfigure(m->api, c, p);
+	config_unref(m->cfg);
+	policy_unref(m->pol);
+	m->cfg = c;
+	m->pol = p;
+	return 0;
+}
+
 static void
 moatd_reload(struct moatd *m)
 {
@@ -150,21 +175,55 @@ moatd_reload(struct moatd *m)
 		config_unref(c);
 		return;
 	}
-	if (smtp_server_reload(m->smtp, c, p, err, sizeof(err)) < 0) {
+	if (moatd_apply(m, c, p, err, sizeof(err)) < 0) {
 		log_error("event=reload status=failed reason=\"%s\" action=\"kept the running "
 		          "configuration\"",
 		          err);
-		policy_unref(p);
-		config_unref(c);
 		return;
 	}
-	delivery_reconfigure(m->delivery, c, p);
 	log_set_level(c->log_level);
-	config_unref(m->cfg);
-	policy_unref(m->pol);
-	m->cfg = c;
-	m->pol = p;
 	log_info("event=reload status=ok domains=%zu", policy_domain_count(p));
+}
+
+/*
+ * Rules or lists changed in the store (the admin API): the policy is
+ * built again from the store with the running configuration, as a
+ * SIGHUP would.
+ */
+static void
+moatd_policy_rebuild(struct moatd *m)
+{
+	char err[1024];
+	struct policy *p = policy_from_store(m->cfg, m->pstore, err, sizeof(err));
+
+	if (p == NULL) {
+		log_error("event=policy_rebuild status=failed reason=\"%s\" action=\"kept the "
+		          "running policy\"",
+		          err);
+		return;
+	}
+	if (moatd_apply(m, config_ref(m->cfg), p, err, sizeof(err)) < 0) {
+		log_error("event=policy_rebuild status=failed reason=\"%s\" action=\"kept the "
+		          "running policy\"",
+		          err);
+		return;
+	}
+	log_info("event=policy_rebuild status=ok domains=%zu", policy_domain_count(p));
+}
+
+static void
+moatd_policy_cb(evutil_socket_t fd, short what, void *arg)
+{
+	moatd_policy_rebuild(arg);
+}
+
+/* The admin API's hook, on its thread: rebuild on the main loop (requests coalesce). */
+static void
+moatd_policy_changed(void *arg)
+{
+	struct moatd *m = arg;
+
+	event_active(m->ev_policy, EV_READ, 0);
 }
 
 static void
@@ -250,6 +309,8 @@ main(int argc, char **argv)
 	m.smtp = smtp_server_new(m.base, m.cfg, NULL);
 	if (smtp_server_listen(m.smtp, err, sizeof(err)) < 0)
 		fatalx("%s", err);
+	if ((m.api = api_new(m.cfg, NULL, err, sizeof(err))) == NULL)
+		fatalx("%s", err);
 	moatd_drop_privileges(m.cfg);
 	m.store_url =
 	        m.cfg->store[0] ? xstrdup(m.cfg->store) : xasprintf("%s/moat.db", m.cfg->data_dir);
@@ -295,6 +356,23 @@ main(int argc, char **argv)
 		fatalx("cannot start the spool commit threads");
 	if (delivery_start(m.delivery) < 0)
 		fatalx("cannot start the delivery thread");
+	m.ev_policy = event_new(m.base, -1, 0, moatd_policy_cb, &m);
+	{
+		struct api_deps deps = {
+		        .store_url = m.store_url,
+		        .spool = m.spool,
+		        .delivery = m.delivery,
+		        .control = delivery_control(m.delivery),
+		        .scan_env = m.scan_env,
+		        .policy_changed = moatd_policy_changed,
+		        .arg = &m,
+		        .writer = m.store,
+		};
+
+		api_reconfigure(m.api, m.cfg, m.pol);
+		if (api_start(m.api, &deps, err, sizeof(err)) < 0)
+			fatalx("admin API: %s", err);
+	}
 
 	m.ev_hup = evsignal_new(m.base, SIGHUP, moatd_signal, &m);
 	m.ev_term = evsignal_new(m.base, SIGTERM, moatd_signal, &m);
@@ -313,6 +391,8 @@ main(int argc, char **argv)
 	/* Sessions are gone; scans end by their deadline; commits finish, then delivery. */
 	scan_pool_stop(m.scan);
 	spool_stop(m.spool);
+	api_free(m.api); /* it calls into delivery and the main loop's policy event */
+	event_free(m.ev_policy);
 	delivery_free(m.delivery);
 	smtp_server_free(m.smtp);
 	event_free(m.ev_hup);
