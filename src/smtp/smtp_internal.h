@@ -131,8 +131,9 @@ struct smtp_session {
 	bool scanning;             /* msg is with a scan worker; its callback holds a reference */
 	struct scan_input scan_in; /* what the worker reads (valid while scanning) */
 	struct smtp_track *track;  /* the scan's outcome, tracked once the commit is durable */
-	bool peer_eof;             /* the client closed its sending side */
-	const char *chunk_error;   /* reply after a discarded chunk */
+	char refused_id[SPOOL_ID_LEN + 1]; /* the transaction's record of refused RCPTs, "" */
+	bool peer_eof;                     /* the client closed its sending side */
+	const char *chunk_error;           /* reply after a discarded chunk */
 	uint64_t data_start_ms;
 	uint64_t data_wire; /* octets read in DATA/BDAT, for the rate check */
 };

@@ -204,6 +204,7 @@ smtp_tx_reset(struct smtp_session *s)
 	s->chunk_left = 0;
 	s->chunk_discard = false;
 	s->chunk_error = NULL;
+	s->refused_id[0] = '\0';
 }
 
 /* After a transaction or a command: the state to wait in. */
@@ -395,6 +396,32 @@ smtp_track(struct smtp_session *s, const struct spool_env *env, uint64_t size,
 	                     tr ? tr->score : 0, tr ? tr->symbols : "", tr ? tr->reason : "",
 	                     q.domain ? &q : NULL);
 	free(rcpts);
+}
+
+/*
+ * A recipient refused at RCPT, for tracking: the transaction's refusals
+ * share one record under an id of their own (no message exists yet).
+ */
+static void
+smtp_track_refused(struct smtp_session *s, const char *rcpt, const char *reply)
+{
+	int64_t now = wall_ms();
+
+	if (s->srv->store == NULL)
+		return;
+	if (s->refused_id[0] == '\0') {
+		struct store_track_in in = {0};
+
+		spool_new_id(s->srv->spool, s->refused_id);
+		in.id = s->refused_id;
+		in.received_ms = now;
+		in.client_ip = s->addr;
+		in.helo = s->helo;
+		in.sender = s->env.sender ? s->env.sender : "";
+		in.subject = in.from = in.message_id = "";
+		store_writer_message(s->srv->store, &in, STORE_V_NONE, 0, "", "", NULL);
+	}
+	store_writer_delivery(s->srv->store, s->refused_id, rcpt, STORE_OUT_REJECTED, reply, now);
 }
 
 /* The transaction is over (answered): take the next command, or close after EOF. */
@@ -1046,7 +1073,7 @@ smtp_cmd_rcpt(struct smtp_session *s, const struct smtp_cmd *cmd)
 {
 	struct smtp_rcpt_params rp;
 	struct mailaddr a;
-	const char *bad = NULL, *why = NULL;
+	const char *bad = NULL, *why = NULL, *reply;
 	size_t used = 0, badlen = 0;
 	char buf[MAILADDR_FORMAT_MAX], q[MAILADDR_FORMAT_MAX * 4 + 3];
 	unsigned flags = s->mp.smtputf8 ? MAILADDR_F_SMTPUTF8 : 0;
@@ -1063,7 +1090,10 @@ smtp_cmd_rcpt(struct smtp_session *s, const struct smtp_cmd *cmd)
 		return;
 	case MAILADDR_EROUTING:
 		why = "routing characters";
-		smtp_reply(s, "550 5.7.1 Relaying denied");
+		reply = "550 5.7.1 Relaying denied";
+		/* no address to record: the argument as given, bounded */
+		str_copy(buf, cmd->arg,
+		         cmd->arg_len + 1 < sizeof(buf) ? cmd->arg_len + 1 : sizeof(buf));
 		goto rejected;
 	default:
 		smtp_reply(s, "501 5.1.3 Bad recipient address syntax");
@@ -1080,11 +1110,11 @@ smtp_cmd_rcpt(struct smtp_session *s, const struct smtp_cmd *cmd)
 		break;
 	case POLICY_RCPT_UNKNOWN_USER:
 		why = "unknown user";
-		smtp_reply(s, "550 5.1.1 Recipient address rejected: user unknown");
+		reply = "550 5.1.1 Recipient address rejected: user unknown";
 		goto rejected;
 	case POLICY_RCPT_RELAY_DENIED:
 		why = "relay denied";
-		smtp_reply(s, "550 5.7.1 Relaying denied");
+		reply = "550 5.7.1 Relaying denied";
 		goto rejected;
 	}
 	for (size_t i = 0; i < s->env.nrcpts; i++) {
@@ -1105,6 +1135,8 @@ smtp_cmd_rcpt(struct smtp_session *s, const struct smtp_cmd *cmd)
 	smtp_reply(s, "250 2.1.5 Ok");
 	return;
 rejected:
+	smtp_reply(s, "%s", reply);
+	smtp_track_refused(s, buf, reply);
 	stats_inc(smtp_rcpt_rejected);
 	log_info("event=rcpt_rejected sid=%llu client=%s to=%s reason=\"%s\"",
 	         (unsigned long long)s->sid, s->addr,

@@ -201,18 +201,25 @@ spool_env_clear(struct spool_env *env)
 
 /* --- writing --- */
 
-struct spool_msg *
-spool_msg_new(struct spool *s)
+void
+spool_new_id(struct spool *s, char id[SPOOL_ID_LEN + 1])
 {
-	struct spool_msg *m = xcalloc(1, sizeof(*m));
 	struct timespec ts;
 	uint64_t ms;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 	/* Any thread may create messages (the delivery thread writes DSNs). */
-	snprintf(m->id, sizeof(m->id), "%011llx%05x", (unsigned long long)(ms & 0xfffffffffffULL),
+	snprintf(id, SPOOL_ID_LEN + 1, "%011llx%05x", (unsigned long long)(ms & 0xfffffffffffULL),
 	         __atomic_add_fetch(&s->id_counter, 1, __ATOMIC_RELAXED) & 0xfffff);
+}
+
+struct spool_msg *
+spool_msg_new(struct spool *s)
+{
+	struct spool_msg *m = xcalloc(1, sizeof(*m));
+
+	spool_new_id(s, m->id);
 	m->spool = s;
 	m->fd = -1;
 	m->crc = (uint32_t)crc32(0L, Z_NULL, 0);

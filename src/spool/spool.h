@@ -143,6 +143,8 @@ bool spool_has_room(struct spool *s);
 /* --- writing (loop thread) --- */
 
 struct spool_msg *spool_msg_new(struct spool *s);
+/* A fresh id, as messages get (tracking records of refused recipients use one too). */
+void spool_new_id(struct spool *s, char id[SPOOL_ID_LEN + 1]);
 const char *spool_msg_id(const struct spool_msg *m);
 /* Append body bytes. -1 with errno on a write error (sticky: the commit fails). */
 int spool_msg_write(struct spool_msg *m, const void *p, size_t n);

@@ -82,3 +82,46 @@ class TestTracking(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class TestRefusedAtRcpt(unittest.TestCase):
+    def test_refused_recipients_are_tracked(self):
+        import smtplib
+        m = Moatd(domains="[domain example.test]\nrecipients = u\nroute = maildir\n",
+                  name="track-rcpt")
+        m.start()
+        try:
+            c = smtplib.SMTP("127.0.0.1", m.port, timeout=30)
+            c.ehlo("client.remote.test")
+            c.mail("x@remote.test")
+            self.assertEqual(c.rcpt("nobody@example.test")[0], 550)
+            self.assertEqual(c.rcpt("someone@elsewhere.test")[0], 550)
+            self.assertEqual(c.rcpt("u@example.test")[0], 250)
+            code, text = c.data(eml(hdrs("x@remote.test"), "hi\n"))
+            self.assertEqual(code, 250, text)
+            accepted = QID.search(text.decode()).group(1)
+            c.rset()
+            c.mail("y@remote.test")
+            self.assertEqual(c.rcpt("ghost@example.test")[0], 550)
+            c.quit()
+            m.wait_maildir("u@example.test")
+        finally:
+            m.stop()
+        db = sqlite3.connect(os.path.join(m.data, "moat.db"))
+        refused = db.execute(
+            "SELECT m.qid, m.sender, m.helo, r.rcpt, r.outcome, r.reply FROM msg m "
+            "JOIN msg_rcpt r ON r.qid = m.qid WHERE r.outcome = 'rejected' "
+            "ORDER BY r.rcpt").fetchall()
+        self.assertEqual([(r[1], r[3], r[4]) for r in refused], [
+            ("y@remote.test", "ghost@example.test", "rejected"),
+            ("x@remote.test", "nobody@example.test", "rejected"),
+            ("x@remote.test", "someone@elsewhere.test", "rejected")])
+        self.assertEqual(refused[1][5], "550 5.1.1 Recipient address rejected: user unknown")
+        self.assertEqual(refused[2][5], "550 5.7.1 Relaying denied")
+        self.assertEqual(refused[1][2], "client.remote.test")
+        # one record per transaction, apart from the message accepted in it
+        self.assertEqual(refused[1][0], refused[2][0])
+        self.assertNotEqual(refused[0][0], refused[1][0])
+        self.assertNotIn(accepted, {r[0] for r in refused})
+        self.assertEqual(db.execute("SELECT outcome FROM msg_rcpt WHERE qid = ?",
+                                    (accepted,)).fetchall(), [("delivered",)])
