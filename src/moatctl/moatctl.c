@@ -80,8 +80,8 @@ print_rcpts(json_t *msg, bool full)
 	}
 }
 
-static void
-print_list(json_t *resp)
+void
+moatctl_queue_print_list(json_t *resp)
 {
 	size_t i;
 	json_t *m;
@@ -99,8 +99,8 @@ print_list(json_t *resp)
 	       (long long)json_integer_value(json_object_get(resp, "total")));
 }
 
-static void
-print_show(json_t *resp)
+void
+moatctl_queue_print_show(json_t *resp)
 {
 	json_t *m = json_object_get(resp, "message");
 	json_t *next = json_object_get(m, "next_attempt_in_s");
@@ -130,8 +130,8 @@ print_ok(json_t *resp)
 		printf("ok\n");
 }
 
-static void
-print_stats(json_t *resp)
+void
+moatctl_queue_print_stats(json_t *resp)
 {
 	const char *k;
 	json_t *v;
@@ -145,15 +145,16 @@ print_stats(json_t *resp)
 }
 
 static const struct moatctl_sockcmd moatctl_sockcmds[] = {
-        {"queue list", "", "queue.list", "list the messages waiting for delivery", print_list},
+        {"queue list", "", "queue.list", "list the messages waiting for delivery",
+         moatctl_queue_print_list},
         {"queue show", "ID", "queue.show", "show one message and each recipient's state",
-         print_show},
+         moatctl_queue_print_show},
         {"queue retry", "ID|all", "queue.retry", "try to deliver now instead of waiting", print_ok},
         {"queue hold", "ID", "queue.hold", "stop delivering a message until released", print_ok},
         {"queue release", "ID", "queue.release", "deliver a held message again", print_ok},
         {"queue delete", "ID", "queue.delete",
          "remove a message from the queue, without a report to its sender", print_ok},
-        {"stats", "", "stats", "counters and queue depth", print_stats},
+        {"stats", "", "stats", "counters and queue depth", moatctl_queue_print_stats},
 };
 
 static void

@@ -38,6 +38,11 @@ struct moatctl_global {
 	bool api;               /* --api: the queue commands over HTTP */
 };
 
+/* The control socket's answers as text (moatctl.c); the API's queue answers are the same. */
+void moatctl_queue_print_list(json_t *resp);  /* {"messages", "total"} */
+void moatctl_queue_print_show(json_t *resp);  /* {"message"} */
+void moatctl_queue_print_stats(json_t *resp); /* {"queue", "counters"} */
+
 /* `moatctl scan ...` (moatctl_scan.c): argv after the word "scan". */
 int moatctl_scan(const char *config, int argc, char **argv, bool json);
 
@@ -164,5 +169,8 @@ int moatctl_admin_health(struct moatctl_req *r);
 int moatctl_admin_metrics(struct moatctl_req *r);
 int moatctl_admin_stats(struct moatctl_req *r);
 int moatctl_admin_queue(struct moatctl_req *r);
+int moatctl_admin_settings(struct moatctl_req *r);
+int moatctl_admin_settings_set(struct moatctl_req *r);
+int moatctl_admin_settings_delete(struct moatctl_req *r);
 
 #endif

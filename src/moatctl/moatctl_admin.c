@@ -113,8 +113,12 @@ moatctl_admin_token_create(struct moatctl_req *r)
 	store_close(s);
 	api_token_scopes_str(scopes, names, sizeof(names));
 	if (moatctl_req_global(r)->json) {
-		json_t *o = json_pack("{s:s,s:s,s:s,s:I}", "id", id, "token", token, "scopes",
-		                      names, "created_ms", (json_int_t)now);
+		/* what POST /api/v1/tokens answers */
+		json_t *o = json_pack("{s:s,s:s,s:[]}", "id", id, "token", token, "scopes");
+		char *cursor = names, *one;
+
+		while ((one = strsep(&cursor, ",")) != NULL)
+			json_array_append_new(json_object_get(o, "scopes"), json_string(one));
 
 		moatctl_print_json(o);
 		json_decref(o);
@@ -226,7 +230,7 @@ moatctl_admin_users_list(struct moatctl_req *r)
 	return moatctl_req_call(r, "GET", "users", NULL, NULL, NULL);
 }
 
-/* users add (POST users) and users password (PUT users/NAME/password). */
+/* users add (POST users) and users password (POST users/NAME/password). */
 static int
 moatctl_admin_users_set(struct moatctl_req *r, bool add)
 {
@@ -255,7 +259,7 @@ moatctl_admin_users_set(struct moatctl_req *r, bool add)
 		free(p);
 		return MOATCTL_EXIT_USAGE;
 	}
-	rc = moatctl_req_call(r, add ? "POST" : "PUT", add ? "users" : p, NULL, body,
+	rc = moatctl_req_call(r, "POST", add ? "users" : p, NULL, body,
 	                      add ? "added" : "password set");
 	json_decref(body);
 	free(p);
@@ -285,14 +289,41 @@ moatctl_admin_users_delete(struct moatctl_req *r)
 	return rc;
 }
 
+static const struct moatctl_col audit_cols[] = {
+        {"id", "ID", 10},         {"time_ms", "TIME", 19}, {"who", "WHO", 24},
+        {"action", "ACTION", 20}, {"addr", "FROM", 40},    {"target", "TARGET", 0},
+};
+
 int
 moatctl_admin_audit(struct moatctl_req *r)
 {
 	char *q = moatctl_req_query(r, NULL);
-	int rc = moatctl_req_call(r, "GET", "audit", q, NULL, NULL);
+	struct moatctl_api *a;
+	json_t *out, *next;
+	int rc;
 
+	if ((a = moatctl_req_api(r, &rc)) == NULL) {
+		free(q);
+		return rc;
+	}
+	rc = moatctl_api_json(a, "GET", "audit", q, NULL, &out);
 	free(q);
-	return rc;
+	if (rc != MOATCTL_EXIT_OK)
+		return rc;
+	if (moatctl_req_global(r)->json) {
+		moatctl_print_json(out);
+	} else {
+		if (json_array_size(json_object_get(out, "items")) == 0)
+			printf("nothing found\n");
+		else
+			moatctl_print_table(json_object_get(out, "items"), audit_cols,
+			                    nitems(audit_cols));
+		if (json_is_integer(next = json_object_get(out, "next")))
+			printf("more: --before %" JSON_INTEGER_FORMAT "\n",
+			       json_integer_value(next));
+	}
+	json_decref(out);
+	return MOATCTL_EXIT_OK;
 }
 
 int
@@ -312,13 +343,41 @@ moatctl_admin_metrics(struct moatctl_req *r)
 	return moatctl_api_fetch(a, "/metrics", NULL, stdout);
 }
 
+/* GET path, printed by print (the control socket's printer) unless --json; wrap: the member
+ * print expects the answer under. */
+static int
+moatctl_admin_get_print(struct moatctl_req *r, const char *path, const char *wrap,
+                        void (*print)(json_t *resp))
+{
+	struct moatctl_api *a;
+	json_t *out;
+	int rc;
+
+	if ((a = moatctl_req_api(r, &rc)) == NULL)
+		return rc;
+	if ((rc = moatctl_api_json(a, "GET", path, NULL, NULL, &out)) != MOATCTL_EXIT_OK)
+		return rc;
+	if (moatctl_req_global(r)->json) {
+		moatctl_print_json(out);
+	} else if (wrap != NULL) {
+		json_t *w = json_pack("{s:O}", wrap, out ? out : json_null());
+
+		print(w);
+		json_decref(w);
+	} else {
+		print(out);
+	}
+	json_decref(out);
+	return MOATCTL_EXIT_OK;
+}
+
 int
 moatctl_admin_stats(struct moatctl_req *r)
 {
-	return moatctl_req_call(r, "GET", "stats", NULL, NULL, NULL);
+	return moatctl_admin_get_print(r, "stats", NULL, moatctl_queue_print_stats);
 }
 
-/* queue list|show|retry|hold|release|delete over the API. */
+/* queue list|show|retry|hold|release|delete over the API: the socket's answers, relayed. */
 int
 moatctl_admin_queue(struct moatctl_req *r)
 {
@@ -327,16 +386,52 @@ moatctl_admin_queue(struct moatctl_req *r)
 	int rc;
 
 	if (strcmp(verb, "list") == 0)
-		return moatctl_req_call(r, "GET", "queue", NULL, NULL, NULL);
+		return moatctl_admin_get_print(r, "queue", NULL, moatctl_queue_print_list);
 	id = moatctl_api_escape(moatctl_req_arg(r, 0));
 	if (strcmp(verb, "show") == 0) {
 		p = xasprintf("queue/%s", id);
-		rc = moatctl_req_call(r, "GET", p, NULL, NULL, NULL);
+		rc = moatctl_admin_get_print(r, p, "message", moatctl_queue_print_show);
 	} else {
 		p = xasprintf("queue/%s/%s", id, verb);
 		rc = moatctl_req_call(r, "POST", p, NULL, NULL, "ok");
 	}
 	free(p);
 	free(id);
+	return rc;
+}
+
+int
+moatctl_admin_settings(struct moatctl_req *r)
+{
+	return moatctl_req_call(r, "GET", "settings", NULL, NULL, NULL);
+}
+
+int
+moatctl_admin_settings_set(struct moatctl_req *r)
+{
+	char *k = moatctl_api_escape(moatctl_req_arg(r, 0)), *p = xasprintf("settings/%s", k);
+	json_t *body = json_pack("{s:s}", "value", moatctl_req_arg(r, 1));
+	int rc;
+
+	if (body == NULL) {
+		fprintf(stderr, "moatctl: %s: the value must be UTF-8\n", moatctl_req_words(r));
+		rc = MOATCTL_EXIT_USAGE;
+	} else {
+		rc = moatctl_req_call(r, "PUT", p, NULL, body, "saved");
+	}
+	json_decref(body);
+	free(p);
+	free(k);
+	return rc;
+}
+
+int
+moatctl_admin_settings_delete(struct moatctl_req *r)
+{
+	char *k = moatctl_api_escape(moatctl_req_arg(r, 0)), *p = xasprintf("settings/%s", k);
+	int rc = moatctl_req_call(r, "DELETE", p, NULL, NULL, "deleted");
+
+	free(p);
+	free(k);
 	return rc;
 }

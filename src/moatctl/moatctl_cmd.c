@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <inttypes.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,9 +23,13 @@
 #define MOATCTL_OPT_REPEAT   0x1u /* may be given several times */
 #define MOATCTL_OPT_REQUIRED 0x2u
 #define MOATCTL_OPT_NUMBER   0x4u /* its value is a decimal number */
+#define MOATCTL_OPT_TIME     0x8u /* a time, sent as milliseconds since the epoch */
 #define MOATCTL_MANY         SIZE_MAX
-#define MOATCTL_CELL_MAX     1024    /* octets of one printed value */
-#define MOATCTL_ALL_MAX      1000000 /* items --all gathers at most */
+#define MOATCTL_CELL_MAX     1024 /* octets of one printed value */
+#define MOATCTL_TIME_HELP                                                                          \
+	"  TIME: YYYY-MM-DD[THH:MM[:SS]] (local time; a final Z: UTC), 2h, 3d (ago), now,\n"       \
+	"  or seconds or milliseconds since the epoch.\n"
+#define MOATCTL_ALL_MAX 1000000 /* items --all gathers at most */
 
 struct moatctl_opt {
 	const char *name;  /* "--limit" */
@@ -55,6 +60,8 @@ struct moatctl_req {
 	char **args;
 	size_t nargs;
 	struct moatctl_optval *vals; /* one per cmd->opts entry */
+	char **owned;                /* values made here (times in ms), freed at the end */
+	size_t nowned;
 	struct moatctl_api *api;
 };
 
@@ -65,8 +72,8 @@ struct moatctl_req {
 	         "words of the subject (3 characters or more)"},                                   \
 	        {"--message-id", "ID", "message_id", 0, "the Message-ID, exactly"},                \
 	        {"--id", "ID", "id", 0, "moat's queue id"},                                        \
-	        {"--since", "TIME", "since", 0, "received at or after TIME"},                      \
-	        {"--until", "TIME", "until", 0, "received before TIME"},                           \
+	        {"--since", "TIME", "since", MOATCTL_OPT_TIME, "received at or after TIME"},       \
+	        {"--until", "TIME", "until", MOATCTL_OPT_TIME, "received before TIME"},            \
 	        {"--verdict", "V", "verdict", 0, "deliver, quarantine, reject or tempfail"},       \
 	        {"--limit", "N", "limit", MOATCTL_OPT_NUMBER, "rows per page"},                    \
 	        {"--after", "CURSOR", "after", 0,                                                  \
@@ -123,7 +130,10 @@ static const struct moatctl_opt opts_token_create[] = {
         {NULL},
 };
 static const struct moatctl_opt opts_audit[] = {
-        {"--limit", "N", "limit", MOATCTL_OPT_NUMBER, "entries (newest first)"},
+        {"--limit", "N", "limit", MOATCTL_OPT_NUMBER, "entries (newest first; default 100)"},
+        {"--target", "WHAT", "target", 0, "only entries about this (an id, a rule, a user)"},
+        {"--before", "N", "before", MOATCTL_OPT_NUMBER,
+         "entries older than entry N (\"more:\" of the last page)"},
         {NULL},
 };
 static const struct moatctl_opt opts_export[] = {
@@ -133,8 +143,9 @@ static const struct moatctl_opt opts_export[] = {
 
 static const struct moatctl_cmd moatctl_cmds[] = {
         {"quarantine list", "", 0, 0, opts_quar_list, "search the quarantine, newest first",
-         "  TIME as the server takes it (see docs/openapi.yaml). With --all, pages are\n"
-         "  fetched until the last; --json then prints one object with every item.\n",
+         MOATCTL_TIME_HELP
+         "  With --all, pages are fetched until the last; --json then prints one\n"
+         "  object with every item.\n",
          moatctl_quarantine_list},
         {"quarantine show", "ID", 1, 1, opts_none, "one held message: envelope, verdict, state",
          NULL, moatctl_quarantine_show},
@@ -150,7 +161,7 @@ static const struct moatctl_cmd moatctl_cmds[] = {
         {"quarantine delete", "ID...", 1, MOATCTL_MANY, opts_delete,
          "delete held messages (several IDs: one batch request)", NULL, moatctl_quarantine_delete},
         {"track list", "", 0, 0, opts_track_list, "search every message moat saw, newest first",
-         NULL, moatctl_track_list},
+         MOATCTL_TIME_HELP, moatctl_track_list},
         {"track show", "ID", 1, 1, opts_none, "one message and its timeline", NULL,
          moatctl_track_show},
         {"domains", "", 0, 0, opts_none, "the protected domains", NULL, moatctl_policy_domains},
@@ -193,6 +204,11 @@ static const struct moatctl_cmd moatctl_cmds[] = {
          "set a user's password (from the terminal or standard input)", NULL,
          moatctl_admin_users_password},
         {"audit", "", 0, 0, opts_audit, "who did what, newest first", NULL, moatctl_admin_audit},
+        {"settings", "", 0, 0, opts_none, "the settings kept in the store", NULL,
+         moatctl_admin_settings},
+        {"settings set", "KEY VALUE", 2, 2, opts_none, "set one", NULL, moatctl_admin_settings_set},
+        {"settings delete", "KEY", 1, 1, opts_none, "delete one", NULL,
+         moatctl_admin_settings_delete},
         {"health", "", 0, 0, opts_none, "is moatd up and its store reachable", NULL,
          moatctl_admin_health},
         {"metrics", "", 0, 0, opts_none, "the Prometheus metrics, as text", NULL,
@@ -360,6 +376,55 @@ moatctl_cmd_usage_error(const struct moatctl_cmd *c, const char *fmt, ...)
 	return MOATCTL_EXIT_USAGE;
 }
 
+/*
+ * A time for --since/--until as milliseconds since the epoch: a date
+ * (local time, or UTC with a final Z), a duration ago, "now", or a number
+ * of seconds (below 10^11) or milliseconds.
+ */
+static int
+moatctl_cmd_time(const char *s, int64_t *ms)
+{
+	static const char *const formats[] = {
+	        "%Y-%m-%d",          "%Y-%m-%dT%H:%M",    "%Y-%m-%d %H:%M",
+	        "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S",
+	};
+	struct timespec now;
+	size_t len = strlen(s);
+	uint64_t n;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	if (strcmp(s, "now") == 0) {
+		*ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+		return 0;
+	}
+	if (len > 0 && strspn(s, "0123456789") == len) {
+		if (parse_u64(s, len, INT64_MAX / 1000, &n) < 0)
+			return -1;
+		*ms = (int64_t)(n < 100000000000ull ? n * 1000 : n);
+		return 0;
+	}
+	if (len > 1 && s[len - 1] >= 'a' && s[len - 1] <= 'z' && strchr(s, '-') == NULL) {
+		if (parse_duration_ms(s, &n) < 0 || n > (uint64_t)now.tv_sec * 1000)
+			return -1;
+		*ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000 - (int64_t)n;
+		return 0;
+	}
+	for (size_t i = 0; i < nitems(formats); i++) {
+		struct tm tm = {.tm_isdst = -1};
+		const char *end = strptime(s, formats[i], &tm);
+		time_t t;
+
+		if (end == NULL || (end[0] != '\0' && strcmp(end, "Z") != 0))
+			continue;
+		t = end[0] == 'Z' ? timegm(&tm) : mktime(&tm);
+		if (t == (time_t)-1)
+			return -1;
+		*ms = (int64_t)t * 1000;
+		return 0;
+	}
+	return -1;
+}
+
 static int
 moatctl_cmd_parse(struct moatctl_req *r, int argc, char **argv, bool *help)
 {
@@ -426,8 +491,17 @@ moatctl_cmd_parse(struct moatctl_req *r, int argc, char **argv, bool *help)
 		if (o->flags & MOATCTL_OPT_NUMBER) {
 			uint64_t n;
 
-			if (parse_u64(val, strlen(val), UINT32_MAX, &n) < 0)
+			if (parse_u64(val, strlen(val), INT64_MAX, &n) < 0)
 				return moatctl_cmd_usage_error(c, "%s takes a number", o->name);
+		}
+		if (o->flags & MOATCTL_OPT_TIME) {
+			int64_t ms;
+
+			if (moatctl_cmd_time(val, &ms) < 0)
+				return moatctl_cmd_usage_error(c, "%s: '%s' is not a time", o->name,
+				                               val);
+			r->owned = xrealloc(r->owned, (r->nowned + 1) * sizeof(*r->owned));
+			val = r->owned[r->nowned++] = xasprintf("%" PRId64, ms);
 		}
 		struct moatctl_optval *ov = &r->vals[o - c->opts];
 
@@ -480,6 +554,9 @@ done:
 	moatctl_api_close(r.api);
 	for (size_t i = 0; i < nopts; i++)
 		free(r.vals[i].v);
+	for (size_t i = 0; i < r.nowned; i++)
+		free(r.owned[i]);
+	free(r.owned);
 	free(r.vals);
 	free(r.args);
 	return rc;
@@ -693,6 +770,26 @@ moatctl_is_time_ms(const char *key)
 	return len > 3 && strcmp(key + len - 3, "_ms") == 0 && strcmp(key, "elapsed_ms") != 0;
 }
 
+/* An object inside a list, briefly: its first string, the second in brackets. */
+static void
+moatctl_value_brief(json_t *o, char *buf, size_t size)
+{
+	const char *k, *first = NULL, *second = NULL;
+	json_t *v;
+
+	json_object_foreach(o, k, v)
+	{
+		if (!json_is_string(v) || json_string_length(v) == 0)
+			continue;
+		if (first == NULL)
+			first = json_string_value(v);
+		else if (second == NULL)
+			second = json_string_value(v);
+	}
+	snprintf(buf, size, "%s%s%s%s", first ? first : "{}", second ? " (" : "",
+	         second ? second : "", second ? ")" : "");
+}
+
 void
 moatctl_value_str(const json_t *v, const char *key, char *buf, size_t size)
 {
@@ -731,7 +828,10 @@ moatctl_value_str(const json_t *v, const char *key, char *buf, size_t size)
 		{
 			char one[MOATCTL_CELL_MAX];
 
-			moatctl_value_str(e, key, one, sizeof(one));
+			if (json_is_object(e))
+				moatctl_value_brief(e, one, sizeof(one));
+			else
+				moatctl_value_str(e, key, one, sizeof(one));
 			if (len < size)
 				len += (size_t)snprintf(buf + len, size - len, "%s%s",
 				                        i ? ", " : "", one);

@@ -13,6 +13,8 @@
 
 #include "../common/util.h"
 
+#define MOATCTL_BATCH_MAX 1000 /* ids of one batch request (the API's limit) */
+
 static const struct moatctl_col quar_cols[] = {
         {"id", "ID", 16},          {"received_ms", "RECEIVED", 19}, {"verdict", "VERDICT", 10},
         {"score", "SCORE", 6},     {"state", "STATE", 8},           {"sender", "SENDER", 32},
@@ -109,11 +111,12 @@ moatctl_track_show(struct moatctl_req *r)
 	return moatctl_quarantine_show_at(r, "tracking", "");
 }
 
+/* The preview's members, then its texts as they are (several lines each). */
 int
 moatctl_quarantine_preview(struct moatctl_req *r)
 {
-	json_t *o, *v;
-	const char *k;
+	static const char *const texts[] = {"text", "html_text"};
+	json_t *o, *rest;
 	int rc;
 
 	if ((rc = moatctl_quarantine_get(r, "quarantine", "/preview", &o)) != MOATCTL_EXIT_OK)
@@ -123,19 +126,20 @@ moatctl_quarantine_preview(struct moatctl_req *r)
 		json_decref(o);
 		return MOATCTL_EXIT_OK;
 	}
-	/* the members, then the text as it is (several lines) */
-	{
-		json_t *rest = json_deep_copy(o);
+	rest = json_deep_copy(o);
+	for (size_t i = 0; i < nitems(texts); i++)
+		json_object_del(rest, texts[i]);
+	moatctl_print_object(rest, 0);
+	json_decref(rest);
+	for (size_t i = 0; i < nitems(texts); i++) {
+		json_t *v = json_object_get(o, texts[i]);
+		size_t len = json_string_length(v);
 
-		json_object_del(rest, "text");
-		moatctl_print_object(rest, 0);
-		json_decref(rest);
+		if (len == 0)
+			continue;
+		printf("\n--- %s ---\n%s%s", texts[i], json_string_value(v),
+		       json_string_value(v)[len - 1] == '\n' ? "" : "\n");
 	}
-	json_object_foreach(o, k, v) if (strcmp(k, "text") == 0 && json_is_string(v)) printf(
-	        "\n%s%s", json_string_value(v),
-	        json_string_length(v) && json_string_value(v)[json_string_length(v) - 1] == '\n'
-	                ? ""
-	                : "\n");
 	json_decref(o);
 	return MOATCTL_EXIT_OK;
 }
@@ -194,43 +198,104 @@ moatctl_quarantine_worse(int a, int b)
 	return rank[b] > rank[a] ? b : a;
 }
 
-/* POST quarantine/ID/verb with body for each ID; prints each answer. */
+/* The exit status an HTTP status in a batch result stands for. */
 static int
-moatctl_quarantine_each(struct moatctl_req *r, const char *verb, const char *done, json_t *body)
+moatctl_quarantine_code_rc(json_int_t code)
 {
+	if (code >= 200 && code < 300)
+		return MOATCTL_EXIT_OK;
+	if (code == 401 || code == 403)
+		return MOATCTL_EXIT_AUTH;
+	if (code >= 500)
+		return MOATCTL_EXIT_UNREACHABLE;
+	return MOATCTL_EXIT_REFUSED;
+}
+
+/*
+ * POST quarantine/batch for every ID (MOATCTL_BATCH_MAX at a time), body
+ * completed with "ids"; each failed id printed, the worst exit status.
+ */
+static int
+moatctl_quarantine_batch(struct moatctl_req *r, json_t *body, const char *done)
+{
+	size_t n = moatctl_req_nargs(r), i;
 	struct moatctl_api *a;
-	size_t n = moatctl_req_nargs(r);
-	json_t *answers = json_array();
+	json_t *all = json_array(), *e;
 	int rc, worst = MOATCTL_EXIT_OK;
 
 	if ((a = moatctl_req_api(r, &rc)) == NULL) {
-		json_decref(answers);
+		json_decref(all);
 		return rc;
 	}
-	for (size_t i = 0; i < n; i++) {
-		const char *id = moatctl_req_arg(r, i);
-		char *eid = moatctl_api_escape(id), *p = xasprintf("quarantine/%s/%s", eid, verb);
-		char *what = xasprintf("%s %s", moatctl_req_words(r), id);
-		json_t *out;
+	for (size_t from = 0; from < n; from += MOATCTL_BATCH_MAX) {
+		json_t *ids = json_array(), *out;
 
-		moatctl_api_set_what(a, what);
-		rc = moatctl_api_json(a, "POST", p, NULL, body, &out);
-		if (rc == MOATCTL_EXIT_OK) {
-			if (!moatctl_req_global(r)->json)
-				printf("%s %s\n", id, done);
-			json_array_append_new(answers, out ? out : json_object());
+		for (i = from; i < n && i < from + MOATCTL_BATCH_MAX; i++)
+			json_array_append_new(ids, json_string(moatctl_req_arg(r, i)));
+		json_object_set_new(body, "ids", ids);
+		if ((rc = moatctl_api_json(a, "POST", "quarantine/batch", NULL, body, &out)) !=
+		    MOATCTL_EXIT_OK) {
+			worst = moatctl_quarantine_worse(worst, rc);
+			break;
 		}
-		worst = moatctl_quarantine_worse(worst, rc);
-		free(what);
-		free(p);
-		free(eid);
-		if (rc == MOATCTL_EXIT_UNREACHABLE || rc == MOATCTL_EXIT_AUTH)
-			break; /* the next would fail the same way */
+		json_array_extend(all, json_object_get(out, "results"));
+		json_decref(out);
 	}
-	if (moatctl_req_global(r)->json && json_array_size(answers) > 0)
-		moatctl_print_json(n == 1 ? json_array_get(answers, 0) : answers);
-	json_decref(answers);
+	json_array_foreach(all, i, e)
+	{
+		const char *id = json_string_value(json_object_get(e, "id"));
+		const char *err = json_string_value(json_object_get(e, "error"));
+		json_int_t code = json_integer_value(json_object_get(e, "code"));
+
+		rc = moatctl_quarantine_code_rc(code);
+		worst = moatctl_quarantine_worse(worst, rc);
+		if (rc != MOATCTL_EXIT_OK)
+			fprintf(stderr, "moatctl: %s %s: %" JSON_INTEGER_FORMAT " %s\n",
+			        moatctl_req_words(r), id ? id : "?", code, err ? err : "failed");
+		else if (!moatctl_req_global(r)->json)
+			printf("%s: %s\n", id ? id : "?",
+			       json_string_length(json_object_get(e, "message"))
+			               ? json_string_value(json_object_get(e, "message"))
+			               : done);
+	}
+	if (moatctl_req_global(r)->json && json_array_size(all) > 0) {
+		json_t *o = json_pack("{s:O,s:O}", "action", json_object_get(body, "action"),
+		                      "results", all);
+
+		moatctl_print_json(o);
+		json_decref(o);
+	}
+	json_decref(all);
 	return worst;
+}
+
+/* POST quarantine/ID/verb with body for the one ID; prints its answer. */
+static int
+moatctl_quarantine_one(struct moatctl_req *r, const char *verb, const char *done, json_t *body)
+{
+	const char *id = moatctl_req_arg(r, 0), *msg, *k;
+	char *eid = moatctl_api_escape(id), *p = xasprintf("quarantine/%s/%s", eid, verb);
+	struct moatctl_api *a;
+	json_t *out, *v;
+	int rc;
+
+	if ((a = moatctl_req_api(r, &rc)) != NULL &&
+	    (rc = moatctl_api_json(a, "POST", p, NULL, body, &out)) == MOATCTL_EXIT_OK) {
+		if (moatctl_req_global(r)->json) {
+			moatctl_print_json(out);
+		} else {
+			/* the server's words ("released to 1 recipient"), else ours */
+			msg = json_string_value(json_object_get(out, "message"));
+			printf("%s: %s\n", id, msg && msg[0] ? msg : done);
+			/* "allowed_sender": true, "blocked_sender": false */
+			json_object_foreach(out, k, v) if (json_is_boolean(v))
+			        printf("%s %s: %s\n", id, k, json_is_true(v) ? "yes" : "no");
+		}
+		json_decref(out);
+	}
+	free(p);
+	free(eid);
+	return rc;
 }
 
 int
@@ -251,7 +316,15 @@ moatctl_quarantine_release(struct moatctl_req *r)
 			json_array_append_new(arr, json_string(rcpts[i]));
 		json_object_set_new(body, "rcpts", arr);
 	}
-	rc = moatctl_quarantine_each(r, "release", "released", body);
+	if (moatctl_req_nargs(r) == 1) {
+		rc = moatctl_quarantine_one(r, "release", "released", body);
+	} else if (nrcpts > 0) {
+		fprintf(stderr, "moatctl: %s: --rcpt goes with one ID\n", moatctl_req_words(r));
+		rc = MOATCTL_EXIT_USAGE;
+	} else {
+		json_object_set_new(body, "action", json_string("release"));
+		rc = moatctl_quarantine_batch(r, body, "released");
+	}
 	json_decref(body);
 	return rc;
 }
@@ -259,47 +332,15 @@ moatctl_quarantine_release(struct moatctl_req *r)
 int
 moatctl_quarantine_delete(struct moatctl_req *r)
 {
-	size_t n = moatctl_req_nargs(r);
-	struct moatctl_api *a;
-	json_t *body, *out, *ids, *res, *e;
-	size_t i;
+	json_t *body = json_pack("{s:b}", "block_sender", moatctl_req_flag(r, "--block-sender"));
 	int rc;
 
-	if (n == 1 || moatctl_req_flag(r, "--block-sender")) {
-		body = json_pack("{s:b}", "block_sender", moatctl_req_flag(r, "--block-sender"));
-		rc = moatctl_quarantine_each(r, "delete", "deleted", body);
-		json_decref(body);
-		return rc;
+	if (moatctl_req_nargs(r) == 1) {
+		rc = moatctl_quarantine_one(r, "delete", "deleted", body);
+	} else {
+		json_object_set_new(body, "action", json_string("delete"));
+		rc = moatctl_quarantine_batch(r, body, "deleted");
 	}
-	if ((a = moatctl_req_api(r, &rc)) == NULL)
-		return rc;
-	ids = json_array();
-	for (i = 0; i < n; i++)
-		json_array_append_new(ids, json_string(moatctl_req_arg(r, i)));
-	body = json_pack("{s:s,s:o}", "action", "delete", "ids", ids);
-	rc = moatctl_api_json(a, "POST", "quarantine/batch", NULL, body, &out);
 	json_decref(body);
-	if (rc != MOATCTL_EXIT_OK)
-		return rc;
-	if (moatctl_req_global(r)->json)
-		moatctl_print_json(out);
-	/* each id's outcome: a failed one makes the exit status 1 */
-	res = json_object_get(out, "results");
-	json_array_foreach(res, i, e)
-	{
-		const char *id = json_string_value(json_object_get(e, "id"));
-		const char *err = json_string_value(json_object_get(e, "error"));
-
-		if (err != NULL) {
-			fprintf(stderr, "moatctl: %s %s: %s\n", moatctl_req_words(r), id ? id : "?",
-			        err);
-			rc = MOATCTL_EXIT_REFUSED;
-		} else if (!moatctl_req_global(r)->json) {
-			printf("%s deleted\n", id ? id : "?");
-		}
-	}
-	if (!json_is_array(res) && !moatctl_req_global(r)->json && json_is_object(out))
-		moatctl_print_object(out, 0);
-	json_decref(out);
 	return rc;
 }
