@@ -37,6 +37,30 @@
 #endif
 #endif
 
+/* Each status as a token for clients to test ("already"), beside quarantine_status_str()'s text. */
+static const char *const api_quar_tokens[] = {
+        [QUAR_OK] = "ok",
+        [QUAR_NOT_FOUND] = "not_found",
+        [QUAR_ALREADY] = "already",
+        [QUAR_CONFLICT] = "conflict",
+        [QUAR_INVALID] = "invalid",
+        [QUAR_MALWARE] = "malware",
+        [QUAR_TEMPFAIL] = "tempfail",
+        [QUAR_GONE] = "gone",
+        [QUAR_ERROR] = "error",
+};
+
+/*
+ * The HTTP status of a release or delete: quarantine_status_http(), except
+ * that asking again for what is done is a success ("status": "already"),
+ * so that a client may repeat a request whose answer it lost.
+ */
+static int
+api_quar_http(enum quarantine_status qs)
+{
+	return qs == QUAR_ALREADY ? 200 : quarantine_status_http(qs);
+}
+
 static void
 api_quar_ctx(struct api_req *r, struct quarantine_ctx *q)
 {
@@ -397,11 +421,12 @@ api_quar_act(struct api_req *r, const char *id, const struct api_act *act, int *
 		*listed = true;
 	store_quar_free(&e);
 out:
-	*code = quarantine_status_http(qs);
-	json_object_set_new(o, "status", json_string(quarantine_status_str(qs)));
+	*code = api_quar_http(qs);
+	json_object_set_new(o, "status",
+	                    json_string((unsigned)qs < nitems(api_quar_tokens) ? api_quar_tokens[qs]
+	                                                                       : "error"));
 	json_object_set_new(o, "code", json_integer(*code));
-	if (msg[0])
-		json_object_set_new(o, "message", api_str(msg));
+	json_object_set_new(o, "message", api_str(msg[0] ? msg : quarantine_status_str(qs)));
 	if (*code >= 400)
 		json_object_set_new(o, "error", api_str(msg[0] ? msg : quarantine_status_str(qs)));
 	return o;

@@ -243,9 +243,9 @@ struct config_listen_list {
 	  "PEM certificate chain for HTTPS on the admin listener (session cookies are then "       \
 	  "Secure). Empty: plain HTTP (keep admin_listen on loopback).")                           \
 	X(admin_tls_key, PATH, "", 0, 0, "PEM private key for admin_tls_cert.")                    \
-	X(admin_session_idle, DURATION, "30m", 60000, 86400000,                                    \
+	X(admin_session_idle, DURATION, "30m", 1000, 86400000,                                     \
 	  "A portal session ends after this long without a request.")                              \
-	X(admin_session_max, DURATION, "12h", 60000, 604800000,                                    \
+	X(admin_session_max, DURATION, "12h", 1000, 604800000,                                     \
 	  "A portal session ends this long after its login, however active.")                      \
 	X(admin_request_max, SIZE, "1M", 1024, 67108864,                                           \
 	  "Largest admin API request body; larger: 413.")
