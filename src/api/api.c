@@ -770,8 +770,6 @@ api_start(struct api *a, const struct api_deps *deps, char *err, size_t errsize)
 	a->started_ms = api_now_ms();
 	if ((a->store = store_open(deps->store_url, err, errsize)) == NULL)
 		return -1;
-	if (api_reconcile(a, err, errsize) < 0)
-		return -1;
 	if (api_first_user(a, err, errsize) < 0)
 		return -1;
 	a->sessions = api_sessions_new();

@@ -47,7 +47,7 @@ struct api;
  */
 struct api *api_new(struct config *cfg, struct policy *pol, char *err, size_t errsize);
 /*
- * Open the store, reconcile the quarantine, create the first admin user
+ * Open the store (moatd has reconciled the quarantine), create the first admin user
  * (printing its one-time password) if there is none, then serve on the
  * API thread. -1 with err on failure.
  */

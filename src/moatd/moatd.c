@@ -4,10 +4,12 @@
  * message on.
  *
  * Start-up: load the config (any error names file and line and stops
- * here) -> bind the listeners (as root, if started as root) -> drop to
- * the configured user -> open the spool and recover it (incoming/ is
- * emptied, queue/ goes to delivery) -> start the commit and delivery
- * threads -> accept connections.
+ * here) -> bind the listeners, SMTP and admin (as root, if started as
+ * root) -> drop to the configured user -> open the store, seed it, build
+ * the policy -> open the spool, reconcile quarantine/ with the store,
+ * recover the queue (incoming/ is emptied, queue/ goes to delivery) ->
+ * start the commit and delivery threads -> start the admin API -> accept
+ * connections.
  *
  * Signals (handled on the event loop): SIGHUP reloads the config file and
  * the TLS certificate; live sessions keep what they started with, and a
@@ -16,6 +18,7 @@
  * then wait for pending commits and exit.
  */
 #include "../api/api.h"
+#include "../quarantine/quarantine.h"
 #include "../common/config.h"
 #include "../common/log.h"
 #include "../common/util.h"
@@ -348,6 +351,20 @@ main(int argc, char **argv)
 			fatalx("%s", err);
 		log_info("event=control path=%s", path);
 		free(path);
+	}
+	{
+		/*
+		 * Before delivery runs: a released message still in quarantine/
+		 * is told apart by its queue file, which delivery could otherwise
+		 * deliver and remove first (and the release be undone).
+		 */
+		struct quarantine_ctx q = {
+		        .store = m.pstore, .spool = m.spool, .cfg = m.cfg, .pol = m.pol};
+		struct quarantine_reconcile_report rep;
+
+		if (quarantine_reconcile(&q, &rep) != QUAR_OK)
+			log_warn("event=quarantine_reconcile warning=\"incomplete; the quarantine "
+			         "still serves what it has\"");
 	}
 	if ((queued = spool_recover(m.spool, moatd_recovered, m.delivery)) < 0)
 		fatal("spool recovery in %s", m.cfg->data_dir);
