@@ -4,8 +4,9 @@
 # after scripts/deps.sh --test.
 #
 # Suites: unit (cmocka), session (scripted SMTP over raw sockets), clients
-# (swaks, smtplib), crash (kill -9), style (clang-format), docs (generated
-# docs are current), then
+# (swaks, smtplib), crash (kill -9), dns, control, delivery, scan, api (the
+# admin HTTP API and docs/openapi.yaml), style (clang-format), docs
+# (generated docs are current), then
 # unit+session again under AddressSanitizer+UBSan, then every libFuzzer
 # target over its seed corpus plus a short fuzzing run.
 set -u
@@ -100,6 +101,7 @@ py_suite dns tests/dns
 py_suite control tests/control
 py_suite delivery tests/delivery
 py_suite scan tests/scan
+py_suite api tests/api
 
 echo "== suite style"
 if clang-format --dry-run --Werror src/*/*.c src/*/*.h tests/unit/*.c tests/unit/*.h fuzz/*.c \
@@ -135,6 +137,7 @@ if build build-asan -Db_sanitize=address,undefined -Db_lundef=false --buildtype=
 	py_suite dns-asan tests/dns DNS_PROBE="$ROOT/build-asan/tests/unit/dns_probe" "${SAN_ENV[@]}"
 	py_suite scan-asan tests/scan MOATD="$ROOT/build-asan/moatd" MOATCTL="$ROOT/build-asan/moatctl" \
 		SCAN_PROBE="$ROOT/build-asan/tests/unit/scan_probe" "${SAN_ENV[@]}"
+	py_suite api-asan tests/api MOATD="$ROOT/build-asan/moatd" "${SAN_ENV[@]}"
 	if ls "$OUT"/asan.* "$OUT"/ubsan.* >/dev/null 2>&1; then
 		echo "sanitizer reports:"
 		head -n 60 "$OUT"/asan.* "$OUT"/ubsan.* 2>/dev/null

@@ -154,8 +154,6 @@ void api_h_track_list(struct api_req *r);
 void api_h_track_get(struct api_req *r);
 /* Expire what the retention allows, in small steps (the purge timer). */
 void api_purge_step(struct api *a, bool *more);
-/* quarantine_reconcile() at start, logged. */
-int api_reconcile(struct api *a, char *err, size_t errsize);
 
 /* --- api_admin.c --- */
 

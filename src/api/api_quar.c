@@ -660,7 +660,7 @@ api_h_track_get(struct api_req *r)
 	api_reply(r, 200, o);
 }
 
-/* --- retention and start --- */
+/* --- retention --- */
 
 static void
 api_sys_ctx(struct api *a, struct quarantine_ctx *q, struct config **cfg, struct policy **pol)
@@ -695,26 +695,4 @@ api_purge_step(struct api *a, bool *more)
 	*more = qs == QUAR_OK && (expired == API_PURGE_BATCH || forgotten == API_PURGE_BATCH);
 	policy_unref(pol);
 	config_unref(cfg);
-}
-
-int
-api_reconcile(struct api *a, char *err, size_t errsize)
-{
-	struct quarantine_ctx q;
-	struct quarantine_reconcile_report rep = {0};
-	struct config *cfg;
-	struct policy *pol;
-	enum quarantine_status qs;
-
-	api_sys_ctx(a, &q, &cfg, &pol);
-	/* quarantine_reconcile() logs its report as one line; a failure is said here */
-	if ((qs = quarantine_reconcile(&q, &rep)) != QUAR_OK)
-		log_error("event=quarantine_reconcile status=%s files=%zu finished=%zu "
-		          "reheld=%zu removed=%zu recorded=%zu unreadable=%zu",
-		          quarantine_status_str(qs), rep.files, rep.finished, rep.reheld,
-		          rep.removed, rep.recorded, rep.unreadable);
-	policy_unref(pol);
-	config_unref(cfg);
-	/* a quarantine that cannot be reconciled still serves what it has */
-	return 0;
 }
