@@ -232,9 +232,9 @@ struct config_listen_list {
 	X(relay_key_header, STRING, "X-Moat-Relay-Key", 0, 0,                                      \
 	  "Header carrying the per-domain relay key on delivered mail (Exchange's bypass rule "    \
 	  "requires it); removed from incoming mail.")                                             \
-	X(quarantine_retention, DURATION, "30d", 3600000, 3153600000000,                           \
+	X(quarantine_retention, DURATION, "30d", 1000, 3153600000000,                              \
 	  "How long a held message is kept; then it expires and its file is removed.")             \
-	X(tracking_retention, DURATION, "90d", 3600000, 3153600000000,                             \
+	X(tracking_retention, DURATION, "90d", 1000, 3153600000000,                                \
 	  "How long message tracking records are kept.")                                           \
 	X(admin_listen, LISTEN, "127.0.0.1:8025", 0, 0,                                            \
 	  "Admin HTTP API and portal listening addresses, comma separated. Empty: no admin "       \
