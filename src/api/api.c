@@ -693,16 +693,37 @@ fail:
 
 /* --- the thread --- */
 
+/*
+ * Every minute, or every half retention when that is shorter (a retention
+ * of seconds, in tests, is kept to within a second).
+ */
+static void
+api_purge_interval(struct api *a, struct timeval *tv)
+{
+	uint64_t ms = (uint64_t)API_PURGE_EVERY_S * 1000;
+
+	pthread_mutex_lock(&a->lock);
+	if (a->cfg->quarantine_retention / 2 < ms)
+		ms = a->cfg->quarantine_retention / 2;
+	if (a->cfg->tracking_retention / 2 < ms)
+		ms = a->cfg->tracking_retention / 2;
+	pthread_mutex_unlock(&a->lock);
+	if (ms < 1000)
+		ms = 1000;
+	tv->tv_sec = (time_t)(ms / 1000);
+	tv->tv_usec = (suseconds_t)(ms % 1000) * 1000;
+}
+
 static void
 api_purge_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct api *a = arg;
 	bool more = false;
-	struct timeval tv = {API_PURGE_EVERY_S, 0};
+	struct timeval tv = {0, 0};
 
 	api_purge_step(a, &more);
-	if (more)
-		tv.tv_sec = 0; /* the next step on the next loop turn, after waiting requests */
+	if (!more) /* else the next step on the next loop turn, after waiting requests */
+		api_purge_interval(a, &tv);
 	evtimer_add(a->ev_purge, &tv);
 }
 
@@ -760,7 +781,7 @@ fail:
 int
 api_start(struct api *a, const struct api_deps *deps, char *err, size_t errsize)
 {
-	struct timeval first = {10, 0};
+	struct timeval first;
 
 	if (a->pol == NULL) {
 		snprintf(err, errsize, "no policy (api_reconfigure() first)");
@@ -791,6 +812,7 @@ api_start(struct api *a, const struct api_deps *deps, char *err, size_t errsize)
 		a->fds[i] = -1; /* evhttp owns it now */
 	}
 	a->ev_purge = evtimer_new(a->base, api_purge_cb, a);
+	api_purge_interval(a, &first);
 	evtimer_add(a->ev_purge, &first);
 	if (pthread_create(&a->thread, NULL, api_main, a) != 0) {
 		snprintf(err, errsize, "cannot start the admin API thread");
