@@ -14,6 +14,7 @@
 #include "moatctl.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
 #include <stdlib.h>
@@ -169,7 +170,7 @@ moatctl_admin_line(FILE *fp, char *buf, size_t size)
 	return 0;
 }
 
-/* Ask on the terminal, without echo. */
+/* Ask on the terminal, without echo (turned off before the prompt, as getpass() does). */
 static int
 moatctl_admin_ask(FILE *tty, const char *prompt, char *buf, size_t size)
 {
@@ -177,17 +178,17 @@ moatctl_admin_ask(FILE *tty, const char *prompt, char *buf, size_t size)
 	int fd = fileno(tty), rc;
 	bool restore = tcgetattr(fd, &old) == 0;
 
-	fprintf(tty, "%s", prompt);
-	fflush(tty);
 	if (restore) {
 		quiet = old;
 		quiet.c_lflag &= ~(tcflag_t)ECHO;
 		quiet.c_lflag |= ECHONL;
 		tcsetattr(fd, TCSAFLUSH, &quiet);
 	}
+	/* the prompt by the descriptor: tty's stream is only read */
+	(void)write_all(fd, prompt, strlen(prompt));
 	rc = moatctl_admin_line(tty, buf, size);
 	if (restore)
-		tcsetattr(fd, TCSAFLUSH, &old);
+		tcsetattr(fd, TCSANOW, &old);
 	return rc;
 }
 
@@ -195,9 +196,13 @@ moatctl_admin_ask(FILE *tty, const char *prompt, char *buf, size_t size)
 static int
 moatctl_admin_password(const char *words, const char *user, char *buf, size_t size)
 {
-	FILE *tty;
+	FILE *tty = NULL;
+	int fd;
 
-	if (!isatty(STDIN_FILENO) || (tty = fopen("/dev/tty", "r+")) == NULL) {
+	if (isatty(STDIN_FILENO) && (fd = open("/dev/tty", O_RDWR | O_CLOEXEC)) >= 0 &&
+	    (tty = fdopen(fd, "r")) == NULL)
+		close(fd);
+	if (tty == NULL) {
 		if (moatctl_admin_line(stdin, buf, size) < 0 || buf[0] == '\0') {
 			fprintf(stderr, "moatctl: %s: no password on standard input (one line)\n",
 			        words);

@@ -11,7 +11,10 @@ import email.utils
 import hashlib
 import json
 import os
+import pty
 import re
+import select
+import signal
 import smtplib
 import sqlite3
 import stat
@@ -393,6 +396,43 @@ class TestApi(MoatctlBase):
                                     want=1).stderr)
         self.a("users", "delete", "ctl-user")
         self.assertNotIn("ctl-user", self.a("users", "list").stdout)
+
+    def test_password_from_terminal(self):
+        """On a terminal: asked twice, not echoed; a mismatch changes nothing."""
+        for answers, rc in (((PASSWORD, PASSWORD), 0), ((PASSWORD, "something else"), 2)):
+            with self.subTest(rc=rc):
+                pid, fd = pty.fork()
+                if pid == 0:
+                    os.execve(MOATCTL, [MOATCTL, "-c", self.m.conf_path, "users", "add",
+                                        "tty-user"], self.ctl_env(self.admin))
+                out, deadline = b"", time.time() + 20
+
+                def read():
+                    if not select.select([fd], [], [], max(0, deadline - time.time()))[0]:
+                        os.kill(pid, signal.SIGKILL)
+                        self.fail("moatctl stopped answering: %r" % out)
+                    try:
+                        return os.read(fd, 1024)
+                    except OSError:  # EIO: the child is gone
+                        return b""
+
+                for answer in answers:
+                    while not out.rstrip().endswith(b":"):
+                        out += read()
+                    os.write(fd, answer.encode() + b"\n")
+                    out += b"|"
+                while True:
+                    chunk = read()
+                    if not chunk:
+                        break
+                    out += chunk
+                os.close(fd)
+                _, status = os.waitpid(pid, 0)
+                self.assertEqual(os.waitstatus_to_exitcode(status), rc, out)
+                self.assertIn(b"New password for tty-user:", out)
+                self.assertNotIn(PASSWORD.encode(), out)
+        self.assertIn("tty-user", [u["name"] for u in self.ja("users", "list")["items"]])
+        self.a("users", "delete", "tty-user")
 
     def test_audit(self):
         self.a("lists", "add", "--kind", "allow", "@audited.example")
