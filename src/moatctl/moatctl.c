@@ -119,8 +119,8 @@ moatctl_queue_print_show(json_t *resp)
 	print_rcpts(m, true);
 }
 
-static void
-print_ok(json_t *resp)
+void
+moatctl_queue_print_ok(json_t *resp)
 {
 	json_t *n = json_object_get(resp, "retried");
 
@@ -149,11 +149,14 @@ static const struct moatctl_sockcmd moatctl_sockcmds[] = {
          moatctl_queue_print_list},
         {"queue show", "ID", "queue.show", "show one message and each recipient's state",
          moatctl_queue_print_show},
-        {"queue retry", "ID|all", "queue.retry", "try to deliver now instead of waiting", print_ok},
-        {"queue hold", "ID", "queue.hold", "stop delivering a message until released", print_ok},
-        {"queue release", "ID", "queue.release", "deliver a held message again", print_ok},
+        {"queue retry", "ID|all", "queue.retry", "try to deliver now instead of waiting",
+         moatctl_queue_print_ok},
+        {"queue hold", "ID", "queue.hold", "stop delivering a message until released",
+         moatctl_queue_print_ok},
+        {"queue release", "ID", "queue.release", "deliver a held message again",
+         moatctl_queue_print_ok},
         {"queue delete", "ID", "queue.delete",
-         "remove a message from the queue, without a report to its sender", print_ok},
+         "remove a message from the queue, without a report to its sender", moatctl_queue_print_ok},
         {"stats", "", "stats", "counters and queue depth", moatctl_queue_print_stats},
 };
 

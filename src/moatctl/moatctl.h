@@ -42,6 +42,7 @@ struct moatctl_global {
 void moatctl_queue_print_list(json_t *resp);  /* {"messages", "total"} */
 void moatctl_queue_print_show(json_t *resp);  /* {"message"} */
 void moatctl_queue_print_stats(json_t *resp); /* {"queue", "counters"} */
+void moatctl_queue_print_ok(json_t *resp);    /* {"retried"} or anything */
 
 /* `moatctl scan ...` (moatctl_scan.c): argv after the word "scan". */
 int moatctl_scan(const char *config, int argc, char **argv, bool json);
@@ -166,6 +167,7 @@ int moatctl_admin_users_delete(struct moatctl_req *r);
 int moatctl_admin_users_password(struct moatctl_req *r);
 int moatctl_admin_audit(struct moatctl_req *r);
 int moatctl_admin_health(struct moatctl_req *r);
+int moatctl_admin_whoami(struct moatctl_req *r);
 int moatctl_admin_metrics(struct moatctl_req *r);
 int moatctl_admin_stats(struct moatctl_req *r);
 int moatctl_admin_queue(struct moatctl_req *r);

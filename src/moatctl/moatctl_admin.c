@@ -58,6 +58,50 @@ moatctl_admin_become(const struct config *cfg)
 	return 0;
 }
 
+/* Print a new token: alone on standard output (for $(...)), or the JSON. */
+static void
+moatctl_admin_token_print(struct moatctl_req *r, json_t *o)
+{
+	const char *token = json_string_value(json_object_get(o, "token"));
+	const char *id = json_string_value(json_object_get(o, "id"));
+	char scopes[256];
+
+	if (moatctl_req_global(r)->json) {
+		moatctl_print_json(o);
+		return;
+	}
+	moatctl_value_str(json_object_get(o, "scopes"), NULL, scopes, sizeof(scopes));
+	printf("%s\n", token ? token : "");
+	fprintf(stderr,
+	        "moatctl: token %s (%s) created; it is shown only this once. Scripts take "
+	        "it from MOAT_TOKEN or a file (--token-file, MOAT_TOKEN_FILE; chmod 600).\n",
+	        id ? id : "?", scopes);
+}
+
+/* token create --api: POST /api/v1/tokens with an admin token. */
+static int
+moatctl_admin_token_create_api(struct moatctl_req *r, unsigned scopes)
+{
+	char names[64], *cursor = names, *one;
+	struct moatctl_api *a;
+	json_t *body, *out;
+	int rc;
+
+	if ((a = moatctl_req_api(r, &rc)) == NULL)
+		return rc;
+	api_token_scopes_str(scopes, names, sizeof(names));
+	body = json_pack("{s:[]}", "scopes");
+	while ((one = strsep(&cursor, ",")) != NULL)
+		json_array_append_new(json_object_get(body, "scopes"), json_string(one));
+	rc = moatctl_api_json(a, "POST", "tokens", NULL, body, &out);
+	json_decref(body);
+	if (rc != MOATCTL_EXIT_OK)
+		return rc;
+	moatctl_admin_token_print(r, out);
+	json_decref(out);
+	return MOATCTL_EXIT_OK;
+}
+
 int
 moatctl_admin_token_create(struct moatctl_req *r)
 {
@@ -80,6 +124,8 @@ moatctl_admin_token_create(struct moatctl_req *r)
 		        words, scope);
 		return MOATCTL_EXIT_USAGE;
 	}
+	if (moatctl_req_global(r)->api)
+		return moatctl_admin_token_create_api(r, scopes);
 	log_init("moatctl", LOG_TARGET_STDERR, LOG_LEVEL_ERROR);
 	if ((cfg = config_load(moatctl_req_global(r)->config, err, sizeof(err))) == NULL) {
 		fprintf(stderr, "moatctl: %s: %s (use -c CONFIG)\n", words, err);
@@ -113,23 +159,15 @@ moatctl_admin_token_create(struct moatctl_req *r)
 		        st == STORE_ERROR ? store_errmsg(s) : store_status_str(st));
 	store_close(s);
 	api_token_scopes_str(scopes, names, sizeof(names));
-	if (moatctl_req_global(r)->json) {
-		/* what POST /api/v1/tokens answers */
+	{
+		/* shaped as what POST /api/v1/tokens answers */
 		json_t *o = json_pack("{s:s,s:s,s:[]}", "id", id, "token", token, "scopes");
 		char *cursor = names, *one;
 
 		while ((one = strsep(&cursor, ",")) != NULL)
 			json_array_append_new(json_object_get(o, "scopes"), json_string(one));
-
-		moatctl_print_json(o);
+		moatctl_admin_token_print(r, o);
 		json_decref(o);
-	} else {
-		printf("%s\n", token);
-		fprintf(stderr,
-		        "moatctl: token %s (%s) created; it is shown only this once. Scripts take "
-		        "it from MOAT_TOKEN or a file (--token-file, MOAT_TOKEN_FILE; chmod "
-		        "600).\n",
-		        id, names);
 	}
 	OPENSSL_cleanse(token, sizeof(token));
 done:
@@ -338,6 +376,12 @@ moatctl_admin_health(struct moatctl_req *r)
 }
 
 int
+moatctl_admin_whoami(struct moatctl_req *r)
+{
+	return moatctl_req_call(r, "GET", "auth/session", NULL, NULL, NULL);
+}
+
+int
 moatctl_admin_metrics(struct moatctl_req *r)
 {
 	struct moatctl_api *a;
@@ -397,8 +441,18 @@ moatctl_admin_queue(struct moatctl_req *r)
 		p = xasprintf("queue/%s", id);
 		rc = moatctl_admin_get_print(r, p, "message", moatctl_queue_print_show);
 	} else {
+		struct moatctl_api *a;
+		json_t *out;
+
 		p = xasprintf("queue/%s/%s", id, verb);
-		rc = moatctl_req_call(r, "POST", p, NULL, NULL, "ok");
+		if ((a = moatctl_req_api(r, &rc)) != NULL &&
+		    (rc = moatctl_api_json(a, "POST", p, NULL, NULL, &out)) == MOATCTL_EXIT_OK) {
+			if (moatctl_req_global(r)->json)
+				moatctl_print_json(out);
+			else
+				moatctl_queue_print_ok(out);
+			json_decref(out);
+		}
 	}
 	free(p);
 	free(id);

@@ -107,7 +107,9 @@ static const struct moatctl_opt opts_delete[] = {
         {NULL},
 };
 static const struct moatctl_opt opts_lists[] = {
-        {"--scope", "DOMAIN", "scope", 0, "one protected domain's entries (default: all)"},
+        {"--scope", "DOMAIN", "scope", 0,
+         "one protected domain's entries, \"\" the global ones (default: all)"},
+        {"--kind", "allow|block", "kind", 0, "one list (default: both)"},
         {NULL},
 };
 static const struct moatctl_opt opts_lists_edit[] = {
@@ -188,7 +190,8 @@ static const struct moatctl_cmd moatctl_cmds[] = {
         {"token create", "", 0, 0, opts_token_create,
          "mint an API token (on the host: opens the store directly)",
          "  Run where moatd's store is, as root or the moat user. The token is\n"
-         "  printed once; only its hash is kept. Audit: system:moatctl token.create.\n",
+         "  printed once; only its hash is kept. Audit: system:moatctl token.create.\n"
+         "  With --api or --url, an admin token mints it over the API instead.\n",
          moatctl_admin_token_create},
         {"token list", "", 0, 0, opts_none, "the API tokens (never their secrets)", NULL,
          moatctl_admin_token_list},
@@ -211,6 +214,8 @@ static const struct moatctl_cmd moatctl_cmds[] = {
          moatctl_admin_settings_delete},
         {"health", "", 0, 0, opts_none, "is moatd up and its store reachable", NULL,
          moatctl_admin_health},
+        {"whoami", "", 0, 0, opts_none, "the token moatctl presents, and its scopes", NULL,
+         moatctl_admin_whoami},
         {"metrics", "", 0, 0, opts_none, "the Prometheus metrics, as text", NULL,
          moatctl_admin_metrics},
         /* the control socket serves these; with --api or --url, the API does */

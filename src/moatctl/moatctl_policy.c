@@ -50,9 +50,21 @@ moatctl_policy_lists_add(struct moatctl_req *r)
 	json_t *e = moatctl_policy_list_entry(r);
 	int rc;
 
+	struct moatctl_api *a;
+	json_t *out;
+
 	if (e == NULL)
 		return MOATCTL_EXIT_USAGE;
-	rc = moatctl_req_call(r, "POST", "lists", NULL, e, "added");
+	if ((a = moatctl_req_api(r, &rc)) != NULL &&
+	    (rc = moatctl_api_json(a, "POST", "lists", NULL, e, &out)) == MOATCTL_EXIT_OK) {
+		if (moatctl_req_global(r)->json)
+			moatctl_print_json(out);
+		else
+			printf("%s\n", json_is_false(json_object_get(out, "added"))
+			                       ? "already there"
+			                       : "added");
+		json_decref(out);
+	}
 	json_decref(e);
 	return rc;
 }

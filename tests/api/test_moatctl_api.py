@@ -178,7 +178,7 @@ class TestApi(MoatctlBase):
         cls.port = free_port()
         cls.m = Moatd(name="ctl-api", conf="admin_listen = 127.0.0.1:%d\n" % cls.port)
         cls.m.start()
-        cls.ids = [send(cls.m.port, "s%d@remote.test" % i, "invoice %d" % i) for i in range(6)]
+        cls.ids = [send(cls.m.port, "s%d@remote.test" % i, "invoice %d" % i) for i in range(7)]
         out = subprocess.run([MOATCTL, "-c", cls.m.conf_path, "token", "create", "--scope",
                               "read,operate,admin"], capture_output=True, text=True, check=True)
         cls.admin = out.stdout.strip()
@@ -273,9 +273,15 @@ class TestApi(MoatctlBase):
         out = self.a("quarantine", "release", qid, "--rcpt", "u@example.test", "--no-rescan")
         self.assertIn(qid, out.stdout)
         self.m.wait_maildir("u@example.test")
-        r = self.a("quarantine", "release", qid, want=1)
-        self.assertRegex(r.stderr, r"^moatctl: quarantine release: 409 ")
+        # asking again for what is done succeeds (openapi.yaml: 200, status "already")
+        again = self.ja("quarantine", "release", qid)
+        self.assertEqual((again["code"], again["status"]), (200, "already"))
+        self.assertIn("already", self.a("quarantine", "release", qid).stdout)
         self.assertEqual(self.ja("quarantine", "show", qid)["state"], "released")
+        # a deleted message cannot be released: 409, exit 1
+        self.a("quarantine", "delete", self.ids[6])
+        r = self.a("quarantine", "release", self.ids[6], want=1)
+        self.assertRegex(r.stderr, r"^moatctl: quarantine release: 409 ")
         tl = self.ja("track", "show", qid)
         self.assertIn("delivery", [e["kind"] for e in tl["events"]])
 
@@ -316,8 +322,13 @@ class TestApi(MoatctlBase):
         self.assertIn("listed.test", self.a("domains").stdout)
 
     def test_lists(self):
-        self.assertIn("added", self.a("lists", "add", "--kind", "block", "@spam.example").stdout)
-        got = self.ja("lists")["items"]
+        self.assertEqual(self.a("lists", "add", "--kind", "block", "@spam.example").stdout,
+                         "added\n")
+        self.assertEqual(self.a("lists", "add", "--kind", "block", "@spam.example").stdout,
+                         "already there\n")
+        self.assertEqual({e["kind"] for e in self.ja("lists", "--kind", "block")["items"]},
+                         {"block"})
+        got = self.ja("lists", "--scope", "")["items"]
         self.assertIn({"scope": "", "kind": "block", "pattern": "@spam.example"},
                       [{k: e[k] for k in ("scope", "kind", "pattern")} for e in got])
         self.a("lists", "delete", "--kind", "block", "@spam.example")
@@ -384,6 +395,13 @@ class TestApi(MoatctlBase):
         self.assertIn("deleted", self.a("token", "delete", tid).stdout)
         self.ctl("quarantine", "list", token=extra, want=4)
         self.assertIn("404", self.a("token", "delete", tid, want=1).stderr)
+        # minted remotely with an admin token (POST /api/v1/tokens)
+        out = self.ja("token", "create", "--scope", "read,operate", "--api")
+        self.assertEqual(out["scopes"], ["read", "operate"])
+        me = self.jctl("whoami", token=out["token"])
+        self.assertEqual((me["kind"], me["token_id"]), ("token", out["id"]))
+        self.ctl("token", "create", "--scope", "admin", "--api", token=out["token"], want=4)
+        self.assertRegex(self.a("whoami").stdout, r"(?m)^scopes: +read, operate, admin$")
 
     def test_users(self):
         self.assertIn("added", self.a("users", "add", "ctl-user", stdin=PASSWORD + "\n").stdout)
@@ -463,6 +481,8 @@ class TestApi(MoatctlBase):
         r = self.a("queue", "show", "0123456789abcdef", "--api", want=1)
         self.assertIn("404", r.stderr)
         self.assertIn("counters", self.ja("stats", "--api"))
+        self.assertRegex(self.a("queue", "retry", "all", "--api").stdout,
+                         r"^\d+ message\(s\) scheduled now$")
         # without --api, the control socket as before (no token involved)
         self.assertIn("counters", self.jctl("stats"))
 
