@@ -9,6 +9,7 @@ Run: /usr/bin/python3 tests/lib/runner.py api tests/api test_moatctl_api.py
 import base64
 import email.utils
 import hashlib
+import http.server
 import json
 import os
 import pty
@@ -21,6 +22,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 
@@ -569,6 +571,81 @@ class TestApi(MoatctlBase):
                 out = self.ctl(*c.split(), "--help").stdout
                 self.assertIn("usage: moatctl", out)
                 self.assertIn(c, out)
+
+
+class FakeApi(http.server.BaseHTTPRequestHandler):
+    """Answers by path: the statuses and bodies moatd cannot be made to give on demand."""
+    seen = []
+    answers = {
+        "/api/v1/health": (500, b'{"error": "internal error"}', "application/json"),
+        "/api/v1/domains": (503, b'{"error": "store unavailable"}', "application/json"),
+        "/api/v1/rules": (413, b"<html>too large</html>", "text/html"),
+        "/api/v1/users": (302, b"", "text/plain"),
+        "/api/v1/tokens": (200, b"not json", "application/json"),
+        "/api/v1/audit": (200, b'{"items": [], "next": null}', "application/json"),
+    }
+
+    def do_GET(self):
+        FakeApi.seen.append((self.command, self.path, self.headers.get("Authorization")))
+        if self.path.startswith("/elsewhere"):
+            code, body, ctype = 200, b'{"items": []}', "application/json"
+        else:
+            code, body, ctype = self.answers.get(self.path.split("?")[0],
+                                                 (404, b'{"error": "no"}', "application/json"))
+        self.send_response(code)
+        if code == 302:
+            self.send_header("Location", "http://127.0.0.1:%d/elsewhere" % self.server.server_port)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *a):
+        pass
+
+
+class TestClientCore(MoatctlBase):
+    """The HTTP client against a fake server: 5xx, bodies that are not JSON, redirects."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeApi)
+        cls.url = "http://127.0.0.1:%d" % cls.srv.server_port
+        threading.Thread(target=cls.srv.serve_forever, daemon=True).start()
+        d = tempfile.mkdtemp(prefix="ctl-fake-", dir=OUT)
+        cls.conf = os.path.join(d, "moat.conf")
+        with open(cls.conf, "w") as f:
+            f.write("data_dir = %s\n" % d)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.shutdown()
+
+    def f(self, *args, want=0):
+        return self.ctl("--url", self.url, *args, want=want, conf=self.conf,
+                        token="moat_0123456789abcdef_" + "B" * 43)
+
+    def test_statuses(self):
+        rows = [
+            (("health",), 3, "moatctl: health: 500 internal error"),
+            (("domains",), 3, "moatctl: domains: 503 store unavailable"),
+            (("rules",), 1, "moatctl: rules: 413 request too large"),
+            (("users", "list"), 1, "302 redirected to %s/elsewhere (not followed" % self.url),
+            (("token", "list"), 3, "the answer is not JSON"),
+            (("rules", "show", "a b/c"), 1, "moatctl: rules show: 404 no"),
+        ]
+        for args, rc, text in rows:
+            with self.subTest(args):
+                self.assertIn(text, self.f(*args, want=rc).stderr)
+        self.assertFalse([p for _, p, _ in FakeApi.seen if p.startswith("/elsewhere")])
+        # the token went as a bearer credential; names are escaped in the path
+        bearer = "Bearer moat_0123456789abcdef_" + "B" * 43
+        self.assertIn(("GET", "/api/v1/rules/a%20b%2Fc", bearer), FakeApi.seen)
+
+    def test_query(self):
+        self.f("audit", "--limit", "3", "--target", "a b&c=d")
+        self.assertIn("/api/v1/audit?limit=3&target=a%20b%26c%3Dd",
+                      [p for _, p, _ in FakeApi.seen])
 
 
 class TestHttps(MoatctlBase):
