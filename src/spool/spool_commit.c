@@ -31,6 +31,7 @@
 #include <string.h>
 #include <sys/uio.h>
 #include <unistd.h>
+#include <zlib.h>
 
 static int
 writev_all(int fd, struct iovec *iov, int iovcnt)
@@ -323,4 +324,52 @@ spool_msg_forget(struct spool_msg *m)
 {
 	m->cb = NULL;
 	m->cb_arg = NULL;
+}
+
+/* A release from quarantine/ (spool.h): a commit of a body read from there. */
+int
+spool_quarantine_release(struct spool *s, const struct spool_env *qenv, const unsigned char *body,
+                         size_t len, const bool *keep, const char *head, size_t head_len,
+                         uint64_t head_skip, const char *summary)
+{
+	struct spool_msg *m = xcalloc(1, sizeof(*m));
+	struct spool_env *e = &m->env;
+	int err;
+
+	/* the same id: tracking and the audit log follow the message */
+	memcpy(m->id, qenv->id, sizeof(m->id));
+	m->spool = s;
+	m->fd = -1;
+	m->body = body;
+	m->size = len;
+	m->crc = (uint32_t)crc32(crc32(0L, Z_NULL, 0), body, (uInt)len);
+	memcpy(e->id, qenv->id, sizeof(e->id));
+	e->received_at = qenv->received_at;
+	e->client_addr = qenv->client_addr ? xstrdup(qenv->client_addr) : NULL;
+	e->helo = qenv->helo ? xstrdup(qenv->helo) : NULL;
+	e->protocol = qenv->protocol ? xstrdup(qenv->protocol) : NULL;
+	e->sender = xstrdup(qenv->sender ? qenv->sender : "");
+	e->body_type = qenv->body_type ? xstrdup(qenv->body_type) : NULL;
+	e->smtputf8 = qenv->smtputf8;
+	e->ret = qenv->ret ? xstrdup(qenv->ret) : NULL;
+	e->envid = qenv->envid ? xstrdup(qenv->envid) : NULL;
+	e->head = xmalloc(head_len ? head_len : 1);
+	memcpy(e->head, head, head_len);
+	e->head_len = head_len;
+	e->head_skip = head_skip;
+	e->verdict = summary ? xstrdup(summary) : NULL;
+	for (size_t i = 0; i < qenv->nrcpts; i++)
+		if (keep == NULL || keep[i])
+			spool_env_add_rcpt(e, qenv->rcpts[i].addr, qenv->rcpts[i].notify,
+			                   qenv->rcpts[i].orcpt);
+	/* incoming/<id>, synced, renamed into queue/, queue/ synced (frees m) */
+	if ((err = spool_msg_commit_sync(m)) != 0) {
+		errno = err;
+		return -1;
+	}
+	if (spool_quarantine_remove(s, qenv->id) < 0 && errno != ENOENT)
+		log_warn("event=quarantine_release id=%s warning=\"queued, but quarantine/%s stays "
+		         "until the next start: %s\"",
+		         qenv->id, qenv->id, strerror(errno));
+	return 0;
 }
