@@ -168,9 +168,9 @@ usage(FILE *fp)
 	        "               COMMAND [ARG]... [--help]\n\n"
 	        "On the host, over moatd's control socket (with --api: the admin API):\n");
 	for (size_t i = 0; i < nitems(moatctl_sockcmds); i++)
-		fprintf(fp, "  %-20s %-8s %s\n", moatctl_sockcmds[i].words,
+		fprintf(fp, "  %-20s %-9s %s\n", moatctl_sockcmds[i].words,
 		        moatctl_sockcmds[i].args, moatctl_sockcmds[i].help);
-	fprintf(fp, "  %-20s %-8s %s\n", "scan", "FILE",
+	fprintf(fp, "  %-20s %-9s %s\n", "scan", "FILE",
 	        "run the scan pipeline on a message file (scan --help)");
 	fprintf(fp, "\nOver the admin API (a token; token create opens the store):\n");
 	moatctl_cmd_usage(fp, false);
@@ -361,7 +361,10 @@ main(int argc, char **argv)
 		return 2;
 	}
 	if (help) {
-		printf("usage: moatctl %s %s\n  %s\n", c->words, c->args, c->help);
+		printf("usage: moatctl %s %s\n  %s\n"
+		       "  Over moatd's control socket (-c CONFIG or -s SOCKET); with --api, over\n"
+		       "  the admin API (moatctl %s --api --help).\n",
+		       c->words, c->args, c->help, c->words);
 		return 0;
 	}
 	if (c->args[0] && arg == NULL) {

@@ -29,7 +29,8 @@
 #define MOATCTL_TIME_HELP                                                                          \
 	"  TIME: YYYY-MM-DD[THH:MM[:SS]] (local time; a final Z: UTC), 2h, 3d (ago), now,\n"       \
 	"  or seconds or milliseconds since the epoch.\n"
-#define MOATCTL_ALL_MAX 1000000 /* items --all gathers at most */
+#define MOATCTL_HELP_WIDTH 100     /* columns of a synopsis before it wraps */
+#define MOATCTL_ALL_MAX    1000000 /* items --all gathers at most */
 
 struct moatctl_opt {
 	const char *name;  /* "--limit" */
@@ -176,7 +177,8 @@ static const struct moatctl_cmd moatctl_cmds[] = {
         {"rules show", "NAME", 1, 1, opts_none, "one rule", NULL, moatctl_policy_rules_show},
         {"rules put", "NAME", 1, 1, opts_rules_put, "create or replace a rule",
          "  Either --priority and the --if/--unless/--then lines (the grammar of\n"
-         "  docs/SCAN.md), or --file with the JSON object GET /rules/NAME returns.\n",
+         "  docs/SCAN.md, \"Rules\"), or --file with the JSON `rules show --json`\n"
+         "  prints.\n",
          moatctl_policy_rules_put},
         {"rules delete", "NAME", 1, 1, opts_none, "delete a rule", NULL,
          moatctl_policy_rules_delete},
@@ -313,17 +315,29 @@ moatctl_cmd_known(const char *words)
 	return moatctl_cmd_find(words) != NULL;
 }
 
-/* "[--rcpt ADDR]... [--no-rescan]" */
+/* "usage: moatctl quarantine release ID... [--rcpt ADDR]... [--no-rescan]", wrapped. */
 static void
 moatctl_cmd_synopsis(FILE *fp, const struct moatctl_cmd *c)
 {
-	fprintf(fp, "usage: moatctl [--json] %s%s%s", c->words, c->args[0] ? " " : "", c->args);
+	int col, indent;
+
+	col = fprintf(fp, "usage: moatctl [--json] %s", c->words);
+	indent = col + 1;
+	if (c->args[0])
+		col += fprintf(fp, " %s", c->args);
 	for (const struct moatctl_opt *o = c->opts; o->name; o++) {
 		bool req = o->flags & MOATCTL_OPT_REQUIRED;
+		char item[96];
+		int len;
 
-		fprintf(fp, " %s%s%s%s%s%s", req ? "" : "[", o->name, o->arg ? " " : "",
-		        o->arg ? o->arg : "", req ? "" : "]",
-		        o->flags & MOATCTL_OPT_REPEAT ? "..." : "");
+		len = snprintf(item, sizeof(item), "%s%s%s%s%s%s", req ? "" : "[", o->name,
+		               o->arg ? " " : "", o->arg ? o->arg : "", req ? "" : "]",
+		               o->flags & MOATCTL_OPT_REPEAT ? "..." : "");
+		if (col + 1 + len > MOATCTL_HELP_WIDTH) {
+			fprintf(fp, "\n%*s", indent - 1, "");
+			col = indent - 1;
+		}
+		col += fprintf(fp, " %s", item);
 	}
 	fprintf(fp, "\n");
 }
@@ -359,7 +373,7 @@ moatctl_cmd_usage(FILE *fp, bool queue)
 		const struct moatctl_cmd *c = &moatctl_cmds[i];
 
 		if (moatctl_cmd_is_socket(c) == queue)
-			fprintf(fp, "  %-20s %-8s %s\n", c->words, c->args, c->help);
+			fprintf(fp, "  %-20s %-9s %s\n", c->words, c->args, c->help);
 	}
 }
 
