@@ -52,7 +52,7 @@ moatctl_quarantine_print_page(struct moatctl_req *r, const char *path,
 	return MOATCTL_EXIT_OK;
 }
 
-/* GET path/ID(/tail) and print it as an object. */
+/* GET path/ID(/tail): the answer in *out. */
 static int
 moatctl_quarantine_get(struct moatctl_req *r, const char *path, const char *tail, json_t **out)
 {
