@@ -206,6 +206,22 @@ class TestMail(unittest.TestCase):
                 self.assertEqual(r.status, 400, r)
                 self.assertEqual(r.json["field"], field)
 
+    def test_file_gone_is_410(self):
+        a = self.a
+        send(self.m.port, "gone@remote.example", ["u3@example.test"], "hold gone")
+        qid = self.held(1, sender="gone@remote.example")[0]["id"]
+        os.unlink(os.path.join(self.m.data, "quarantine", qid))
+        for path, body in [("/api/v1/quarantine/%s/download" % qid, None),
+                           ("/api/v1/quarantine/%s/preview" % qid, None),
+                           ("/api/v1/quarantine/%s/release" % qid, {})]:
+            with self.subTest(path=path):
+                r = a.req("GET" if body is None else "POST", path, body=body)
+                self.assertEqual(r.status, 410, r)
+                self.assertIn("error", r.json)
+        # what cannot be released can still be deleted
+        r = a.post("/api/v1/quarantine/%s/delete" % qid)
+        self.assertIn(r.status, (200, 410), r)
+
     def test_quarantine_errors(self):
         a = self.a
         cases = [
