@@ -7,6 +7,7 @@ Run: /usr/bin/python3 tests/lib/runner.py api tests/api test_auth.py
 """
 import os
 import re
+import signal
 import sys
 import tempfile
 import time
@@ -264,6 +265,27 @@ class TestSessionExpiry(unittest.TestCase):
         # requests every 0.2 s keep it from idling out: the absolute limit ends it
         log = self.expired("admin_session_idle = 3s\nadmin_session_max = 3s\n", True)
         self.assertIn("event=session_expired user=admin reason=max", log)
+
+    def test_sighup_reaches_the_api(self):
+        """A reload hands the API the new config and policy: new domains show,
+        and a shorter idle limit applies to the sessions already open."""
+        m = AdminMoatd(name="api-hup")
+        m.start()
+        try:
+            c = m.admin()
+            t = Client(m.admin_port, token=m.token(["read"]))
+            self.assertEqual(len(t.get("/api/v1/domains").json["items"]), 2)
+            m.write_conf(conf="admin_listen = 127.0.0.1:%d\nadmin_session_idle = 1s\n"
+                         "admin_session_max = 1h\n" % m.admin_port,
+                         domains="[domain only.test]\nrecipients = any\nroute = maildir\n")
+            m.signal(signal.SIGHUP)
+            m.wait_log(r"event=reload status=ok domains=1")
+            r = t.get("/api/v1/domains")
+            self.assertEqual([d["name"] for d in r.json["items"]], ["only.test"])
+            time.sleep(1.5)
+            self.assertEqual(c.get("/api/v1/auth/session").status, 401)
+        finally:
+            m.stop()
 
     def test_restart_ends_sessions_not_tokens(self):
         m = AdminMoatd(name="api-restart")
