@@ -178,9 +178,15 @@ void
 api_reply(struct api_req *r, int code, json_t *obj)
 {
 	struct evbuffer *buf = evbuffer_new();
-	char *text = json_dumps(obj, JSON_COMPACT | JSON_ENSURE_ASCII);
+	char *text;
 
-	if (text == NULL)
+	if (obj == NULL) {
+		/* a json_pack() refused its input: a bug, answered rather than crashed on */
+		log_error("event=api_reply_failed code=%d", code);
+		obj = json_pack("{s:s}", "error", "the answer could not be built");
+		code = 500;
+	}
+	if ((text = json_dumps(obj, JSON_COMPACT | JSON_ENSURE_ASCII)) == NULL)
 		fatalx("json_dumps failed");
 	evbuffer_add(buf, text, strlen(text));
 	evbuffer_add(buf, "\n", 1);

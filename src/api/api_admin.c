@@ -1142,15 +1142,17 @@ api_h_config_export(struct api_req *r)
 static int
 api_name_cb(void *arg, const struct rule_spec *spec)
 {
-	json_array_append_new(arg, json_string(spec->name));
+	json_array_append_new(arg, json_string_nocheck(spec->name));
 	return 0;
 }
 
 static int
 api_list_all_cb(void *arg, const struct store_list_entry *e)
 {
-	json_array_append_new(arg, json_pack("{s:s, s:i, s:s}", "scope", e->scope, "kind",
-	                                     (int)e->kind, "pattern", e->pattern));
+	/* kept as stored, whatever the octets: they name the rows to delete */
+	json_array_append_new(arg, json_pack("{s:o, s:i, s:o}", "scope",
+	                                     json_string_nocheck(e->scope), "kind", (int)e->kind,
+	                                     "pattern", json_string_nocheck(e->pattern)));
 	return 0;
 }
 
