@@ -20,7 +20,9 @@
 #     has counted every message.
 #   - Postfix as the baseline: the same messages put on hold by
 #     "check_client_access static:HOLD" (no content scanning: Postfix has
-#     none), released by `postsuper -H ALL`, delivered by its smtp client
+#     none), released by `postsuper -H ALL` + `postqueue -f` (held mail
+#     goes to the deferred queue; the flush has it delivered now, as an
+#     administrator releasing a batch would), delivered by its smtp client
 #     to the sink; same clock.
 # Checked after every run: the sink counted exactly MESSAGES, moat's
 # quarantine/ and queue/ are empty, every entry is "released" in the
@@ -124,7 +126,7 @@ then = quarantine
 		"127.0.0.1:$MOAT_PORT" >"$dir/smtp-source.log" 2>&1 || die "smtp-source into moatd failed"
 	wait_for "$MESSAGES messages in quarantine/" 120 held_moat || { moat_diag; die "not all held"; }
 	# the store writer records them off the mail path: wait for the records too
-	token=$("$MOATCTL" -c "$dir/moatd.conf" token create --scope operate --json |
+	token=$("$MOATCTL" -c "$dir/moatd.conf" token create --scope read,operate --json |
 		"$PY" -c 'import json,sys; print(json.load(sys.stdin)["token"])')
 	ids=$(find "$dir/data/quarantine" -type f -printf '%f\n' |
 		"$PY" -c 'import json,sys; print(json.dumps({"action":"release","rescan":sys.argv[1]=="1","ids":sys.stdin.read().split()}))' "$RESCAN")
@@ -165,7 +167,9 @@ run_pf() {
 	wait_for "$MESSAGES messages on hold" 120 held_pf || die "Postfix did not hold them all"
 	sleep 1
 	t0=$(now)
+	# held mail goes to the deferred queue; a flush makes the queue manager take it now
 	postsuper -c "$dir/etc" -H ALL 2>/dev/null
+	postqueue -c "$dir/etc" -f
 	wait_for "the sink to count $MESSAGES" 300 sunk || die "Postfix's released mail did not arrive"
 	t2=$(now)
 	sleep 1
@@ -185,4 +189,5 @@ done
 m=$(median "${MOAT_TIMES[@]}")
 a=$(median "${API_TIMES[@]}")
 p=$(median "${PF_TIMES[@]}")
+BENCH_OK=1
 echo "release: n=$MESSAGES rescan=$RESCAN moat_s=$m api_s=$a postfix_s=$p ratio=$(echo "scale=2; $p / $m" | bc)"
