@@ -203,6 +203,9 @@ log_level = warn
 smtp_greeting_delay = 0
 smtp_max_sessions_per_ip = ${MOAT_MAX_PER_IP:-10000}
 smtp_max_sessions = ${MOAT_MAX_SESSIONS:-20000}
+# no admin listener (the default 127.0.0.1:8025 would clash with a test's or
+# another bench's moatd); a bench that needs it sets it in MOAT_EXTRA_CONF
+admin_listen =
 EOF
 	if [[ -z ${MOAT_ROUTE:-} ]]; then
 		cat <<EOF

@@ -10,7 +10,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "lib"))
 
-from moat_harness import Moatd, free_port  # noqa: E402
+from moat_harness import Moatd  # noqa: E402
 
 
 class Resp:
@@ -98,8 +98,8 @@ class AdminMoatd(Moatd):
     """moatd with an admin listener; knows the first run's admin password."""
 
     def __init__(self, conf="", tls=None, admin_tls=None, **kw):
-        self.admin_port = free_port()
-        extra = "admin_listen = 127.0.0.1:%d\n" % self.admin_port
+        # the harness gives every moatd its own admin_port
+        extra = ""
         if admin_tls:
             extra += "admin_tls_cert = %s\nadmin_tls_key = %s\n" % admin_tls
         super().__init__(conf=extra + conf, tls=tls, **kw)

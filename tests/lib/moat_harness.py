@@ -134,6 +134,9 @@ class Moatd:
         os.chmod(self.dir, 0o755)  # moatd may run as the unprivileged 'moat' user
         self.data = os.path.join(self.dir, "data")
         self.port = free_port()
+        # a port of its own for the admin API too: the default 8025 would be
+        # shared by every moatd a suite runs (a conf's admin_listen wins)
+        self.admin_port = free_port()
         self.port6 = free_port(socket.AF_INET6) if ipv6 else None
         self.binary = binary or MOATD
         self.conf_path = os.path.join(self.dir, "moat.conf")
@@ -150,7 +153,8 @@ class Moatd:
                 "data_dir = %s\n"
                 "user = moat\n"
                 "log_level = debug\n"
-                "smtp_greeting_delay = 0\n" % (listen, self.data))
+                "smtp_greeting_delay = 0\n"
+                "admin_listen = 127.0.0.1:%d\n" % (listen, self.data, self.admin_port))
         if tls:
             text += "tls_cert = %s\ntls_key = %s\n" % tls
         text += conf + "\n" + domains
