@@ -383,6 +383,42 @@ struct api_act {
 	size_t nrcpts;
 };
 
+/* The result object of one release or delete, its HTTP status in *code; e: the entry or NULL. */
+static json_t *
+api_quar_result(struct api_req *r, const char *id, enum quarantine_status qs, const char *msg,
+                const struct api_act *act, const struct store_quar *e, int *code, bool *listed)
+{
+	json_t *o = json_pack("{s:o}", "id", api_str(id));
+
+	if (e && (qs == QUAR_OK || qs == QUAR_ALREADY) && act->list_sender &&
+	    api_quar_list_sender(r, e, act->release ? STORE_LIST_ALLOW : STORE_LIST_BLOCK, o))
+		*listed = true;
+	*code = api_quar_http(qs);
+	json_object_set_new(o, "status",
+	                    json_string((unsigned)qs < nitems(api_quar_tokens) ? api_quar_tokens[qs]
+	                                                                       : "error"));
+	json_object_set_new(o, "code", json_integer(*code));
+	json_object_set_new(o, "message", api_str(msg[0] ? msg : quarantine_status_str(qs)));
+	if (*code >= 400)
+		json_object_set_new(o, "error", api_str(msg[0] ? msg : quarantine_status_str(qs)));
+	return o;
+}
+
+/* Look an entry up for an action: QUAR_OK with *e filled, else the status and msg. */
+static enum quarantine_status
+api_quar_lookup(struct api_req *r, const char *id, struct store_quar *e, char *msg, size_t msgsize)
+{
+	enum store_status st;
+
+	if (!spool_id_valid(id)) {
+		snprintf(msg, msgsize, "not a quarantine id");
+		return QUAR_INVALID;
+	}
+	if ((st = store_quarantine_get(r->a->store, id, e)) != STORE_OK)
+		return st == STORE_NOT_FOUND ? QUAR_NOT_FOUND : QUAR_ERROR;
+	return QUAR_OK;
+}
+
 /* Release or delete one entry; the result object, and its HTTP status in *code. */
 static json_t *
 api_quar_act(struct api_req *r, const char *id, const struct api_act *act, int *code, bool *listed)
@@ -391,19 +427,11 @@ api_quar_act(struct api_req *r, const char *id, const struct api_act *act, int *
 	struct quarantine_actor by = {.who = r->auth.who, .addr = r->addr};
 	struct store_quar e;
 	enum quarantine_status qs;
-	enum store_status st;
 	char msg[256] = "";
-	json_t *o = json_pack("{s:o}", "id", api_str(id));
+	json_t *o;
 
-	if (!spool_id_valid(id)) {
-		qs = QUAR_INVALID;
-		snprintf(msg, sizeof(msg), "not a quarantine id");
-		goto out;
-	}
-	if ((st = store_quarantine_get(r->a->store, id, &e)) != STORE_OK) {
-		qs = st == STORE_NOT_FOUND ? QUAR_NOT_FOUND : QUAR_ERROR;
-		goto out;
-	}
+	if ((qs = api_quar_lookup(r, id, &e, msg, sizeof(msg))) != QUAR_OK)
+		return api_quar_result(r, id, qs, msg, act, NULL, code, listed);
 	api_quar_ctx(r, &q);
 	if (act->release) {
 		struct quarantine_release_req rr = {
@@ -416,20 +444,62 @@ api_quar_act(struct api_req *r, const char *id, const struct api_act *act, int *
 	} else {
 		qs = quarantine_delete(&q, id, &by, msg, sizeof(msg));
 	}
-	if ((qs == QUAR_OK || qs == QUAR_ALREADY) && act->list_sender &&
-	    api_quar_list_sender(r, &e, act->release ? STORE_LIST_ALLOW : STORE_LIST_BLOCK, o))
-		*listed = true;
+	o = api_quar_result(r, id, qs, msg, act, &e, code, listed);
 	store_quar_free(&e);
-out:
-	*code = api_quar_http(qs);
-	json_object_set_new(o, "status",
-	                    json_string((unsigned)qs < nitems(api_quar_tokens) ? api_quar_tokens[qs]
-	                                                                       : "error"));
-	json_object_set_new(o, "code", json_integer(*code));
-	json_object_set_new(o, "message", api_str(msg[0] ? msg : quarantine_status_str(qs)));
-	if (*code >= 400)
-		json_object_set_new(o, "error", api_str(msg[0] ? msg : quarantine_status_str(qs)));
 	return o;
+}
+
+/*
+ * Release many: the ones that exist go to quarantine_release_many()
+ * together (one store transaction, one sync of their queue files).
+ */
+static json_t *
+api_quar_release_batch(struct api_req *r, json_t *ids, const struct api_act *act, bool *listed)
+{
+	size_t n = json_array_size(ids), nreq = 0;
+	struct store_quar *e = xcalloc(n, sizeof(*e));
+	enum quarantine_status *qs = xcalloc(n, sizeof(*qs));
+	char(*msg)[256] = xcalloc(n, sizeof(*msg));
+	struct quarantine_release_req *req = xcalloc(n, sizeof(*req));
+	struct quarantine_result *out = xcalloc(n, sizeof(*out));
+	size_t *idx = xcalloc(n, sizeof(*idx));
+	struct quarantine_actor by = {.who = r->auth.who, .addr = r->addr};
+	struct quarantine_ctx q;
+	json_t *results = json_array();
+
+	for (size_t i = 0; i < n; i++) {
+		const char *id = json_string_value(json_array_get(ids, i));
+
+		if ((qs[i] = api_quar_lookup(r, id, &e[i], msg[i], sizeof(msg[i]))) != QUAR_OK)
+			continue;
+		req[nreq] = (struct quarantine_release_req){.id = id, .rescan = act->rescan};
+		idx[nreq++] = i;
+	}
+	api_quar_ctx(r, &q);
+	if (nreq > 0)
+		quarantine_release_many(&q, req, nreq, &by, out);
+	for (size_t k = 0; k < nreq; k++) {
+		qs[idx[k]] = out[k].status;
+		str_copy(msg[idx[k]], out[k].msg, sizeof(msg[idx[k]]));
+	}
+	for (size_t i = 0; i < n; i++) {
+		int code;
+		bool found = e[i].id[0] != '\0';
+
+		json_array_append_new(results,
+		                      api_quar_result(r, json_string_value(json_array_get(ids, i)),
+		                                      qs[i], msg[i], act, found ? &e[i] : NULL,
+		                                      &code, listed));
+		if (found)
+			store_quar_free(&e[i]);
+	}
+	free(e);
+	free(qs);
+	free(msg);
+	free(req);
+	free(out);
+	free(idx);
+	return results;
 }
 
 /* rcpts: an array of addresses, at most STORE_RCPTS_MAX; false: 400 sent. */
@@ -549,13 +619,17 @@ api_h_quar_batch(struct api_req *r)
 			return;
 		}
 	}
-	results = json_array();
-	json_array_foreach(ids, i, it)
-	{
-		int code;
+	if (act.release) {
+		results = api_quar_release_batch(r, ids, &act, &listed);
+	} else {
+		results = json_array();
+		json_array_foreach(ids, i, it)
+		{
+			int code;
 
-		json_array_append_new(results,
-		                      api_quar_act(r, json_string_value(it), &act, &code, &listed));
+			json_array_append_new(results, api_quar_act(r, json_string_value(it), &act,
+			                                            &code, &listed));
+		}
 	}
 	if (listed)
 		api_policy_changed(r);

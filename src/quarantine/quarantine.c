@@ -139,7 +139,7 @@ quar_choose(const struct spool_env *env, const struct quarantine_release_req *r,
 			if (str_ieq(env->rcpts[i].addr, r->rcpts[j]))
 				break;
 		if (i == env->nrcpts) {
-			snprintf(msg, msgsize, "%.320s is not a recipient of this message",
+			snprintf(msg, msgsize, "%.200s is not a recipient of this message",
 			         r->rcpts[j]);
 			return QUAR_INVALID;
 		}
@@ -151,118 +151,255 @@ quar_choose(const struct spool_env *env, const struct quarantine_release_req *r,
 	return QUAR_OK;
 }
 
+/* One message of a release batch, from its checks to its queue file. */
+struct quar_rel {
+	const struct quarantine_release_req *req;
+	struct quarantine_result *out;
+	struct spool_file f;
+	bool open;
+	unsigned char *body;
+	bool *keep;
+	const char **addrs;
+	size_t naddrs;
+	struct scan_result res;
+	bool scanned;
+	bool pending; /* every check passed so far */
+};
+
+static void
+quar_rel_free(struct quar_rel *x)
+{
+	if (x->scanned)
+		scan_result_free(&x->res);
+	if (x->open)
+		spool_file_close(&x->f);
+	free(x->body);
+	free(x->keep);
+	free(x->addrs);
+}
+
+static void
+quar_rel_fail(struct quar_rel *x, enum quarantine_status st)
+{
+	x->out->status = st;
+	x->pending = false;
+}
+
+/* 1. the cheap refusals, the file, the recipients, the malware check again */
+static void
+quar_rel_check(const struct quarantine_ctx *q, struct quar_rel *x,
+               const struct quarantine_actor *by)
+{
+	const struct quarantine_release_req *r = x->req;
+	char *msg = x->out->msg;
+	size_t msgsize = sizeof(x->out->msg);
+	struct store_quar entry;
+	struct scan_input in;
+	enum store_status st;
+	enum quarantine_status ret;
+	enum store_qstate was;
+
+	x->pending = true;
+	if (!spool_id_valid(r->id)) {
+		snprintf(msg, msgsize, "invalid id");
+		quar_rel_fail(x, QUAR_INVALID);
+		return;
+	}
+	/* the gate (quar_rel_gate) decides races; these are the plain cases */
+	if ((st = store_quarantine_get(q->store, r->id, &entry)) != STORE_OK) {
+		quar_rel_fail(
+		        x, quar_state_status(st, STORE_Q_HELD, STORE_Q_RELEASED, q, msg, msgsize));
+		return;
+	}
+	was = entry.state;
+	store_quar_free(&entry);
+	if (was != STORE_Q_HELD) {
+		quar_rel_fail(x, quar_state_status(was == STORE_Q_RELEASED ? STORE_ALREADY
+		                                                           : STORE_CONFLICT,
+		                                   was, STORE_Q_RELEASED, q, msg, msgsize));
+		return;
+	}
+	if ((ret = quar_open(q, r->id, &x->f, msg, msgsize)) != QUAR_OK) {
+		quar_rel_fail(x, ret);
+		return;
+	}
+	x->open = true;
+	x->keep = xcalloc(x->f.env.nrcpts ? x->f.env.nrcpts : 1, sizeof(*x->keep));
+	x->addrs = xcalloc(x->f.env.nrcpts ? x->f.env.nrcpts : 1, sizeof(*x->addrs));
+	if ((ret = quar_choose(&x->f.env, r, x->keep, x->addrs, &x->naddrs, msg, msgsize)) !=
+	    QUAR_OK) {
+		quar_rel_fail(x, ret);
+		return;
+	}
+	if (spool_quarantine_read(&x->f, &x->body) < 0) {
+		snprintf(msg, msgsize, "quarantine/%s: %s", r->id, strerror(errno));
+		quar_rel_fail(x, QUAR_ERROR);
+		return;
+	}
+	memset(&in, 0, sizeof(in));
+	in.msg = x->body;
+	in.len = (size_t)x->f.body_len;
+	in.queue_id = r->id;
+	in.client_ip = x->f.env.client_addr;
+	in.helo = x->f.env.helo;
+	in.sender = x->f.env.sender;
+	in.rcpts = x->addrs;
+	in.nrcpts = x->naddrs;
+	in.tls = x->f.env.protocol && strchr(x->f.env.protocol, 'S') != NULL;
+	in.deadline_ms = (int64_t)(clock_ms() + q->cfg->scan_timeout);
+	in.release = true;
+	in.skip_malware = !r->rescan;
+	scan_run(q->scan_env, q->cfg, q->pol, &in, &x->res);
+	x->scanned = true;
+	if (x->res.verdict == SCAN_TEMPFAIL) {
+		snprintf(msg, msgsize, "not released: %s; try again later", x->res.reason);
+		quar_rel_fail(x, QUAR_TEMPFAIL);
+	} else if (x->res.verdict != SCAN_DELIVER) {
+		snprintf(msg, msgsize, "not released: %s", x->res.reason);
+		quar_audit(q, by, "quarantine.release_refused", r->id);
+		quar_rel_fail(x, QUAR_MALWARE);
+	}
+}
+
+/*
+ * Release a chunk: checks, then the store's gate for all of them in one
+ * transaction (one sync), then their queue files together (one syncfs),
+ * then delivery.
+ */
+static void
+quar_release_chunk(const struct quarantine_ctx *q, struct quar_rel *x, size_t n,
+                   const struct quarantine_actor *by)
+{
+	const char *who = by && by->who ? by->who : "system";
+	struct spool_release *rel = xcalloc(n, sizeof(*rel));
+	size_t *idx = xcalloc(n, sizeof(*idx)), nrel = 0;
+	bool batch;
+
+	for (size_t i = 0; i < n; i++)
+		quar_rel_check(q, &x[i], by);
+
+	/* 2. the gate: held -> released, exactly once however many ask */
+	batch = store_batch_begin(q->store) == STORE_OK;
+	for (size_t i = 0; i < n; i++) {
+		enum store_qstate was;
+		enum store_status st;
+
+		if (!x[i].pending)
+			continue;
+		st = store_quarantine_set_state(q->store, x[i].req->id, STORE_Q_RELEASED, who,
+		                                wall_ms(), &was);
+		if (st != STORE_OK) {
+			quar_rel_fail(&x[i],
+			              quar_state_status(st, was, STORE_Q_RELEASED, q, x[i].out->msg,
+			                                sizeof(x[i].out->msg)));
+			continue;
+		}
+		quar_audit(q, by, "quarantine.release", x[i].req->id);
+	}
+	if (batch && store_batch_commit(q->store) != STORE_OK) {
+		store_batch_rollback(q->store);
+		for (size_t i = 0; i < n; i++)
+			if (x[i].pending) {
+				snprintf(x[i].out->msg, sizeof(x[i].out->msg), "store: %s",
+				         store_errmsg(q->store));
+				quar_rel_fail(&x[i], QUAR_ERROR);
+			}
+	}
+
+	/* 3. queue/<id> for each, synced together; the quarantine copies go */
+	for (size_t i = 0; i < n; i++) {
+		if (!x[i].pending)
+			continue;
+		rel[nrel] = (struct spool_release){
+		        .env = &x[i].f.env,
+		        .body = x[i].body,
+		        .len = (size_t)x[i].f.body_len,
+		        .keep = x[i].keep,
+		        .head = x[i].res.head,
+		        .head_len = x[i].res.head_len,
+		        .head_skip = x[i].res.head_skip,
+		        .summary = x[i].res.summary,
+		};
+		idx[nrel++] = i;
+	}
+	if (nrel > 0)
+		spool_quarantine_release(q->spool, rel, nrel);
+
+	/* 4. delivery */
+	for (size_t k = 0; k < nrel; k++) {
+		struct quar_rel *y = &x[idx[k]];
+		const char *id = y->req->id;
+
+		if (rel[k].err) {
+			snprintf(y->out->msg, sizeof(y->out->msg),
+			         "not released: cannot queue it: %s", strerror(rel[k].err));
+			log_error("event=quarantine_release id=%s status=failed reason=\"%s\"", id,
+			          strerror(rel[k].err));
+			if (store_quarantine_unrelease(q->store, id, "system", wall_ms()) !=
+			    STORE_OK)
+				log_error("event=quarantine_release id=%s warning=\"still marked "
+				          "released: %s; the next start holds it again\"",
+				          id, store_errmsg(q->store));
+			quar_audit(q, by, "quarantine.release_failed", id);
+			quar_rel_fail(y, QUAR_ERROR);
+			continue;
+		}
+		if (q->delivery)
+			delivery_enqueue(q->delivery, id);
+		log_info("event=quarantine_release id=%s by=%s rcpts=%zu rescan=%s", id, who,
+		         y->naddrs, y->req->rescan ? "yes" : "no");
+		snprintf(y->out->msg, sizeof(y->out->msg), "released to %zu recipient%s", y->naddrs,
+		         y->naddrs == 1 ? "" : "s");
+		y->out->status = QUAR_OK;
+	}
+	free(rel);
+	free(idx);
+}
+
+void
+quarantine_release_many(const struct quarantine_ctx *q, const struct quarantine_release_req *r,
+                        size_t n, const struct quarantine_actor *by, struct quarantine_result *out)
+{
+	struct quar_rel *x = xcalloc(n ? n : 1, sizeof(*x));
+
+	for (size_t i = 0; i < n; i++) {
+		out[i].status = QUAR_ERROR;
+		out[i].msg[0] = '\0';
+		x[i].req = &r[i];
+		x[i].out = &out[i];
+	}
+	/* in chunks whose messages fit in memory together */
+	for (size_t i = 0; i < n;) {
+		size_t j = i + 1;
+		uint64_t bytes = 0;
+		struct store_quar e;
+
+		for (; j < n && j - i < QUARANTINE_BATCH_MAX; j++) {
+			if (store_quarantine_get(q->store, r[j].id, &e) == STORE_OK) {
+				bytes += e.size;
+				store_quar_free(&e);
+			}
+			if (bytes > QUARANTINE_BATCH_BYTES)
+				break;
+		}
+		quar_release_chunk(q, &x[i], j - i, by);
+		for (size_t k = i; k < j; k++)
+			quar_rel_free(&x[k]);
+		i = j;
+	}
+	free(x);
+}
+
 enum quarantine_status
 quarantine_release(const struct quarantine_ctx *q, const struct quarantine_release_req *r,
                    const struct quarantine_actor *by, char *msg, size_t msgsize)
 {
-	struct spool_file f;
-	struct scan_input in;
-	struct scan_result res;
-	enum quarantine_status ret;
-	enum store_status st;
-	enum store_qstate was;
-	struct store_quar entry;
-	unsigned char *body = NULL;
-	bool *keep = NULL;
-	const char **addrs = NULL;
-	size_t naddrs;
-	char dummy[8];
+	struct quarantine_result res;
 
-	if (msg == NULL) {
-		msg = dummy;
-		msgsize = sizeof(dummy);
-	}
-	msg[0] = '\0';
-	if (!spool_id_valid(r->id)) {
-		snprintf(msg, msgsize, "invalid id");
-		return QUAR_INVALID;
-	}
-	/* cheap refusals first; the gate below decides races */
-	st = store_quarantine_get(q->store, r->id, &entry);
-	if (st != STORE_OK)
-		return quar_state_status(st, STORE_Q_HELD, STORE_Q_RELEASED, q, msg, msgsize);
-	was = entry.state;
-	store_quar_free(&entry);
-	if (was != STORE_Q_HELD)
-		return quar_state_status(was == STORE_Q_RELEASED ? STORE_ALREADY : STORE_CONFLICT,
-		                         was, STORE_Q_RELEASED, q, msg, msgsize);
-	if ((ret = quar_open(q, r->id, &f, msg, msgsize)) != QUAR_OK)
-		return ret;
-	keep = xcalloc(f.env.nrcpts ? f.env.nrcpts : 1, sizeof(*keep));
-	addrs = xcalloc(f.env.nrcpts ? f.env.nrcpts : 1, sizeof(*addrs));
-	if ((ret = quar_choose(&f.env, r, keep, addrs, &naddrs, msg, msgsize)) != QUAR_OK)
-		goto out;
-	if (spool_quarantine_read(&f, &body) < 0) {
-		snprintf(msg, msgsize, "quarantine/%s: %s", r->id, strerror(errno));
-		ret = QUAR_ERROR;
-		goto out;
-	}
-
-	/* 1. the malware check again (signatures may be newer), and the release's header */
-	memset(&in, 0, sizeof(in));
-	in.msg = body;
-	in.len = (size_t)f.body_len;
-	in.queue_id = r->id;
-	in.client_ip = f.env.client_addr;
-	in.helo = f.env.helo;
-	in.sender = f.env.sender;
-	in.rcpts = addrs;
-	in.nrcpts = naddrs;
-	in.tls = f.env.protocol && strchr(f.env.protocol, 'S') != NULL;
-	in.deadline_ms = (int64_t)(clock_ms() + q->cfg->scan_timeout);
-	in.release = true;
-	in.skip_malware = !r->rescan;
-	scan_run(q->scan_env, q->cfg, q->pol, &in, &res);
-	if (res.verdict == SCAN_TEMPFAIL) {
-		snprintf(msg, msgsize, "not released: %s; try again later", res.reason);
-		ret = QUAR_TEMPFAIL;
-		goto scanned;
-	}
-	if (res.verdict != SCAN_DELIVER) {
-		snprintf(msg, msgsize, "not released: %s", res.reason);
-		quar_audit(q, by, "quarantine.release_refused", r->id);
-		ret = QUAR_MALWARE;
-		goto scanned;
-	}
-
-	/* 2. the gate */
-	st = store_quarantine_set_state(q->store, r->id, STORE_Q_RELEASED,
-	                                by && by->who ? by->who : "system", wall_ms(), &was);
-	if (st != STORE_OK) {
-		ret = quar_state_status(st, was, STORE_Q_RELEASED, q, msg, msgsize);
-		goto scanned;
-	}
-
-	/* 3. queue/<id>, then 4. delivery */
-	if (spool_quarantine_release(q->spool, &f.env, body, (size_t)f.body_len, keep, res.head,
-	                             res.head_len, res.head_skip, res.summary) < 0) {
-		int e = errno;
-
-		snprintf(msg, msgsize, "not released: cannot queue it: %s", strerror(e));
-		log_error("event=quarantine_release id=%s status=failed reason=\"%s\"", r->id,
-		          strerror(e));
-		if (store_quarantine_unrelease(q->store, r->id, "system", wall_ms()) != STORE_OK)
-			log_error("event=quarantine_release id=%s warning=\"still marked released: "
-			          "%s; the next start holds it again\"",
-			          r->id, store_errmsg(q->store));
-		ret = QUAR_ERROR;
-		goto scanned;
-	}
-	if (q->delivery)
-		delivery_enqueue(q->delivery, r->id);
-	quar_audit(q, by, "quarantine.release", r->id);
-	log_info("event=quarantine_release id=%s by=%s rcpts=%zu rescan=%s", r->id,
-	         by && by->who ? by->who : "system", naddrs, r->rescan ? "yes" : "no");
-	snprintf(msg, msgsize, "released to %zu recipient%s", naddrs, naddrs == 1 ? "" : "s");
-	ret = QUAR_OK;
-scanned:
-	scan_result_free(&res);
-out:
-	free(body);
-	free(keep);
-	free(addrs);
-	spool_file_close(&f);
-	return ret;
+	quarantine_release_many(q, r, 1, by, &res);
+	if (msg)
+		str_copy(msg, res.msg, msgsize);
+	return res.status;
 }
 
 enum quarantine_status

@@ -87,6 +87,21 @@ enum quarantine_status quarantine_release(const struct quarantine_ctx *q,
                                           const struct quarantine_release_req *r,
                                           const struct quarantine_actor *by, char *msg,
                                           size_t msgsize);
+/*
+ * Several releases sharing their syncs: the states change in one store
+ * transaction and the queue files are synced together (in chunks of at
+ * most QUARANTINE_BATCH_MAX messages or about QUARANTINE_BATCH_BYTES).
+ * out[i] for r[i].
+ */
+#define QUARANTINE_BATCH_MAX   1000
+#define QUARANTINE_BATCH_BYTES (64u << 20)
+struct quarantine_result {
+	enum quarantine_status status;
+	char msg[256];
+};
+void quarantine_release_many(const struct quarantine_ctx *q, const struct quarantine_release_req *r,
+                             size_t n, const struct quarantine_actor *by,
+                             struct quarantine_result *out);
 /* Delete: the state becomes deleted, then the file goes. */
 enum quarantine_status quarantine_delete(const struct quarantine_ctx *q, const char *id,
                                          const struct quarantine_actor *by, char *msg,

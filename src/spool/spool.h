@@ -248,15 +248,25 @@ int spool_set_aside(struct spool *s, const char *id);
  * queue file under the same id into queue/ (through incoming/, synced, as
  * a commit) with the release's header section and the chosen recipients
  * (keep[i] for env->rcpts[i]; NULL: all), then removes the quarantine
- * copy. -1 with errno on failure (nothing queued then).
+ * copy. Many at once share their syncs (one syncfs, one fsync of each
+ * directory); each r[i].err says how it went (0: queued). -1 if any
+ * failed.
  */
+struct spool_release {
+	const struct spool_env *env; /* the held message's */
+	const unsigned char *body;
+	size_t len;
+	const bool *keep;
+	const char *head; /* the release's header section (scan_run with release) */
+	size_t head_len;
+	uint64_t head_skip;
+	const char *summary;
+	int err; /* out: 0, or an errno */
+};
 enum spool_status spool_quarantine_open(struct spool *s, const char *id, struct spool_file *f);
 /* The body of an opened file into a malloc'd, NUL-terminated buffer. */
 int spool_quarantine_read(const struct spool_file *f, unsigned char **body);
-int spool_quarantine_release(struct spool *s, const struct spool_env *env,
-                             const unsigned char *body, size_t len, const bool *keep,
-                             const char *head, size_t head_len, uint64_t head_skip,
-                             const char *summary);
+int spool_quarantine_release(struct spool *s, struct spool_release *r, size_t n);
 /* Unlink quarantine/<id> and sync the directory. */
 int spool_quarantine_remove(struct spool *s, const char *id);
 /* Move a damaged quarantine file to corrupt/q-<id>. */

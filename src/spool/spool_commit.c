@@ -62,9 +62,12 @@ spool_incoming_path(const struct spool *s, const char *id, char *buf, size_t siz
 	return path_fmt(buf, size, "%s/%s", s->incoming, id);
 }
 
-/* Write the rest of one message to incoming/, sync it, move it to queue/. */
+/*
+ * Write the rest of one message to incoming/, sync it, move it to queue/;
+ * with commit false only write it (a batch syncs and renames together).
+ */
 static int
-spool_commit_one(struct spool *s, struct spool_msg *m)
+spool_commit_one(struct spool *s, struct spool_msg *m, bool commit)
 {
 	unsigned char hdr[SPOOL_MAGIC_LEN + SPOOL_REC_HDR];
 	char from[4096], to[4096];
@@ -104,7 +107,7 @@ spool_commit_one(struct spool *s, struct spool_msg *m)
 			goto out;
 		}
 	}
-	if (fdatasync(m->fd) < 0)
+	if (commit && fdatasync(m->fd) < 0)
 		goto out;
 	if (close(m->fd) < 0) {
 		m->fd = -1;
@@ -112,7 +115,7 @@ spool_commit_one(struct spool *s, struct spool_msg *m)
 	}
 	m->fd = -1;
 	/* RENAME_NOREPLACE: a queue id is never reused over a live file. */
-	if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) < 0)
+	if (commit && renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) < 0)
 		goto out;
 	r = 0;
 out:
@@ -158,7 +161,7 @@ spool_writer(void *arg)
 		pthread_mutex_unlock(&s->lock);
 
 		if (m->err == 0)
-			spool_commit_one(s, m);
+			spool_commit_one(s, m, true);
 		else
 			spool_commit_drop(s, m);
 
@@ -307,7 +310,7 @@ spool_msg_commit_sync(struct spool_msg *m)
 	struct spool *s = m->spool;
 	int err = m->err;
 
-	if (err == 0 && spool_commit_one(s, m) < 0)
+	if (err == 0 && spool_commit_one(s, m, true) < 0)
 		err = m->err ? m->err : EIO;
 	if (err == 0 && fsync(m->quarantine ? s->quarantine_fd : s->queue_fd) < 0) {
 		err = errno;
@@ -326,23 +329,23 @@ spool_msg_forget(struct spool_msg *m)
 	m->cb_arg = NULL;
 }
 
-/* A release from quarantine/ (spool.h): a commit of a body read from there. */
-int
-spool_quarantine_release(struct spool *s, const struct spool_env *qenv, const unsigned char *body,
-                         size_t len, const bool *keep, const char *head, size_t head_len,
-                         uint64_t head_skip, const char *summary)
+/* --- releases from quarantine/ (spool.h) --- */
+
+/* A queue file's message for one release: the held envelope, the chosen recipients. */
+static struct spool_msg *
+spool_release_msg(struct spool *s, const struct spool_release *r)
 {
+	const struct spool_env *qenv = r->env;
 	struct spool_msg *m = xcalloc(1, sizeof(*m));
 	struct spool_env *e = &m->env;
-	int err;
 
 	/* the same id: tracking and the audit log follow the message */
 	memcpy(m->id, qenv->id, sizeof(m->id));
 	m->spool = s;
 	m->fd = -1;
-	m->body = body;
-	m->size = len;
-	m->crc = (uint32_t)crc32(crc32(0L, Z_NULL, 0), body, (uInt)len);
+	m->body = r->body;
+	m->size = r->len;
+	m->crc = (uint32_t)crc32(crc32(0L, Z_NULL, 0), r->body, (uInt)r->len);
 	memcpy(e->id, qenv->id, sizeof(e->id));
 	e->received_at = qenv->received_at;
 	e->client_addr = qenv->client_addr ? xstrdup(qenv->client_addr) : NULL;
@@ -353,23 +356,78 @@ spool_quarantine_release(struct spool *s, const struct spool_env *qenv, const un
 	e->smtputf8 = qenv->smtputf8;
 	e->ret = qenv->ret ? xstrdup(qenv->ret) : NULL;
 	e->envid = qenv->envid ? xstrdup(qenv->envid) : NULL;
-	e->head = xmalloc(head_len ? head_len : 1);
-	memcpy(e->head, head, head_len);
-	e->head_len = head_len;
-	e->head_skip = head_skip;
-	e->verdict = summary ? xstrdup(summary) : NULL;
+	e->head = xmalloc(r->head_len ? r->head_len : 1);
+	memcpy(e->head, r->head, r->head_len);
+	e->head_len = r->head_len;
+	e->head_skip = r->head_skip;
+	e->verdict = r->summary ? xstrdup(r->summary) : NULL;
 	for (size_t i = 0; i < qenv->nrcpts; i++)
-		if (keep == NULL || keep[i])
+		if (r->keep == NULL || r->keep[i])
 			spool_env_add_rcpt(e, qenv->rcpts[i].addr, qenv->rcpts[i].notify,
 			                   qenv->rcpts[i].orcpt);
-	/* incoming/<id>, synced, renamed into queue/, queue/ synced (frees m) */
-	if ((err = spool_msg_commit_sync(m)) != 0) {
-		errno = err;
-		return -1;
+	return m;
+}
+
+/*
+ * The commit protocol for many files at once: every incoming file written,
+ * one syncfs() for all their data, the renames, one fsync of queue/; then
+ * the quarantine copies unlinked and one fsync of quarantine/. Per file
+ * that is what spool_commit_one() does, without a sync each.
+ */
+int
+spool_quarantine_release(struct spool *s, struct spool_release *r, size_t n)
+{
+	struct spool_msg **m = xcalloc(n ? n : 1, sizeof(*m));
+	size_t queued = 0;
+	int synced = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		r[i].err = 0;
+		m[i] = spool_release_msg(s, &r[i]);
+		if (spool_commit_one(s, m[i], false) < 0)
+			r[i].err = m[i]->err ? m[i]->err : EIO;
 	}
-	if (spool_quarantine_remove(s, qenv->id) < 0 && errno != ENOENT)
-		log_warn("event=quarantine_release id=%s warning=\"queued, but quarantine/%s stays "
-		         "until the next start: %s\"",
-		         qenv->id, qenv->id, strerror(errno));
-	return 0;
+	if (syncfs(s->queue_fd) < 0)
+		synced = errno;
+	for (size_t i = 0; i < n; i++) {
+		char from[4096], to[4096];
+
+		if (r[i].err)
+			continue;
+		if (synced)
+			r[i].err = synced;
+		else if (!spool_incoming_path(s, m[i]->id, from, sizeof(from)) ||
+		         !path_fmt(to, sizeof(to), "%s/%s", s->queue, m[i]->id) ||
+		         renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) < 0)
+			r[i].err = errno ? errno : EIO;
+		else
+			queued++;
+		if (r[i].err && spool_incoming_path(s, m[i]->id, from, sizeof(from)))
+			unlink(from);
+	}
+	if (queued > 0 && fsync(s->queue_fd) < 0) {
+		int e = errno;
+
+		/* durability unknown: none of them is queued */
+		for (size_t i = 0; i < n; i++)
+			if (r[i].err == 0) {
+				r[i].err = e;
+				unlinkat(s->queue_fd, m[i]->id, 0);
+			}
+		queued = 0;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (r[i].err == 0 && unlinkat(s->quarantine_fd, m[i]->id, 0) < 0 && errno != ENOENT)
+			log_warn("event=quarantine_release id=%s warning=\"queued, but "
+			         "quarantine/%s "
+			         "stays until the next start: %s\"",
+			         m[i]->id, m[i]->id, strerror(errno));
+		spool_msg_free(m[i]);
+	}
+	if (queued > 0 && fsync(s->quarantine_fd) < 0)
+		log_warn("event=quarantine_release warning=\"fsync quarantine/: %s; the next start "
+		         "removes what stays\"",
+		         strerror(errno));
+	free(m);
+	return queued == n ? 0 : -1;
 }

@@ -263,6 +263,42 @@ test_release_chosen(void **state)
 	spool_file_close(&f);
 }
 
+/* Many at once: each answered on its own, the good ones queued together. */
+static void
+test_release_many(void **state)
+{
+	char a[SPOOL_ID_LEN + 1], b[SPOOL_ID_LEN + 1], c[SPOOL_ID_LEN + 1];
+	struct quarantine_release_req r[5] = {{.rescan = true},
+	                                      {.rescan = true},
+	                                      {.rescan = true},
+	                                      {.rescan = true},
+	                                      {.rescan = true}};
+	struct quarantine_result out[5];
+	char msg[256];
+
+	hold(a, wall_ms(), true);
+	hold(b, wall_ms(), true);
+	hold(c, wall_ms(), true);
+	assert_int_equal(quarantine_delete(&q, c, &admin, msg, sizeof(msg)), QUAR_OK);
+	r[0].id = a;
+	r[1].id = "0123456789abcdef";
+	r[2].id = b;
+	r[3].id = c;
+	r[4].id = a; /* twice in one batch: once */
+	quarantine_release_many(&q, r, 5, &admin, out);
+	assert_int_equal(out[0].status, QUAR_OK);
+	assert_int_equal(out[1].status, QUAR_NOT_FOUND);
+	assert_int_equal(out[2].status, QUAR_OK);
+	assert_int_equal(out[3].status, QUAR_CONFLICT);
+	assert_int_equal(out[4].status, QUAR_ALREADY);
+	assert_string_equal(out[4].msg, "already released");
+	assert_true(exists("queue", a) && exists("queue", b));
+	assert_false(exists("quarantine", a) || exists("quarantine", b));
+	assert_int_equal(state_of(a), STORE_Q_RELEASED);
+	assert_int_equal(audited(a, "quarantine.release"), 1);
+	assert_int_equal(audited(b, "quarantine.release"), 1);
+}
+
 static void
 test_delete_and_conflicts(void **state)
 {
@@ -350,9 +386,11 @@ test_reconcile(void **state)
 		unsigned char *body;
 
 		assert_int_equal(spool_quarantine_read(&f, &body), 0);
-		assert_int_equal(spool_quarantine_release(sp, &f.env, body, (size_t)f.body_len,
-		                                          NULL, "", 0, 0, NULL),
-		                 0);
+		struct spool_release rel = {
+		        .env = &f.env, .body = body, .len = (size_t)f.body_len, .head = ""};
+
+		assert_int_equal(spool_quarantine_release(sp, &rel, 1), 0);
+		assert_int_equal(rel.err, 0);
 		free(body);
 	}
 	spool_file_close(&f);
@@ -419,6 +457,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test_setup_teardown(test_release_all, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_release_chosen, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_release_many, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_delete_and_conflicts, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_purge, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_reconcile, setup, teardown),
