@@ -52,7 +52,11 @@ struct api *api_new(struct config *cfg, struct policy *pol, char *err, size_t er
  * API thread. -1 with err on failure.
  */
 int api_start(struct api *a, const struct api_deps *deps, char *err, size_t errsize);
-/* New config and policy (SIGHUP, policy_changed); any thread; takes references. */
+/*
+ * New config and policy (SIGHUP, policy_changed); any thread; takes
+ * references. Session limits, admin_request_max and retention apply at
+ * once; admin_listen and the admin certificate at the next start.
+ */
 void api_reconfigure(struct api *a, struct config *cfg, struct policy *pol);
 /* Stop serving (requests in progress finish), join the thread, free. */
 void api_free(struct api *a);

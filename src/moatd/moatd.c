@@ -151,6 +151,17 @@ moatd_apply(struct moatd *m, struct config *c, struct policy *p, char *err, size
 	return 0;
 }
 
+static bool
+moatd_same_listen(const struct config_listen_list *a, const struct config_listen_list *b)
+{
+	if (a->n != b->n)
+		return false;
+	for (size_t i = 0; i < a->n; i++)
+		if (strcmp(a->addr[i].text, b->addr[i].text) != 0)
+			return false;
+	return true;
+}
+
 static void
 moatd_reload(struct moatd *m)
 {
@@ -171,6 +182,12 @@ moatd_reload(struct moatd *m)
 		log_warn(
 		        "event=reload warning=\"data_dir, user, spool_min_free, spool_writers, "
 		        "log_target and (for delivery) hostname take effect at the next restart\"");
+	if (!moatd_same_listen(&c->admin_listen, &m->cfg->admin_listen) ||
+	    strcmp(c->admin_tls_cert, m->cfg->admin_tls_cert) != 0 ||
+	    strcmp(c->admin_tls_key, m->cfg->admin_tls_key) != 0)
+		log_warn("event=reload warning=\"admin_listen, admin_tls_cert and admin_tls_key "
+		         "take "
+		         "effect at the next restart (the admin listener is bound as root)\"");
 	if ((p = policy_from_store(c, m->pstore, err, sizeof(err))) == NULL) {
 		log_error("event=reload status=failed reason=\"%s\" action=\"kept the running "
 		          "configuration\"",
