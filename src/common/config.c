@@ -665,6 +665,95 @@ config_section(struct config_parser *p, char *s)
 	return 0;
 }
 
+static bool config_route_loops(const struct config *c, const struct route *r);
+
+void
+config_domain_clear(struct config_domain *d)
+{
+	for (size_t j = 0; j < d->nrecipients; j++)
+		free(d->recipients[j]);
+	free(d->recipients);
+	free(d->name);
+	free(d->relay_key);
+	free(d->allow_senders);
+	free(d->block_senders);
+	memset(d, 0, sizeof(*d));
+}
+
+int
+config_domain_parse(const struct config *c, const char *name, const char *body,
+                    struct config_domain *out, char *err, size_t errsize)
+{
+	char where[CONFIG_DOMAIN_NAME_MAX + 16], *text = xstrdup(body), *cursor = text, *line;
+	struct config_parser p = {.path = where,
+	                          .err = err,
+	                          .errsize = errsize,
+	                          .c = (struct config *)(uintptr_t)c,
+	                          .domain = out};
+	struct mailaddr a;
+	char *probe = xasprintf("postmaster@%s", name);
+	int rc = -1;
+
+	memset(out, 0, sizeof(*out));
+	snprintf(where, sizeof(where), "[domain %.255s]", name);
+	if (strlen(name) > CONFIG_DOMAIN_NAME_MAX ||
+	    mailaddr_parse(probe, strlen(probe), MAILADDR_F_NO_ANGLES, &a, NULL) != MAILADDR_OK ||
+	    a.literal) {
+		snprintf(err, errsize, "'%.255s' is not a valid domain name", name);
+		goto out;
+	}
+	out->name = xstrdup(a.domain);
+	out->route.type = ROUTE_MAILDIR;
+	out->route.tls = ROUTE_TLS_OPPORTUNISTIC;
+	out->quarantine_score = NAN;
+	out->reject_score = NAN;
+	while ((line = strsep(&cursor, "\n")) != NULL) {
+		char *eq, *key, *val;
+
+		p.line++;
+		line = trim(line);
+		if (*line == '\0' || *line == '#')
+			continue;
+		if ((eq = strchr(line, '=')) == NULL) {
+			config_error(&p, "expected 'key = value'");
+			goto out;
+		}
+		*eq = '\0';
+		key = trim(line);
+		val = trim(eq + 1);
+		if (strcmp(key, "allow_senders") == 0 || strcmp(key, "block_senders") == 0) {
+			config_error(&p,
+			             "%s: the allow and block lists are kept apart (the lists "
+			             "of the admin API)",
+			             key);
+			goto out;
+		}
+		if (config_domain_set(&p, key, val) < 0)
+			goto out;
+	}
+	p.line = 0;
+	if (!out->any_recipient && out->nrecipients == 0) {
+		config_error(&p, "needs 'recipients = any' or a list");
+		goto out;
+	}
+	if (config_route_loops(c, &out->route)) {
+		config_error(&p, "route points back at moat's own smtp_listen (mail loop)");
+		goto out;
+	}
+	if ((isnan(out->reject_score) ? c->scan_reject_score : out->reject_score) <
+	    (isnan(out->quarantine_score) ? c->scan_quarantine_score : out->quarantine_score)) {
+		config_error(&p, "reject_score is below quarantine_score");
+		goto out;
+	}
+	rc = 0;
+out:
+	if (rc < 0)
+		config_domain_clear(out);
+	free(probe);
+	free(text);
+	return rc;
+}
+
 static int
 config_line(struct config_parser *p, char *line)
 {
@@ -1096,15 +1185,8 @@ config_unref(struct config *c)
 		if (o->type == CONFIG_T_STRING || o->type == CONFIG_T_PATH)
 			free(*(char **)((char *)c + o->offset));
 	}
-	for (size_t i = 0; i < c->ndomains; i++) {
-		for (size_t j = 0; j < c->domains[i].nrecipients; j++)
-			free(c->domains[i].recipients[j]);
-		free(c->domains[i].recipients);
-		free(c->domains[i].name);
-		free(c->domains[i].relay_key);
-		free(c->domains[i].allow_senders);
-		free(c->domains[i].block_senders);
-	}
+	for (size_t i = 0; i < c->ndomains; i++)
+		config_domain_clear(&c->domains[i]);
 	free(c->domains);
 	free(c->trusted_relays);
 	for (size_t i = 0; i < c->nrules; i++) {

@@ -312,6 +312,18 @@ struct rule *config_rule_build(const struct config_rule *cr, char *err, size_t e
 void config_rule_spec(const struct config_rule *cr, struct rule_spec *spec);
 void config_rule_spec_free(struct rule_spec *spec);
 
+/*
+ * A [domain NAME] section given as text ("key = value" lines: a domain
+ * kept in the store), parsed and checked as the file's would be against
+ * c; errors read "[domain NAME]:LINE: ...". allow_senders and
+ * block_senders are refused (the lists live in the store). Free with
+ * config_domain_clear().
+ */
+#define CONFIG_DOMAIN_NAME_MAX 253
+int config_domain_parse(const struct config *c, const char *name, const char *body,
+                        struct config_domain *out, char *err, size_t errsize);
+void config_domain_clear(struct config_domain *d);
+
 /* Defaults only, as if from an empty file (tests, moatctl). */
 struct config *config_defaults(void);
 

@@ -80,6 +80,26 @@ policy_rules_from_config(struct policy *p, const struct config *c)
 	qsort(p->rules, p->nrules, sizeof(*p->rules), rule_cmp_priority);
 }
 
+void
+policy_domain_set(struct policy_domain *d, const struct config_domain *cd)
+{
+	d->name = xstrdup(cd->name);
+	d->any_recipient = cd->any_recipient;
+	d->nrecipients = cd->nrecipients;
+	d->recipients = xcalloc(cd->nrecipients ? cd->nrecipients : 1, sizeof(char *));
+	for (size_t j = 0; j < cd->nrecipients; j++) {
+		d->recipients[j] = xstrdup(cd->recipients[j]);
+		str_lower(d->recipients[j]);
+	}
+	qsort(d->recipients, d->nrecipients, sizeof(char *), policy_cmp_str);
+	d->route = cd->route;
+	d->quarantine_score = cd->quarantine_score;
+	d->reject_score = cd->reject_score;
+	d->relay_key = cd->relay_key ? xstrdup(cd->relay_key) : NULL;
+	policy_list_parse(cd->allow_senders, &d->allow, &d->nallow);
+	policy_list_parse(cd->block_senders, &d->block, &d->nblock);
+}
+
 struct policy *
 policy_from_config(const struct config *c)
 {
@@ -88,26 +108,8 @@ policy_from_config(const struct config *c)
 	p->refs = 1;
 	p->ndomains = c->ndomains;
 	p->domains = xcalloc(c->ndomains, sizeof(*p->domains));
-	for (size_t i = 0; i < c->ndomains; i++) {
-		const struct config_domain *cd = &c->domains[i];
-		struct policy_domain *d = &p->domains[i];
-
-		d->name = xstrdup(cd->name);
-		d->any_recipient = cd->any_recipient;
-		d->nrecipients = cd->nrecipients;
-		d->recipients = xcalloc(cd->nrecipients, sizeof(char *));
-		for (size_t j = 0; j < cd->nrecipients; j++) {
-			d->recipients[j] = xstrdup(cd->recipients[j]);
-			str_lower(d->recipients[j]);
-		}
-		qsort(d->recipients, d->nrecipients, sizeof(char *), policy_cmp_str);
-		d->route = cd->route;
-		d->quarantine_score = cd->quarantine_score;
-		d->reject_score = cd->reject_score;
-		d->relay_key = cd->relay_key ? xstrdup(cd->relay_key) : NULL;
-		policy_list_parse(cd->allow_senders, &d->allow, &d->nallow);
-		policy_list_parse(cd->block_senders, &d->block, &d->nblock);
-	}
+	for (size_t i = 0; i < c->ndomains; i++)
+		policy_domain_set(&p->domains[i], &c->domains[i]);
 	p->quarantine_score = c->scan_quarantine_score;
 	p->reject_score = c->scan_reject_score;
 	policy_list_parse(c->scan_allow_senders, &p->allow, &p->nallow);
@@ -194,6 +196,12 @@ bool
 policy_is_protected(const struct policy *p, const char *domain)
 {
 	return policy_find_domain(p, domain) != NULL;
+}
+
+bool
+policy_domain_stored(const struct policy *p, size_t i)
+{
+	return p->domains[i].stored;
 }
 
 const char *

@@ -66,6 +66,8 @@ size_t policy_domain_count(const struct policy *p);
 bool policy_is_protected(const struct policy *p, const char *domain);
 /* The i-th protected domain (sorted by name), i < policy_domain_count(). */
 const char *policy_domain_name(const struct policy *p, size_t i);
+/* Was it added through the admin API (the store) rather than the config file? */
+bool policy_domain_stored(const struct policy *p, size_t i);
 /*
  * The listed recipients of the i-th domain (lower-case local parts);
  * n = 0 when it accepts any recipient.

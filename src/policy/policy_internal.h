@@ -16,6 +16,7 @@ struct policy_domain {
 	char *relay_key;
 	char **allow, **block; /* lower-case addresses or @domains */
 	size_t nallow, nblock;
+	bool stored; /* added through the API (the store), not the config file */
 };
 
 struct policy {
@@ -34,5 +35,7 @@ struct policy {
 void policy_list_parse(const char *v, char ***out, size_t *n);
 void policy_list_free(char **l, size_t n);
 int policy_cmp_domain(const void *a, const void *b);
+/* d from a config file's (or a stored) [domain] section. */
+void policy_domain_set(struct policy_domain *d, const struct config_domain *cd);
 
 #endif

@@ -83,11 +83,48 @@ policy_load_rule(void *arg, const struct rule_spec *spec)
 	return 0;
 }
 
+struct policy_domain_load {
+	struct policy *p;
+	const struct config *c;
+};
+
+/* A stored domain the config file does not declare (the file wins). */
+static int
+policy_load_domain(void *arg, const struct store_domain *sd)
+{
+	struct policy_domain_load *l = arg;
+	struct config_domain cd;
+	char err[512];
+
+	for (size_t i = 0; i < l->c->ndomains; i++)
+		if (str_ieq(l->c->domains[i].name, sd->name))
+			return 0;
+	if (config_domain_parse(l->c, sd->name, sd->body, &cd, err, sizeof(err)) < 0) {
+		log_error("event=policy domain=%s status=skipped reason=\"%s\"", sd->name, err);
+		return 0;
+	}
+	l->p->domains = xrealloc(l->p->domains, (l->p->ndomains + 1) * sizeof(*l->p->domains));
+	memset(&l->p->domains[l->p->ndomains], 0, sizeof(*l->p->domains));
+	policy_domain_set(&l->p->domains[l->p->ndomains], &cd);
+	l->p->domains[l->p->ndomains++].stored = true;
+	config_domain_clear(&cd);
+	return 0;
+}
+
 struct policy *
 policy_from_store(const struct config *c, struct store *s, char *err, size_t errsize)
 {
 	struct policy *p = policy_from_config(c);
 	struct policy_rule_load rl = {.p = p, .c = c};
+	struct policy_domain_load dl = {.p = p, .c = c};
+
+	/* protected domains added through the API join the file's */
+	if (store_domain_load(s, policy_load_domain, &dl) != STORE_OK) {
+		snprintf(err, errsize, "cannot read domains from the store: %s", store_errmsg(s));
+		policy_unref(p);
+		return NULL;
+	}
+	qsort(p->domains, p->ndomains, sizeof(*p->domains), policy_cmp_domain);
 
 	/* the store's rules and lists take the place of the file's (policy_seed) */
 	for (size_t i = 0; i < p->ndomains; i++) {

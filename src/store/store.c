@@ -566,6 +566,27 @@ store_rule_load(struct store *s, int (*fn)(void *arg, const struct rule_spec *sp
 /* --- lists --- */
 
 enum store_status
+store_domain_put(struct store *s, const struct store_domain *d)
+{
+	CHECK(str_ok(d->name, STORE_DOMAIN_MAX, false) && d->body != NULL &&
+	      strlen(d->body) <= STORE_DOMAIN_BODY_MAX && d->created_ms >= 0 && d->updated_ms >= 0);
+	return s->be->domain_put(s, d);
+}
+
+enum store_status
+store_domain_delete(struct store *s, const char *name)
+{
+	CHECK(str_ok(name, STORE_DOMAIN_MAX, false));
+	return s->be->domain_delete(s, name);
+}
+
+enum store_status
+store_domain_load(struct store *s, int (*fn)(void *arg, const struct store_domain *d), void *arg)
+{
+	return s->be->domain_load(s, fn, arg);
+}
+
+enum store_status
 store_list_add(struct store *s, const struct store_list_entry *e)
 {
 	CHECK(e != NULL && str_ok(e->scope, STORE_DOMAIN_MAX, true));

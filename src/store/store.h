@@ -382,6 +382,22 @@ enum store_status store_list_load(struct store *s, const char *scope,
                                   int (*fn)(void *arg, const struct store_list_entry *e),
                                   void *arg);
 
+/* --- protected domains added through the API (the config file's are not here) --- */
+
+#define STORE_DOMAIN_BODY_MAX 8192 /* the text of its [domain] section */
+
+struct store_domain {
+	const char *name; /* lower case */
+	const char *body; /* "key = value" lines, as in a [domain] section */
+	int64_t created_ms, updated_ms;
+};
+/* Insert or replace (created is kept on replace). */
+enum store_status store_domain_put(struct store *s, const struct store_domain *d);
+enum store_status store_domain_delete(struct store *s, const char *name);
+/* Every stored domain by name; strings valid during the call. */
+enum store_status store_domain_load(struct store *s,
+                                    int (*fn)(void *arg, const struct store_domain *d), void *arg);
+
 /* --- admin users and API tokens: storage only, no cryptography --- */
 
 struct store_user {

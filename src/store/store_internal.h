@@ -79,6 +79,11 @@ struct store_backend {
 	                               int (*fn)(void *arg, const struct rule_spec *spec),
 	                               void *arg);
 
+	enum store_status (*domain_put)(struct store *s, const struct store_domain *d);
+	enum store_status (*domain_delete)(struct store *s, const char *name);
+	enum store_status (*domain_load)(struct store *s,
+	                                 int (*fn)(void *arg, const struct store_domain *d),
+	                                 void *arg);
 	enum store_status (*list_add)(struct store *s, const struct store_list_entry *e);
 	enum store_status (*list_delete)(struct store *s, const char *scope,
 	                                 enum store_list_kind kind, const char *pattern);

@@ -97,6 +97,9 @@ enum sq_id {
 	SQ_RULE_DEL,
 	SQ_RULE_LIST,
 	SQ_RULE_LINES,
+	SQ_DOMAIN_PUT,
+	SQ_DOMAIN_DEL,
+	SQ_DOMAIN_ALL,
 	SQ_LIST_INS,
 	SQ_LIST_DEL,
 	SQ_LIST_ALL,
@@ -196,6 +199,11 @@ static const char *const sq_sql[SQ_COUNT] = {
                          "ORDER BY priority LIMIT ?1",
         [SQ_RULE_LINES] = "SELECT kind, text FROM rule_line WHERE rule = ?1 ORDER BY kind, pos "
                           "LIMIT ?2",
+        [SQ_DOMAIN_PUT] =
+                "INSERT INTO domain (name, body, created, updated) VALUES (?1, ?2, ?3, ?4) "
+                "ON CONFLICT (name) DO UPDATE SET body = ?2, updated = ?4",
+        [SQ_DOMAIN_DEL] = "DELETE FROM domain WHERE name = ?1",
+        [SQ_DOMAIN_ALL] = "SELECT name, body, created, updated FROM domain ORDER BY name",
         [SQ_LIST_INS] = "INSERT INTO list_entry (scope, kind, pattern, created) "
                         "VALUES (?1, ?2, ?3, ?4)",
         [SQ_LIST_DEL] = "DELETE FROM list_entry WHERE scope = ?1 AND kind = ?2 AND pattern = ?3",
@@ -1782,6 +1790,57 @@ sq_list_load(struct store *s, const char *scope,
 	return rc == SQLITE_DONE ? STORE_OK : sq_fail(s, "lists");
 }
 
+/* --- domains --- */
+
+static enum store_status
+sq_domain_put(struct store *s, const struct store_domain *d)
+{
+	sqlite3_stmt *st = sq_stmt(s, SQ_DOMAIN_PUT);
+
+	if (st == NULL)
+		return STORE_ERROR;
+	bind_text(st, 1, d->name);
+	bind_text(st, 2, d->body);
+	sqlite3_bind_int64(st, 3, d->created_ms);
+	sqlite3_bind_int64(st, 4, d->updated_ms);
+	return sq_run(s, st, "domain");
+}
+
+static enum store_status
+sq_domain_delete(struct store *s, const char *name)
+{
+	sqlite3_stmt *st = sq_stmt(s, SQ_DOMAIN_DEL);
+
+	if (st == NULL)
+		return STORE_ERROR;
+	bind_text(st, 1, name);
+	return sq_run_one(s, st, "domain");
+}
+
+static enum store_status
+sq_domain_load(struct store *s, int (*fn)(void *arg, const struct store_domain *d), void *arg)
+{
+	sqlite3_stmt *st = sq_stmt(s, SQ_DOMAIN_ALL);
+	int rc;
+
+	if (st == NULL)
+		return STORE_ERROR;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct store_domain d = {
+		        .name = col_str(st, 0),
+		        .body = col_str(st, 1),
+		        .created_ms = sqlite3_column_int64(st, 2),
+		        .updated_ms = sqlite3_column_int64(st, 3),
+		};
+		if (fn(arg, &d) != 0) {
+			rc = SQLITE_DONE;
+			break;
+		}
+	}
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? STORE_OK : sq_fail(s, "domains");
+}
+
 /* --- users and tokens --- */
 
 static enum store_status
@@ -1985,6 +2044,9 @@ const struct store_backend store_backend_sqlite = {
         .rule_put = sq_rule_put,
         .rule_delete = sq_rule_delete,
         .rule_load = sq_rule_load,
+        .domain_put = sq_domain_put,
+        .domain_delete = sq_domain_delete,
+        .domain_load = sq_domain_load,
         .list_add = sq_list_add,
         .list_delete = sq_list_delete,
         .list_load = sq_list_load,

@@ -540,6 +540,69 @@ test_rules_store(void **state)
 	                 POLICY_LIST_BLOCK);
 	assert_int_equal(policy_sender_list(p, "other.test", "bad@partner.test"), POLICY_LIST_NONE);
 	policy_unref(p);
+
+	/* domains added through the API join the file's; the file's win */
+	{
+		struct store_domain d1 = {.name = "new.test",
+		                          .body = "recipients = any\nroute = smtp:[192.0.2.7]:25\n"
+		                                  "tls = none\n"};
+		struct store_domain d2 = {.name = "example.test", .body = "recipients = x\n"};
+		struct store_domain d3 = {.name = "broken.test", .body = "route = nowhere\n"};
+		struct store_list_entry e2 = {.scope = "new.test",
+		                              .kind = STORE_LIST_ALLOW,
+		                              .pattern = "ok@partner.test"};
+		struct config_domain cd;
+		struct mailaddr a;
+		size_t i, n2;
+
+		assert_int_equal(store_domain_put(st, &d1), STORE_OK);
+		assert_int_equal(store_domain_put(st, &d2), STORE_OK);
+		assert_int_equal(store_domain_put(st, &d3), STORE_OK);
+		assert_int_equal(store_list_add(st, &e2), STORE_OK);
+		assert_non_null(p = policy_from_store(c2, st, err, sizeof(err)));
+		assert_int_equal(policy_domain_count(p), 2);
+		assert_true(policy_is_protected(p, "new.test"));
+		assert_false(policy_is_protected(p, "broken.test"));
+		for (i = 0; i < 2 && strcmp(policy_domain_name(p, i), "new.test") != 0; i++)
+			;
+		assert_true(policy_domain_stored(p, i));
+		assert_false(policy_domain_stored(p, 1 - i));
+		assert_int_equal(policy_route_for(p, "new.test")->type, ROUTE_SMTP);
+		/* example.test is still the file's: any recipient */
+		assert_int_equal(
+		        mailaddr_parse("anyone@example.test", 19, MAILADDR_F_NO_ANGLES, &a, NULL),
+		        MAILADDR_OK);
+		assert_int_equal(policy_check_rcpt(p, &a), POLICY_RCPT_OK);
+		assert_int_equal(policy_sender_list(p, "new.test", "ok@partner.test"),
+		                 POLICY_LIST_ALLOW);
+		(void)policy_domain_recipients(p, i, &n2);
+		assert_int_equal(n2, 0);
+		policy_unref(p);
+
+		/* the parser's errors name the line, as the file's do */
+		assert_int_equal(config_domain_parse(c2, "x.test",
+		                                     "recipients = any\nroute = nowhere\n", &cd,
+		                                     err, sizeof(err)),
+		                 -1);
+		assert_non_null(strstr(err, "[domain x.test]:2: route:"));
+		assert_int_equal(config_domain_parse(c2, "x.test", "route = maildir\n", &cd, err,
+		                                     sizeof(err)),
+		                 -1);
+		assert_non_null(strstr(err, "needs 'recipients = any' or a list"));
+		assert_int_equal(config_domain_parse(c2, "x.test",
+		                                     "recipients = any\nallow_senders = a@b.c\n",
+		                                     &cd, err, sizeof(err)),
+		                 -1);
+		assert_int_equal(config_domain_parse(c2, "no domain", "recipients = any\n", &cd,
+		                                     err, sizeof(err)),
+		                 -1);
+		assert_int_equal(config_domain_parse(c2, "X.Test", "recipients = a, b\n", &cd, err,
+		                                     sizeof(err)),
+		                 0);
+		assert_string_equal(cd.name, "x.test");
+		assert_int_equal(cd.nrecipients, 2);
+		config_domain_clear(&cd);
+	}
 	store_close(st);
 	config_unref(c);
 	config_unref(c2);
