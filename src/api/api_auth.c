@@ -5,10 +5,10 @@
  * Passwords: argon2id (RFC 9106) with OWASP's second recommended cost,
  * m = 19 MiB, t = 2, p = 1: about 40-60 ms a login on the reference
  * machine, where RFC 9106's t = 3, m = 64 MiB took 300 ms a hash, all of
- * it on the API loop (docs/PERFORMANCE.md, bench/login.sh). The encoded hash carries its cost, so raising
- * it later needs no migration. An unknown user name costs a verification
- * against a dummy hash too, so that timing does not tell which names
- * exist.
+ * it on the API loop (docs/PERFORMANCE.md, bench/login.sh). The encoded
+ * hash carries its cost, so raising it later needs no migration. An
+ * unknown user name costs a verification against a dummy hash too, so
+ * that timing does not tell which names exist.
  *
  * Sessions live in memory on the API thread (a restart logs everyone
  * out): the cookie holds 256 random bits, the table only their SHA-256,
