@@ -85,6 +85,8 @@ static const struct api_route api_routes[] = {
         {M_GET, "/api/v1/tracking", false, S_READ, api_h_track_list},
         {M_GET, "/api/v1/tracking/{}", false, S_READ, api_h_track_get},
         {M_GET, "/api/v1/domains", false, S_READ, api_h_domains},
+        {M_PUT, "/api/v1/domains/{}", false, S_ADMIN, api_h_domain_put},
+        {M_DELETE, "/api/v1/domains/{}", false, S_ADMIN, api_h_domain_delete},
         {M_GET, "/api/v1/lists", false, S_READ, api_h_lists_get},
         {M_POST, "/api/v1/lists", false, S_OPERATE, api_h_lists_add},
         {M_DELETE, "/api/v1/lists", false, S_OPERATE, api_h_lists_delete},

@@ -237,14 +237,195 @@ api_h_domains(struct api_req *r)
 		policy_scan_thresholds(r->pol, name, &q, &rj);
 		json_array_append_new(
 		        items,
-		        json_pack("{s:o, s:b, s:o, s:o, s:o, s:o, s:b}", "name", api_str(name),
+		        json_pack("{s:o, s:b, s:o, s:o, s:o, s:o, s:b, s:s}", "name", api_str(name),
 		                  "any_recipient", n == 0, "recipients", rl, "route",
 		                  api_str(route), "quarantine_score",
 		                  isfinite(q) ? json_real(q) : json_null(), "reject_score",
 		                  isfinite(rj) ? json_real(rj) : json_null(),
-		                  "relay_key_configured", policy_relay_key(r->pol, name) != NULL));
+		                  "relay_key_configured", policy_relay_key(r->pol, name) != NULL,
+		                  "source", policy_domain_stored(r->pol, i) ? "api" : "config"));
 	}
 	api_reply(r, 200, json_pack("{s:o}", "items", items));
+}
+
+/* The config file's [domain] of name, or NULL: the file stays its source. */
+static const struct config_domain *
+api_domain_in_config(struct api_req *r, const char *name)
+{
+	for (size_t i = 0; i < r->cfg->ndomains; i++)
+		if (str_ieq(r->cfg->domains[i].name, name))
+			return &r->cfg->domains[i];
+	return NULL;
+}
+
+/*
+ * PUT /api/v1/domains/{name}: the body's fields become the lines of a
+ * [domain] section, checked by the config file's own parser; its error
+ * names a line, which names the field.
+ */
+void
+api_h_domain_put(struct api_req *r)
+{
+	static const char *const strs[] = {"route", "tls", "tls_name", "tls_ca", "relay_key"};
+	static const char *const known[] = {"recipients",       "route",       "tls",
+	                                    "tls_name",         "tls_ca",      "relay_key",
+	                                    "quarantine_score", "reject_score"};
+	const char *fields[16], *key;
+	const struct config_domain *fd;
+	struct config_domain cd;
+	struct store_domain sd;
+	struct dynbuf b;
+	json_t *v, *it;
+	size_t nf = 0, i;
+	char err[512];
+	bool existed = false;
+	enum store_status st;
+	unsigned line;
+
+	if (!json_is_object(r->body)) {
+		api_error(r, 400, "body", "a JSON object is needed");
+		return;
+	}
+	json_object_foreach(r->body, key, v)
+	{
+		for (i = 0; i < nitems(known) && strcmp(key, known[i]) != 0; i++)
+			;
+		if (i == nitems(known)) {
+			api_error(r, 400, key,
+			          "unknown field '%.64s' (recipients, route, tls, "
+			          "tls_name, tls_ca, relay_key, quarantine_score, "
+			          "reject_score)",
+			          key);
+			return;
+		}
+	}
+	if ((fd = api_domain_in_config(r, r->args[0])) != NULL) {
+		api_error(r, 409, "name", "%s is declared in %s (line %u): change it there",
+		          fd->name, r->cfg->path, fd->line);
+		return;
+	}
+	dynbuf_init(&b, STORE_DOMAIN_BODY_MAX);
+	v = json_object_get(r->body, "recipients");
+	if (json_is_string(v) && strcmp(json_string_value(v), "any") == 0) {
+		dynbuf_printf(&b, "recipients = any\n");
+	} else if (json_is_array(v) && json_array_size(v) > 0) {
+		dynbuf_printf(&b, "recipients = ");
+		json_array_foreach(v, i, it)
+		{
+			if (!json_is_string(it) || strpbrk(json_string_value(it), ", \t\r\n#") ||
+			    json_string_length(it) == 0) {
+				free(b.p);
+				api_error(r, 400, "recipients",
+				          "'recipients' holds addresses or local "
+				          "parts (strings without blanks or commas)");
+				return;
+			}
+			dynbuf_printf(&b, "%s%s", i ? ", " : "", json_string_value(it));
+		}
+		dynbuf_printf(&b, "\n");
+	} else {
+		free(b.p);
+		api_error(r, 400, "recipients",
+		          "'recipients' must be \"any\" or a list of addresses");
+		return;
+	}
+	fields[nf++] = "recipients";
+	for (i = 0; i < nitems(strs); i++) {
+		if ((v = json_object_get(r->body, strs[i])) == NULL)
+			continue;
+		if (!json_is_string(v) || strpbrk(json_string_value(v), "\r\n") ||
+		    json_string_length(v) == 0) {
+			free(b.p);
+			api_error(r, 400, strs[i], "'%s' must be a one-line string", strs[i]);
+			return;
+		}
+		dynbuf_printf(&b, "%s = %s\n", strs[i], json_string_value(v));
+		fields[nf++] = strs[i];
+	}
+	for (i = 0; i < 2; i++) {
+		const char *k = i ? "reject_score" : "quarantine_score";
+
+		if ((v = json_object_get(r->body, k)) == NULL || json_is_null(v))
+			continue;
+		if (!json_is_number(v)) {
+			free(b.p);
+			api_error(r, 400, k, "'%s' must be a number", k);
+			return;
+		}
+		dynbuf_printf(&b, "%s = %.4f\n", k, json_number_value(v));
+		fields[nf++] = k;
+	}
+	if (b.p == NULL ||
+	    config_domain_parse(r->cfg, r->args[0], b.p, &cd, err, sizeof(err)) < 0) {
+		const char *f = "name";
+		const char *colon = strstr(err, "]:");
+
+		if (colon && sscanf(colon + 2, "%u:", &line) == 1 && line >= 1 && line <= nf)
+			f = fields[line - 1];
+		else if (strstr(err, "recipients"))
+			f = "recipients";
+		else if (strstr(err, "score"))
+			f = "reject_score";
+		else if (strstr(err, "route"))
+			f = "route";
+		free(b.p);
+		api_error(r, 400, f, "%s", err);
+		return;
+	}
+	for (i = 0; i < policy_domain_count(r->pol); i++)
+		if (str_ieq(policy_domain_name(r->pol, i), cd.name))
+			existed = true;
+	sd = (struct store_domain){.name = cd.name,
+	                           .body = b.p,
+	                           .created_ms = api_now_ms(),
+	                           .updated_ms = api_now_ms()};
+	st = store_domain_put(r->a->store, &sd);
+	free(b.p);
+	if (st != STORE_OK) {
+		config_domain_clear(&cd);
+		api_store_error(r, st);
+		return;
+	}
+	api_audit(r, existed ? "domain.update" : "domain.create", cd.name);
+	api_policy_changed(r);
+	{
+		char route[1024];
+
+		route_format(&cd.route, route, sizeof(route));
+		api_reply(r, existed ? 200 : 201,
+		          json_pack("{s:s, s:b, s:s, s:s}", "name", cd.name, "any_recipient",
+		                    cd.any_recipient, "route", route, "source", "api"));
+	}
+	config_domain_clear(&cd);
+}
+
+void
+api_h_domain_delete(struct api_req *r)
+{
+	const struct config_domain *fd;
+	enum store_status st;
+
+	if ((fd = api_domain_in_config(r, r->args[0])) != NULL) {
+		api_error(r, 409, "name", "%s is declared in %s (line %u): remove it there",
+		          fd->name, r->cfg->path, fd->line);
+		return;
+	}
+	if (strlen(r->args[0]) > STORE_DOMAIN_MAX) {
+		api_error(r, 400, "name", "not a domain name");
+		return;
+	}
+	st = store_domain_delete(r->a->store, r->args[0]);
+	if (st == STORE_NOT_FOUND) {
+		api_error(r, 404, "name", "no domain %.255s was added through the API", r->args[0]);
+		return;
+	}
+	if (st != STORE_OK) {
+		api_store_error(r, st);
+		return;
+	}
+	api_audit(r, "domain.delete", r->args[0]);
+	api_policy_changed(r);
+	api_reply(r, 200, json_pack("{s:b}", "deleted", 1));
 }
 
 /* --- lists --- */

@@ -161,6 +161,8 @@ void api_h_health(struct api_req *r);
 void api_h_metrics(struct api_req *r);
 void api_h_stats(struct api_req *r);
 void api_h_domains(struct api_req *r);
+void api_h_domain_put(struct api_req *r);
+void api_h_domain_delete(struct api_req *r);
 void api_h_lists_get(struct api_req *r);
 void api_h_lists_add(struct api_req *r);
 void api_h_lists_delete(struct api_req *r);

@@ -1,0 +1,146 @@
+"""Protected domains added through the admin API: checked by the config
+file's [domain] parser (errors name the field), stored, live at once for
+SMTP and delivery (mail is accepted and routed to smtp-sink), kept across
+a restart, removed again; the config file's domains stay the file's.
+
+Run: /usr/bin/python3 tests/lib/runner.py api tests/api test_domains.py
+"""
+import os
+import smtplib
+import sys
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "delivery"))
+
+from apiutil import AdminMoatd, Client  # noqa: E402
+from dlvutil import SmtpSink  # noqa: E402
+from moat_harness import OUT, Moatd  # noqa: E402
+
+DOMAINS = """
+[domain example.test]
+recipients = any
+route = maildir
+"""
+
+
+def wait_for(fn, what, timeout=20.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = fn()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError("never: " + what)
+
+
+def rcpt_code(port, rcpt):
+    s = smtplib.SMTP("127.0.0.1", port, local_hostname="mail.remote.example", timeout=30)
+    try:
+        s.ehlo()
+        s.mail("s@remote.example")
+        return s.rcpt(rcpt)[0]
+    finally:
+        s.quit()
+
+
+class TestDomains(unittest.TestCase):
+    def setUp(self):
+        self.sink = SmtpSink(dump_dir=os.path.join(OUT, "domains-sink-%d" % os.getpid()))
+        self.sink.start()
+        self.m = AdminMoatd(domains=DOMAINS, name="api-domains")
+        self.m.start()
+        self.a = self.m.admin()
+
+    def tearDown(self):
+        self.m.stop()
+        self.sink.stop()
+
+    def domains(self):
+        r = self.a.get("/api/v1/domains")
+        self.assertEqual(r.status, 200, r)
+        return {d["name"]: d for d in r.json["items"]}
+
+    def test_add_use_restart_remove(self):
+        self.assertEqual(rcpt_code(self.m.port, "bob@new.test"), 550)
+        r = self.a.put("/api/v1/domains/New.Test",
+                       {"recipients": ["bob", "carol@new.test"],
+                        "route": "smtp:[127.0.0.1]:%d" % self.sink.port, "tls": "none"})
+        self.assertEqual(r.status, 201, r)
+        self.assertEqual(r.json["name"], "new.test")
+        self.assertEqual(r.json["source"], "api")
+        d = wait_for(lambda: self.domains().get("new.test"), "new.test listed")
+        self.assertEqual(d["source"], "api")
+        self.assertEqual(sorted(d["recipients"]), ["bob", "carol"])
+        self.assertEqual(self.domains()["example.test"]["source"], "config")
+        wait_for(lambda: rcpt_code(self.m.port, "bob@new.test") == 250, "bob accepted")
+        self.assertEqual(rcpt_code(self.m.port, "dave@new.test"), 550)
+        s = smtplib.SMTP("127.0.0.1", self.m.port, local_hostname="mail.remote.example")
+        s.sendmail("s@remote.example", ["bob@new.test"],
+                   b"From: <s@remote.example>\r\nTo: <bob@new.test>\r\nSubject: routed\r\n"
+                   b"Message-ID: <routed@remote.example>\r\n\r\nhi\r\n")
+        s.quit()
+        wait_for(lambda: [x for x in self.sink.dumps() if b"Subject: routed" in x[1]],
+                 "delivered to the domain's route")
+        audit = self.a.get("/api/v1/audit?target=new.test").json["items"]
+        self.assertIn("domain.create", [e["action"] for e in audit])
+
+        # replaced: any recipient now
+        r = self.a.put("/api/v1/domains/new.test",
+                       {"recipients": "any", "route": "smtp:[127.0.0.1]:%d" % self.sink.port,
+                        "tls": "none", "quarantine_score": 4, "reject_score": 9})
+        self.assertEqual(r.status, 200, r)
+        wait_for(lambda: rcpt_code(self.m.port, "dave@new.test") == 250, "any accepted")
+
+        # kept across a restart (the store), sessions end: log in again
+        self.m.stop()
+        Moatd.start(self.m)
+        a = Client(self.m.admin_port)
+        self.assertEqual(a.login("admin", self.m.password).status, 200)
+        self.assertEqual(rcpt_code(self.m.port, "dave@new.test"), 250)
+        d = {x["name"]: x for x in a.get("/api/v1/domains").json["items"]}["new.test"]
+        self.assertEqual((d["quarantine_score"], d["reject_score"]), (4, 9))
+
+        r = a.delete("/api/v1/domains/new.test")
+        self.assertEqual(r.status, 200, r)
+        wait_for(lambda: rcpt_code(self.m.port, "dave@new.test") == 550, "refused again")
+        self.assertEqual(a.delete("/api/v1/domains/new.test").status, 404)
+
+    def test_refusals(self):
+        a = self.a
+        cases = [
+            ("example.test", {"recipients": "any"}, 409, "name"),
+            ("x.test", {"recipients": "any", "route": "smtp:nowhere:99999"}, 400, "route"),
+            ("x.test", {"recipients": "any", "tls": "sometimes"}, 400, "tls"),
+            ("x.test", {"recipients": "any", "quarantine_score": 9, "reject_score": 3}, 400,
+             "reject_score"),
+            ("x.test", {"recipients": "any", "relay_key": "short"}, 400, "relay_key"),
+            ("x.test", {"recipients": []}, 400, "recipients"),
+            ("x.test", {"recipients": ["a@other.test"]}, 400, "recipients"),
+            ("x.test", {"recipients": ["a, b"]}, 400, "recipients"),
+            ("x.test", {}, 400, "recipients"),
+            ("x.test", {"recipients": "any", "route": "maildir\nrecipients = x"}, 400, "route"),
+            ("x.test", {"recipients": "any", "colour": "red"}, 400, "colour"),
+            ("x.test", {"recipients": "any", "quarantine_score": "high"}, 400,
+             "quarantine_score"),
+            ("not a domain", {"recipients": "any"}, 400, "name"),
+            ("x.test", {"recipients": "any", "route": "smtp:[127.0.0.1]:%d" % self.m.port},
+             400, "route"),  # a mail loop
+        ]
+        for name, body, want, field in cases:
+            with self.subTest(name=name, body=body):
+                r = a.put("/api/v1/domains/" + name.replace(" ", "%20"), body)
+                self.assertEqual(r.status, want, r)
+                self.assertEqual(r.json.get("field"), field, r)
+        self.assertEqual(a.delete("/api/v1/domains/example.test").status, 409)
+        self.assertNotIn("x.test", self.domains())
+        # scopes: a read token may look, not change
+        ro = Client(self.m.admin_port, token=self.m.token(["read"]))
+        self.assertEqual(ro.get("/api/v1/domains").status, 200)
+        self.assertEqual(ro.put("/api/v1/domains/y.test", {"recipients": "any"}).status, 403)
+
+
+if __name__ == "__main__":
+    unittest.main()
