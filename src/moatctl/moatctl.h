@@ -148,6 +148,8 @@ int moatctl_track_list(struct moatctl_req *r);
 int moatctl_track_show(struct moatctl_req *r);
 
 int moatctl_policy_domains(struct moatctl_req *r);
+int moatctl_policy_domains_put(struct moatctl_req *r);
+int moatctl_policy_domains_delete(struct moatctl_req *r);
 int moatctl_policy_lists(struct moatctl_req *r);
 int moatctl_policy_lists_add(struct moatctl_req *r);
 int moatctl_policy_lists_delete(struct moatctl_req *r);

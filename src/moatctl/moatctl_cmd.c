@@ -128,6 +128,16 @@ static const struct moatctl_opt opts_rules_put[] = {
         {"--file", "FILE", NULL, 0, "the rule as JSON instead ('-': standard input)"},
         {NULL},
 };
+static const struct moatctl_opt opts_domains_put[] = {
+        {"--recipients", "LIST", NULL, MOATCTL_OPT_REQUIRED,
+         "any, or addresses / local parts, comma separated"},
+        {"--route", "ROUTE", NULL, 0, "maildir, mx, or smtp:[host]:port (docs/CONFIG.md)"},
+        {"--tls", "POLICY", NULL, 0, "none, opportunistic, required or verify"},
+        {"--tls-name", "NAME", NULL, 0, "the name the downstream's certificate must carry"},
+        {"--quarantine-score", "SCORE", NULL, 0, "this domain's quarantine threshold"},
+        {"--reject-score", "SCORE", NULL, 0, "this domain's reject threshold"},
+        {NULL},
+};
 static const struct moatctl_opt opts_token_create[] = {
         {"--scope", "SCOPES", NULL, MOATCTL_OPT_REQUIRED, "read, operate, admin, comma separated"},
         {NULL},
@@ -168,6 +178,12 @@ static const struct moatctl_cmd moatctl_cmds[] = {
         {"track show", "ID", 1, 1, opts_none, "one message and its timeline", NULL,
          moatctl_track_show},
         {"domains", "", 0, 0, opts_none, "the protected domains", NULL, moatctl_policy_domains},
+        {"domains put", "DOMAIN", 1, 1, opts_domains_put,
+         "protect a domain, or change one added this way",
+         "  Kept in the store; domains of the config file are changed there.\n",
+         moatctl_policy_domains_put},
+        {"domains delete", "DOMAIN", 1, 1, opts_none, "stop protecting a domain added this way",
+         NULL, moatctl_policy_domains_delete},
         {"lists", "", 0, 0, opts_lists, "the allow and block lists", NULL, moatctl_policy_lists},
         {"lists add", "PATTERN", 1, 1, opts_lists_edit, "add an address or @domain to a list", NULL,
          moatctl_policy_lists_add},

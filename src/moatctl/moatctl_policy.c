@@ -19,6 +19,77 @@ moatctl_policy_domains(struct moatctl_req *r)
 	return moatctl_req_call(r, "GET", "domains", NULL, NULL, NULL);
 }
 
+/* "domains/NAME" (malloc'd). */
+static char *
+moatctl_policy_domain_path(struct moatctl_req *r)
+{
+	char *name = moatctl_api_escape(moatctl_req_arg(r, 0));
+	char *p = xasprintf("domains/%s", name);
+
+	free(name);
+	return p;
+}
+
+int
+moatctl_policy_domains_put(struct moatctl_req *r)
+{
+	static const struct {
+		const char *opt, *field;
+	} strs[] = {{"--route", "route"}, {"--tls", "tls"}, {"--tls-name", "tls_name"}};
+	const char *rcpts = moatctl_req_opt(r, "--recipients");
+	json_t *body = json_object();
+	char *p;
+	int rc;
+
+	if (strcmp(rcpts, "any") == 0) {
+		json_object_set_new(body, "recipients", json_string("any"));
+	} else {
+		json_t *l = json_array();
+		char *copy = xstrdup(rcpts), *cursor = copy, *tok;
+
+		while ((tok = strsep(&cursor, ", ")) != NULL)
+			if (*tok)
+				json_array_append_new(l, json_string(tok));
+		free(copy);
+		json_object_set_new(body, "recipients", l);
+	}
+	for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
+		if (moatctl_req_opt(r, strs[i].opt))
+			json_object_set_new(body, strs[i].field,
+			                    json_string(moatctl_req_opt(r, strs[i].opt)));
+	for (int i = 0; i < 2; i++) {
+		const char *v = moatctl_req_opt(r, i ? "--reject-score" : "--quarantine-score");
+		char *end;
+		double d;
+
+		if (v == NULL)
+			continue;
+		d = strtod(v, &end);
+		if (end == v || *end) {
+			fprintf(stderr, "moatctl: %s: '%s' is not a score\n", moatctl_req_words(r),
+			        v);
+			json_decref(body);
+			return MOATCTL_EXIT_USAGE;
+		}
+		json_object_set_new(body, i ? "reject_score" : "quarantine_score", json_real(d));
+	}
+	p = moatctl_policy_domain_path(r);
+	rc = moatctl_req_call(r, "PUT", p, NULL, body, NULL);
+	free(p);
+	json_decref(body);
+	return rc;
+}
+
+int
+moatctl_policy_domains_delete(struct moatctl_req *r)
+{
+	char *p = moatctl_policy_domain_path(r);
+	int rc = moatctl_req_call(r, "DELETE", p, NULL, NULL, "deleted");
+
+	free(p);
+	return rc;
+}
+
 int
 moatctl_policy_lists(struct moatctl_req *r)
 {

@@ -6,7 +6,9 @@ a restart, removed again; the config file's domains stay the file's.
 Run: /usr/bin/python3 tests/lib/runner.py api tests/api test_domains.py
 """
 import os
+import json
 import smtplib
+import subprocess
 import sys
 import time
 import unittest
@@ -17,7 +19,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "delivery"))
 
 from apiutil import AdminMoatd, Client  # noqa: E402
 from dlvutil import SmtpSink  # noqa: E402
-from moat_harness import OUT, Moatd  # noqa: E402
+from moat_harness import MOATD, OUT, Moatd  # noqa: E402
+
+MOATCTL = os.environ.get("MOATCTL", os.path.join(os.path.dirname(MOATD), "moatctl"))
 
 DOMAINS = """
 [domain example.test]
@@ -140,6 +144,29 @@ class TestDomains(unittest.TestCase):
         ro = Client(self.m.admin_port, token=self.m.token(["read"]))
         self.assertEqual(ro.get("/api/v1/domains").status, 200)
         self.assertEqual(ro.put("/api/v1/domains/y.test", {"recipients": "any"}).status, 403)
+
+    def test_moatctl(self):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MOAT_")}
+        env["MOAT_TOKEN"] = self.m.token(["read", "admin"])
+
+        def ctl(*args, want=0):
+            r = subprocess.run([MOATCTL, "-c", self.m.conf_path] + list(args),
+                               capture_output=True, text=True, timeout=60, env=env)
+            self.assertEqual(r.returncode, want, (args, r.stdout, r.stderr))
+            return r
+        ctl("domains", "put", "cli.test", "--recipients", "any", "--route",
+            "smtp:[127.0.0.1]:%d" % self.sink.port, "--tls", "none", "--reject-score", "12")
+        d = wait_for(lambda: {x["name"]: x for x in json.loads(
+            ctl("--json", "domains").stdout)["items"]}.get("cli.test"), "cli.test listed")
+        self.assertEqual((d["source"], d["reject_score"]), ("api", 12))
+        r = ctl("domains", "put", "cli.test", "--recipients", "any", "--route", "nowhere",
+                want=1)
+        self.assertIn("route", r.stderr)
+        r = ctl("domains", "delete", "example.test", want=1)
+        self.assertIn("409", r.stderr)
+        ctl("domains", "delete", "cli.test")
+        ctl("domains", "delete", "cli.test", want=1)
+        ctl("domains", "put", "x.test", want=2)  # --recipients is required
 
 
 if __name__ == "__main__":
