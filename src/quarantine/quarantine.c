@@ -252,10 +252,10 @@ quar_rel_check(const struct quarantine_ctx *q, struct quar_rel *x,
 	scan_run(q->scan_env, q->cfg, q->pol, &in, &x->res);
 	x->scanned = true;
 	if (x->res.verdict == SCAN_TEMPFAIL) {
-		snprintf(msg, msgsize, "not released: %s; try again later", x->res.reason);
+		snprintf(msg, msgsize, "not released: %.200s; try again later", x->res.reason);
 		quar_rel_fail(x, QUAR_TEMPFAIL);
 	} else if (x->res.verdict != SCAN_DELIVER) {
-		snprintf(msg, msgsize, "not released: %s", x->res.reason);
+		snprintf(msg, msgsize, "not released: %.200s", x->res.reason);
 		quar_audit(q, by, "quarantine.release_refused", r->id);
 		quar_rel_fail(x, QUAR_MALWARE);
 	}

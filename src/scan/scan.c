@@ -524,7 +524,8 @@ scan_run(const struct scan_env *env, const struct config *cfg, const struct poli
 
 		s->id = id;
 		s->score = scan_sym_total(t, id);
-		s->detail = t->detail[id] ? xstrdup(t->detail[id]) : NULL; /* scan_decide reads it */
+		s->detail =
+		        t->detail[id] ? xstrdup(t->detail[id]) : NULL; /* scan_decide reads it */
 		score += s->score;
 	}
 	out->score = score;
