@@ -44,7 +44,7 @@ struct moatctl_cmd {
 	const char *words; /* "quarantine release" */
 	const char *args;  /* "ID..." */
 	size_t min_args, max_args;
-	const struct moatctl_opt *opts; /* ends with {NULL} */
+	const struct moatctl_opt *opts; /* ends with {0} */
 	const char *help;               /* one line */
 	const char *more;               /* further help, NULL: none */
 	int (*run)(struct moatctl_req *r);
@@ -83,40 +83,40 @@ struct moatctl_req {
 		"--all", NULL, NULL, 0, "every page, not just the first"                           \
 	}
 
-static const struct moatctl_opt opts_none[] = {{NULL}};
+static const struct moatctl_opt opts_none[] = {{0}};
 
 static const struct moatctl_opt opts_quar_list[] = {
         FILTERS_COMMON,
         {"--domain", "DOMAIN", "domain", 0, "the protected domain it is held for"},
         {"--state", "S", "state", 0, "held, released, deleted or expired"},
-        {NULL},
+        {0},
 };
-static const struct moatctl_opt opts_track_list[] = {FILTERS_COMMON, {NULL}};
+static const struct moatctl_opt opts_track_list[] = {FILTERS_COMMON, {0}};
 static const struct moatctl_opt opts_download[] = {
         {"-o", "FILE", NULL, 0, "write the message to FILE (default: standard output)"},
-        {NULL},
+        {0},
 };
 static const struct moatctl_opt opts_release[] = {
         {"--rcpt", "ADDR", NULL, MOATCTL_OPT_REPEAT,
          "only to this recipient (repeatable; default: all of them)"},
         {"--no-rescan", NULL, NULL, 0, "do not run the malware check again before releasing"},
         {"--allow-sender", NULL, NULL, 0, "also add the sender to the domain's allow list"},
-        {NULL},
+        {0},
 };
 static const struct moatctl_opt opts_delete[] = {
         {"--block-sender", NULL, NULL, 0, "also add the sender to the domain's block list"},
-        {NULL},
+        {0},
 };
 static const struct moatctl_opt opts_lists[] = {
         {"--scope", "DOMAIN", "scope", 0,
          "one protected domain's entries, \"\" the global ones (default: all)"},
         {"--kind", "allow|block", "kind", 0, "one list (default: both)"},
-        {NULL},
+        {0},
 };
 static const struct moatctl_opt opts_lists_edit[] = {
         {"--kind", "allow|block", NULL, MOATCTL_OPT_REQUIRED, "which list"},
         {"--scope", "DOMAIN", NULL, 0, "a protected domain's list (default: global)"},
-        {NULL},
+        {0},
 };
 static const struct moatctl_opt opts_rules_put[] = {
         {"--priority", "N", NULL, MOATCTL_OPT_NUMBER, "order of evaluation, lowest first"},
@@ -126,7 +126,7 @@ static const struct moatctl_opt opts_rules_put[] = {
         {"--unless", "TEXT", NULL, MOATCTL_OPT_REPEAT, "a condition that vetoes (repeatable)"},
         {"--then", "TEXT", NULL, MOATCTL_OPT_REPEAT, "an action (repeatable)"},
         {"--file", "FILE", NULL, 0, "the rule as JSON instead ('-': standard input)"},
-        {NULL},
+        {0},
 };
 static const struct moatctl_opt opts_domains_put[] = {
         {"--recipients", "LIST", NULL, MOATCTL_OPT_REQUIRED,
@@ -136,22 +136,22 @@ static const struct moatctl_opt opts_domains_put[] = {
         {"--tls-name", "NAME", NULL, 0, "the name the downstream's certificate must carry"},
         {"--quarantine-score", "SCORE", NULL, 0, "this domain's quarantine threshold"},
         {"--reject-score", "SCORE", NULL, 0, "this domain's reject threshold"},
-        {NULL},
+        {0},
 };
 static const struct moatctl_opt opts_token_create[] = {
         {"--scope", "SCOPES", NULL, MOATCTL_OPT_REQUIRED, "read, operate, admin, comma separated"},
-        {NULL},
+        {0},
 };
 static const struct moatctl_opt opts_audit[] = {
         {"--limit", "N", "limit", MOATCTL_OPT_NUMBER, "entries (newest first; default 100)"},
         {"--target", "WHAT", "target", 0, "only entries about this (an id, a rule, a user)"},
         {"--before", "N", "before", MOATCTL_OPT_NUMBER,
          "entries older than entry N (\"more:\" of the last page)"},
-        {NULL},
+        {0},
 };
 static const struct moatctl_opt opts_export[] = {
         {"-o", "FILE", NULL, 0, "write to FILE (default: standard output)"},
-        {NULL},
+        {0},
 };
 
 static const struct moatctl_cmd moatctl_cmds[] = {
