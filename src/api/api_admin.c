@@ -281,6 +281,7 @@ api_h_domain_put(struct api_req *r)
 	bool existed = false;
 	enum store_status st;
 	unsigned line;
+	int berr = 0;
 
 	if (!json_is_object(r->body)) {
 		api_error(r, 400, "body", "a JSON object is needed");
@@ -307,9 +308,9 @@ api_h_domain_put(struct api_req *r)
 	dynbuf_init(&b, STORE_DOMAIN_BODY_MAX);
 	v = json_object_get(r->body, "recipients");
 	if (json_is_string(v) && strcmp(json_string_value(v), "any") == 0) {
-		dynbuf_printf(&b, "recipients = any\n");
+		berr |= dynbuf_printf(&b, "recipients = any\n");
 	} else if (json_is_array(v) && json_array_size(v) > 0) {
-		dynbuf_printf(&b, "recipients = ");
+		berr |= dynbuf_printf(&b, "recipients = ");
 		json_array_foreach(v, i, it)
 		{
 			if (!json_is_string(it) || strpbrk(json_string_value(it), ", \t\r\n#") ||
@@ -320,9 +321,9 @@ api_h_domain_put(struct api_req *r)
 				          "parts (strings without blanks or commas)");
 				return;
 			}
-			dynbuf_printf(&b, "%s%s", i ? ", " : "", json_string_value(it));
+			berr |= dynbuf_printf(&b, "%s%s", i ? ", " : "", json_string_value(it));
 		}
-		dynbuf_printf(&b, "\n");
+		berr |= dynbuf_printf(&b, "\n");
 	} else {
 		free(b.p);
 		api_error(r, 400, "recipients",
@@ -339,7 +340,7 @@ api_h_domain_put(struct api_req *r)
 			api_error(r, 400, strs[i], "'%s' must be a one-line string", strs[i]);
 			return;
 		}
-		dynbuf_printf(&b, "%s = %s\n", strs[i], json_string_value(v));
+		berr |= dynbuf_printf(&b, "%s = %s\n", strs[i], json_string_value(v));
 		fields[nf++] = strs[i];
 	}
 	for (i = 0; i < 2; i++) {
@@ -352,7 +353,7 @@ api_h_domain_put(struct api_req *r)
 			api_error(r, 400, k, "'%s' must be a number", k);
 			return;
 		}
-		dynbuf_printf(&b, "%s = %.4f\n", k, json_number_value(v));
+		berr |= dynbuf_printf(&b, "%s = %.4f\n", k, json_number_value(v));
 		fields[nf++] = k;
 	}
 	if (b.p == NULL ||
@@ -405,16 +406,17 @@ api_h_domain_delete(struct api_req *r)
 	const struct config_domain *fd;
 	enum store_status st;
 
-	if ((fd = api_domain_in_config(r, r->args[0])) != NULL) {
-		api_error(r, 409, "name", "%s is declared in %s (line %u): remove it there",
-		          fd->name, r->cfg->path, fd->line);
-		return;
-	}
 	if (strlen(r->args[0]) > STORE_DOMAIN_MAX) {
 		api_error(r, 400, "name", "not a domain name");
 		return;
 	}
+	/* a stored row the file's declaration hides goes too, so it cannot come back later */
 	st = store_domain_delete(r->a->store, r->args[0]);
+	if (st == STORE_NOT_FOUND && (fd = api_domain_in_config(r, r->args[0])) != NULL) {
+		api_error(r, 409, "name", "%s is declared in %s (line %u): remove it there",
+		          fd->name, r->cfg->path, fd->line);
+		return;
+	}
 	if (st == STORE_NOT_FOUND) {
 		api_error(r, 404, "name", "no domain %.255s was added through the API", r->args[0]);
 		return;

@@ -711,6 +711,10 @@ config_domain_parse(const struct config *c, const char *name, const char *body,
 		char *eq, *key, *val;
 
 		p.line++;
+		if (strlen(line) >= CONFIG_LINE_MAX) {
+			config_error(&p, "line longer than %d octets", CONFIG_LINE_MAX - 1);
+			goto out;
+		}
 		line = trim(line);
 		if (*line == '\0' || *line == '#')
 			continue;

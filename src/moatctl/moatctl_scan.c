@@ -152,7 +152,7 @@ moatctl_scan_policy(const struct config *cfg)
 
 	if (access(path, R_OK) == 0 && (st = store_open(path, err, sizeof(err))) != NULL) {
 		if (store_setting_get(st, "policy.seeded", when, sizeof(when)) == STORE_OK &&
-		    (pol = policy_from_store(cfg, st, err, sizeof(err))) == NULL)
+		    (pol = policy_from_store(cfg, st, 0, err, sizeof(err))) == NULL)
 			fprintf(stderr, "moatctl: %s: %s; using the config file's rules\n", path,
 			        err);
 		store_close(st);

@@ -188,7 +188,7 @@ moatd_reload(struct moatd *m)
 		log_warn("event=reload warning=\"admin_listen, admin_tls_cert and admin_tls_key "
 		         "take "
 		         "effect at the next restart (the admin listener is bound as root)\"");
-	if ((p = policy_from_store(c, m->pstore, err, sizeof(err))) == NULL) {
+	if ((p = policy_from_store(c, m->pstore, POLICY_STRICT, err, sizeof(err))) == NULL) {
 		log_error("event=reload status=failed reason=\"%s\" action=\"kept the running "
 		          "configuration\"",
 		          err);
@@ -214,7 +214,7 @@ static void
 moatd_policy_rebuild(struct moatd *m)
 {
 	char err[1024];
-	struct policy *p = policy_from_store(m->cfg, m->pstore, err, sizeof(err));
+	struct policy *p = policy_from_store(m->cfg, m->pstore, POLICY_STRICT, err, sizeof(err));
 
 	if (p == NULL) {
 		log_error("event=policy_rebuild status=failed reason=\"%s\" action=\"kept the "
@@ -337,7 +337,7 @@ main(int argc, char **argv)
 	if ((m.pstore = store_open(m.store_url, err, sizeof(err))) == NULL)
 		fatalx("store %s: %s", m.store_url, err);
 	if (policy_seed(m.cfg, m.pstore, err, sizeof(err)) < 0 ||
-	    (m.pol = policy_from_store(m.cfg, m.pstore, err, sizeof(err))) == NULL)
+	    (m.pol = policy_from_store(m.cfg, m.pstore, 0, err, sizeof(err))) == NULL)
 		fatalx("store %s: %s", m.store_url, err);
 	smtp_server_set_policy(m.smtp, m.pol);
 	if (smtp_server_tls_load(m.smtp, err, sizeof(err)) < 0)

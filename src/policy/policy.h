@@ -33,11 +33,16 @@ struct store;
 /*
  * The policy with the administrator rules and the allow/block lists kept
  * in the store (src/store; changed through the admin API), domains,
- * routes and thresholds from the config file. A stored rule that no
- * longer builds is left out and logged. NULL with err when the store
- * cannot be read.
+ * routes and thresholds from the config file, plus the domains added
+ * through the API. A stored rule that no longer builds is left out and
+ * logged. A stored domain that no longer passes the file's checks (say
+ * the thresholds or smtp_listen changed) makes it fail with
+ * POLICY_STRICT (a reload then keeps the running policy), else it is left
+ * out and logged (a start goes on). NULL with err when the store cannot
+ * be read.
  */
-struct policy *policy_from_store(const struct config *c, struct store *s, char *err,
+#define POLICY_STRICT 0x1u
+struct policy *policy_from_store(const struct config *c, struct store *s, unsigned flags, char *err,
                                  size_t errsize);
 /*
  * The first start with a store writes the config file's [rule] sections

@@ -86,6 +86,8 @@ policy_load_rule(void *arg, const struct rule_spec *spec)
 struct policy_domain_load {
 	struct policy *p;
 	const struct config *c;
+	bool strict;
+	char err[1024]; /* the first stored domain that failed, strict */
 };
 
 /* A stored domain the config file does not declare (the file wins). */
@@ -100,7 +102,17 @@ policy_load_domain(void *arg, const struct store_domain *sd)
 		if (str_ieq(l->c->domains[i].name, sd->name))
 			return 0;
 	if (config_domain_parse(l->c, sd->name, sd->body, &cd, err, sizeof(err)) < 0) {
-		log_error("event=policy domain=%s status=skipped reason=\"%s\"", sd->name, err);
+		if (l->strict) {
+			snprintf(l->err, sizeof(l->err),
+			         "domain %.255s (added through the API) no longer passes: %.400s; "
+			         "change it "
+			         "with PUT /api/v1/domains/%.255s or delete it",
+			         sd->name, err, sd->name);
+			return 1;
+		}
+		log_error("event=policy domain=%s status=not_protected reason=\"%s\" "
+		          "action=\"fix it through the API (PUT or DELETE /api/v1/domains/%s)\"",
+		          sd->name, err, sd->name);
 		return 0;
 	}
 	l->p->domains = xrealloc(l->p->domains, (l->p->ndomains + 1) * sizeof(*l->p->domains));
@@ -112,15 +124,21 @@ policy_load_domain(void *arg, const struct store_domain *sd)
 }
 
 struct policy *
-policy_from_store(const struct config *c, struct store *s, char *err, size_t errsize)
+policy_from_store(const struct config *c, struct store *s, unsigned flags, char *err,
+                  size_t errsize)
 {
 	struct policy *p = policy_from_config(c);
 	struct policy_rule_load rl = {.p = p, .c = c};
-	struct policy_domain_load dl = {.p = p, .c = c};
+	struct policy_domain_load dl = {.p = p, .c = c, .strict = flags & POLICY_STRICT};
 
 	/* protected domains added through the API join the file's */
 	if (store_domain_load(s, policy_load_domain, &dl) != STORE_OK) {
 		snprintf(err, errsize, "cannot read domains from the store: %s", store_errmsg(s));
+		policy_unref(p);
+		return NULL;
+	}
+	if (dl.err[0]) {
+		snprintf(err, errsize, "%s", dl.err);
 		policy_unref(p);
 		return NULL;
 	}

@@ -59,7 +59,7 @@ quarantine_status_http(enum quarantine_status st)
 	return (unsigned)st < nitems(quar_status) ? quar_status[st].http : 500;
 }
 
-static void
+static enum store_status
 quar_audit(const struct quarantine_ctx *q, const struct quarantine_actor *by, const char *action,
            const char *target)
 {
@@ -71,9 +71,12 @@ quar_audit(const struct quarantine_ctx *q, const struct quarantine_actor *by, co
 	        .addr = by && by->addr ? by->addr : "",
 	};
 
-	if (store_audit_add(q->store, &a) != STORE_OK)
+	enum store_status st = store_audit_add(q->store, &a);
+
+	if (st != STORE_OK)
 		log_error("event=audit status=failed action=%s target=%s reason=\"%s\"", action,
 		          target, store_errmsg(q->store));
+	return st;
 }
 
 /* The state found by a failed gate, as the caller's status and message. */
@@ -213,6 +216,14 @@ quar_rel_check(const struct quarantine_ctx *q, struct quar_rel *x,
 	}
 	was = entry.state;
 	store_quar_free(&entry);
+	if (was == STORE_Q_RELEASED && r->nrcpts > 0) {
+		/* not "already": these recipients may not be the ones it went to */
+		snprintf(msg, msgsize,
+		         "already released: the message has left the quarantine, a "
+		         "release reaches its recipients once");
+		quar_rel_fail(x, QUAR_CONFLICT);
+		return;
+	}
 	if (was != STORE_Q_HELD) {
 		quar_rel_fail(x, quar_state_status(was == STORE_Q_RELEASED ? STORE_ALREADY
 		                                                           : STORE_CONFLICT,
@@ -273,14 +284,19 @@ quar_release_chunk(const struct quarantine_ctx *q, struct quar_rel *x, size_t n,
 	const char *who = by && by->who ? by->who : "system";
 	struct spool_release *rel = xcalloc(n, sizeof(*rel));
 	size_t *idx = xcalloc(n, sizeof(*idx)), nrel = 0;
-	bool batch;
+	bool ok;
 
 	for (size_t i = 0; i < n; i++)
 		quar_rel_check(q, &x[i], by);
 
-	/* 2. the gate: held -> released, exactly once however many ask */
-	batch = store_batch_begin(q->store) == STORE_OK;
-	for (size_t i = 0; i < n; i++) {
+	/*
+	 * 2. the gate: held -> released, exactly once however many ask, in one
+	 * transaction with the audit entries. A store error anywhere undoes
+	 * the whole chunk (after one, SQLite may have rolled back already and
+	 * later statements would commit on their own).
+	 */
+	ok = store_batch_begin(q->store) == STORE_OK;
+	for (size_t i = 0; i < n && ok; i++) {
 		enum store_qstate was;
 		enum store_status st;
 
@@ -288,15 +304,16 @@ quar_release_chunk(const struct quarantine_ctx *q, struct quar_rel *x, size_t n,
 			continue;
 		st = store_quarantine_set_state(q->store, x[i].req->id, STORE_Q_RELEASED, who,
 		                                wall_ms(), &was);
-		if (st != STORE_OK) {
+		if (st == STORE_ERROR || (st == STORE_OK && quar_audit(q, by, "quarantine.release",
+		                                                       x[i].req->id) != STORE_OK)) {
+			ok = false;
+		} else if (st != STORE_OK) {
 			quar_rel_fail(&x[i],
 			              quar_state_status(st, was, STORE_Q_RELEASED, q, x[i].out->msg,
 			                                sizeof(x[i].out->msg)));
-			continue;
 		}
-		quar_audit(q, by, "quarantine.release", x[i].req->id);
 	}
-	if (batch && store_batch_commit(q->store) != STORE_OK) {
+	if (!ok || store_batch_commit(q->store) != STORE_OK) {
 		store_batch_rollback(q->store);
 		for (size_t i = 0; i < n; i++)
 			if (x[i].pending) {
@@ -324,6 +341,18 @@ quar_release_chunk(const struct quarantine_ctx *q, struct quar_rel *x, size_t n,
 	}
 	if (nrel > 0)
 		spool_quarantine_release(q->spool, rel, nrel);
+	/* durable in queue/: a quarantine copy left behind is never held again */
+	if (nrel > 0 && store_batch_begin(q->store) == STORE_OK) {
+		for (size_t k = 0; k < nrel; k++)
+			if (rel[k].err == 0)
+				store_quarantine_queued(q->store, x[idx[k]].req->id);
+		if (store_batch_commit(q->store) != STORE_OK) {
+			store_batch_rollback(q->store);
+			log_warn("event=quarantine_release warning=\"queued, but not recorded as "
+			         "such: %s\"",
+			         store_errmsg(q->store));
+		}
+	}
 
 	/* 4. delivery */
 	for (size_t k = 0; k < nrel; k++) {
@@ -370,16 +399,18 @@ quarantine_release_many(const struct quarantine_ctx *q, const struct quarantine_
 	}
 	/* in chunks whose messages fit in memory together */
 	for (size_t i = 0; i < n;) {
-		size_t j = i + 1;
+		size_t j = i;
 		uint64_t bytes = 0;
 		struct store_quar e;
 
+		/* at least one; then while the sizes so far stay within the budget */
 		for (; j < n && j - i < QUARANTINE_BATCH_MAX; j++) {
-			if (store_quarantine_get(q->store, r[j].id, &e) == STORE_OK) {
+			if (spool_id_valid(r[j].id) &&
+			    store_quarantine_get(q->store, r[j].id, &e) == STORE_OK) {
 				bytes += e.size;
 				store_quar_free(&e);
 			}
-			if (bytes > QUARANTINE_BATCH_BYTES)
+			if (bytes > QUARANTINE_BATCH_BYTES && j > i)
 				break;
 		}
 		quar_release_chunk(q, &x[i], j - i, by);
@@ -668,6 +699,7 @@ quarantine_reconcile(const struct quarantine_ctx *q, struct quarantine_reconcile
 		const char *id = l.ids[i];
 		struct store_quar e;
 		struct spool_file f;
+		int queued;
 
 		switch (store_quarantine_get(q->store, id, &e)) {
 		case STORE_OK:
@@ -700,12 +732,35 @@ quarantine_reconcile(const struct quarantine_ctx *q, struct quarantine_reconcile
 			ret = QUAR_ERROR;
 			continue;
 		}
+		queued = spool_queued(q->spool, id);
+		if (queued < 0) {
+			/* cannot tell: leave both alone rather than risk a second delivery */
+			log_error("event=quarantine_reconcile id=%s status=skipped "
+			          "reason=\"queue/%s: "
+			          "%s\"",
+			          id, id, strerror(errno));
+			store_quar_free(&e);
+			continue;
+		}
 		switch (e.state) {
 		case STORE_Q_HELD:
+			/*
+			 * A queue file under a held id can only come from a release
+			 * whose store change was undone (a failed fsync of queue/) and
+			 * whose rename survived: it is delivered by the recovery, so it
+			 * is released.
+			 */
+			if (queued &&
+			    store_quarantine_set_state(q->store, id, STORE_Q_RELEASED, "system",
+			                               wall_ms(), NULL) == STORE_OK &&
+			    spool_quarantine_remove(q->spool, id) == 0) {
+				quar_audit(q, &sys, "quarantine.release_recovered", id);
+				rep->finished++;
+			}
 			break;
 		case STORE_Q_RELEASED:
-			if (spool_queued(q->spool, id)) {
-				/* queued before the stop: the copy goes */
+			if (queued || e.queued) {
+				/* queued before the stop (maybe delivered since): the copy goes */
 				if (spool_quarantine_remove(q->spool, id) == 0)
 					rep->finished++;
 			} else if (store_quarantine_unrelease(q->store, id, "system", wall_ms()) ==

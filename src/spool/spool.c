@@ -1112,10 +1112,14 @@ spool_quarantine_set_aside(struct spool *s, const char *id)
 	return rename(from, to);
 }
 
-bool
+int
 spool_queued(struct spool *s, const char *id)
 {
-	return spool_id_valid(id) && faccessat(s->queue_fd, id, F_OK, 0) == 0;
+	if (!spool_id_valid(id))
+		return 0;
+	if (faccessat(s->queue_fd, id, F_OK, 0) == 0)
+		return 1;
+	return errno == ENOENT ? 0 : -1;
 }
 
 long

@@ -273,8 +273,8 @@ int spool_quarantine_remove(struct spool *s, const char *id);
 int spool_quarantine_set_aside(struct spool *s, const char *id);
 /* Every id in quarantine/; how many, or -1. */
 long spool_quarantine_list(struct spool *s, void (*fn)(void *arg, const char *id), void *arg);
-/* Is queue/<id> there? */
-bool spool_queued(struct spool *s, const char *id);
+/* Is queue/<id> there? 1 yes, 0 no, -1 cannot tell (errno). */
+int spool_queued(struct spool *s, const char *id);
 
 /* Validate a queue id (16 lower-case hex digits). */
 bool spool_id_valid(const char *id);

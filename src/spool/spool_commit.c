@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -347,7 +348,12 @@ spool_release_msg(struct spool *s, const struct spool_release *r)
 	m->size = r->len;
 	m->crc = (uint32_t)crc32(crc32(0L, Z_NULL, 0), r->body, (uInt)r->len);
 	memcpy(e->id, qenv->id, sizeof(e->id));
-	e->received_at = qenv->received_at;
+	/*
+	 * Queued now: delivery counts its lifetime and delay warnings from
+	 * here, not from an arrival up to quarantine_retention ago (which
+	 * would expire it at once); tracking keeps the arrival.
+	 */
+	e->received_at = (int64_t)time(NULL);
 	e->client_addr = qenv->client_addr ? xstrdup(qenv->client_addr) : NULL;
 	e->helo = qenv->helo ? xstrdup(qenv->helo) : NULL;
 	e->protocol = qenv->protocol ? xstrdup(qenv->protocol) : NULL;

@@ -435,6 +435,13 @@ store_quarantine_set_state(struct store *s, const char *id, enum store_qstate to
 }
 
 enum store_status
+store_quarantine_queued(struct store *s, const char *id)
+{
+	CHECK(id_ok(id));
+	return s->be->quarantine_queued(s, id);
+}
+
+enum store_status
 store_quarantine_unrelease(struct store *s, const char *id, const char *who, int64_t time_ms)
 {
 	CHECK(id_ok(id) && str_ok(who, STORE_WHO_MAX, false) && time_ms >= 0);

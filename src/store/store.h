@@ -284,6 +284,7 @@ struct store_quar {
 	enum store_qstate state;
 	char *state_by;   /* who changed the state, "" while held */
 	int64_t state_ms; /* when; 0 while held */
+	bool queued;      /* released, and its queue file was written and synced */
 };
 
 struct store_quar_page {
@@ -315,6 +316,8 @@ enum store_status store_quarantine_set_state(struct store *s, const char *id, en
  */
 enum store_status store_quarantine_unrelease(struct store *s, const char *id, const char *who,
                                              int64_t time_ms);
+/* A released entry's queue file is durable (quarantine_reconcile trusts it). */
+enum store_status store_quarantine_queued(struct store *s, const char *id);
 /*
  * Up to max ids of held entries received before before_ms (retention),
  * oldest first, into ids[] (each STORE_ID_MAX + 1 octets); *n found.

@@ -53,6 +53,7 @@ struct store_backend {
 	enum store_status (*quarantine_set_state)(struct store *s, const char *id,
 	                                          enum store_qstate to, const char *who,
 	                                          int64_t time_ms, enum store_qstate *was);
+	enum store_status (*quarantine_queued)(struct store *s, const char *id);
 	enum store_status (*quarantine_unrelease)(struct store *s, const char *id, const char *who,
 	                                          int64_t time_ms);
 	enum store_status (*quarantine_expired)(struct store *s, int64_t before_ms,

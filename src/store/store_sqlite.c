@@ -81,6 +81,7 @@ enum sq_id {
 	SQ_Q_SET,
 	SQ_Q_STATE,
 	SQ_Q_UNRELEASE,
+	SQ_Q_QUEUED,
 	SQ_Q_EXPIRED,
 	SQ_AUDIT_INS,
 	SQ_AUDIT_ALL,
@@ -122,7 +123,7 @@ enum sq_id {
 	"m.size, m.verdict, m.score, m.symbols, m.reason, m.verdict_at, m.rid"
 #define QUAR_COLS                                                                                  \
 	"m.qid, m.received, m.domain, m.sender, m.hdr_from, m.subject, m.message_id, m.size, "     \
-	"m.verdict, m.score, m.symbols, m.state, m.state_by, m.state_at, m.rid"
+	"m.verdict, m.score, m.symbols, m.state, m.state_by, m.state_at, m.rid, m.queued"
 
 static const char *const sq_sql[SQ_COUNT] = {
         [SQ_BEGIN] = "BEGIN IMMEDIATE",
@@ -173,6 +174,7 @@ static const char *const sq_sql[SQ_COUNT] = {
         [SQ_Q_SET] = "UPDATE quar SET state = ?2, state_by = ?3, state_at = ?4 "
                      "WHERE qid = ?1 AND state = 'held'",
         [SQ_Q_STATE] = "SELECT state FROM quar WHERE qid = ?1",
+        [SQ_Q_QUEUED] = "UPDATE quar SET queued = 1 WHERE qid = ?1 AND state = 'released'",
         [SQ_Q_UNRELEASE] = "UPDATE quar SET state = 'held', state_by = ?2, state_at = ?3 "
                            "WHERE qid = ?1 AND state = 'released'",
         [SQ_Q_EXPIRED] = "SELECT qid FROM quar WHERE state = 'held' AND received < ?1 "
@@ -1263,6 +1265,7 @@ quar_row(sqlite3_stmt *st, struct store_quar *e)
 	e->state = v < 0 ? STORE_Q_HELD : (enum store_qstate)v;
 	e->state_by = col_dup(st, 12);
 	e->state_ms = sqlite3_column_int64(st, 13);
+	e->queued = sqlite3_column_int(st, 15) != 0;
 	return sqlite3_column_int64(st, 14);
 }
 
@@ -1395,6 +1398,28 @@ fail:
 	return ret == STORE_OK ? STORE_ERROR : ret;
 }
 
+/* Run a DELETE or UPDATE of one row: STORE_NOT_FOUND if it touched none. */
+static enum store_status
+sq_run_one(struct store *s, sqlite3_stmt *st, const char *what)
+{
+	enum store_status ret = sq_run(s, st, what);
+
+	if (ret == STORE_OK && sqlite3_changes(SQ(s)->db) == 0)
+		ret = STORE_NOT_FOUND;
+	return ret;
+}
+
+static enum store_status
+sq_quarantine_queued(struct store *s, const char *id)
+{
+	sqlite3_stmt *st = sq_stmt(s, SQ_Q_QUEUED);
+
+	if (st == NULL)
+		return STORE_ERROR;
+	bind_text(st, 1, id);
+	return sq_run_one(s, st, "queued");
+}
+
 static enum store_status
 sq_quarantine_unrelease(struct store *s, const char *id, const char *who, int64_t time_ms)
 {
@@ -1519,17 +1544,6 @@ sq_setting_get(struct store *s, const char *key, char *value, size_t size)
 	else
 		ret = rc == SQLITE_DONE ? STORE_NOT_FOUND : sq_fail(s, "setting");
 	sqlite3_reset(st);
-	return ret;
-}
-
-/* Run a DELETE or UPDATE of one row: STORE_NOT_FOUND if it touched none. */
-static enum store_status
-sq_run_one(struct store *s, sqlite3_stmt *st, const char *what)
-{
-	enum store_status ret = sq_run(s, st, what);
-
-	if (ret == STORE_OK && sqlite3_changes(SQ(s)->db) == 0)
-		ret = STORE_NOT_FOUND;
 	return ret;
 }
 
@@ -2034,6 +2048,7 @@ const struct store_backend store_backend_sqlite = {
         .quarantine_get = sq_quarantine_get,
         .quarantine_set_state = sq_quarantine_set_state,
         .quarantine_unrelease = sq_quarantine_unrelease,
+        .quarantine_queued = sq_quarantine_queued,
         .quarantine_expired = sq_quarantine_expired,
         .audit_add = sq_audit_add,
         .audit_list = sq_audit_list,

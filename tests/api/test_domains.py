@@ -139,6 +139,12 @@ class TestDomains(unittest.TestCase):
                 self.assertEqual(r.status, want, r)
                 self.assertEqual(r.json.get("field"), field, r)
         self.assertEqual(a.delete("/api/v1/domains/example.test").status, 409)
+        # too big to keep as one [domain] section: refused, not cut
+        many = ["u%04d" % i for i in range(1200)]
+        r = a.put("/api/v1/domains/big.test", {"recipients": many, "route": "maildir"})
+        self.assertEqual((r.status, r.json.get("field")), (400, "recipients"), r)
+        r = a.put("/api/v1/domains/big.test", {"recipients": many[:700], "route": "maildir"})
+        self.assertEqual((r.status, r.json.get("field")), (400, "recipients"), r)
         self.assertNotIn("x.test", self.domains())
         # scopes: a read token may look, not change
         ro = Client(self.m.admin_port, token=self.m.token(["read"]))
@@ -167,6 +173,19 @@ class TestDomains(unittest.TestCase):
         ctl("domains", "delete", "cli.test")
         ctl("domains", "delete", "cli.test", want=1)
         ctl("domains", "put", "x.test", want=2)  # --recipients is required
+
+    def test_reload_that_would_drop_a_stored_domain_is_refused(self):
+        r = self.a.put("/api/v1/domains/kept.test", {"recipients": "any", "reject_score": 8})
+        self.assertEqual(r.status, 201, r)
+        wait_for(lambda: rcpt_code(self.m.port, "x@kept.test") == 250, "kept.test accepted")
+        with open(self.m.conf_path) as f:
+            text = f.read()
+        with open(self.m.conf_path, "w") as f:
+            f.write("scan_quarantine_score = 9\n" + text)
+        self.m.signal(1)
+        self.m.wait_log(r"event=reload status=failed reason=\"domain kept.test \(added "
+                        r"through the API\) no longer passes")
+        self.assertEqual(rcpt_code(self.m.port, "x@kept.test"), 250)
 
 
 if __name__ == "__main__":

@@ -176,6 +176,10 @@ class TestRelease(ReleaseBase):
         (hdrs, raw), = self.arrived("hold chosen")
         again = self.a.post("/api/v1/quarantine/%s/release" % qid, {})
         self.assertEqual((again.status, again.json["status"]), (200, "already"), again)
+        # to someone else now: the message has left; not a silent success
+        other = self.a.post("/api/v1/quarantine/%s/release" % qid, {"rcpts": ["a@corp.test"]})
+        self.assertEqual(other.status, 409, other)
+        self.assertIn("has left the quarantine", other.json["error"])
 
     def test_malware_rescan(self):
         # held by clamd this time, not by a rule
@@ -249,6 +253,30 @@ class TestRestart(unittest.TestCase):
             self.assertEqual(len([x for x in sink.dumps()
                                   if b"Subject: hold across restart" in x[1]]), 1)
             self.assertIn("event=quarantine_reconcile files=0", m.log())
+        finally:
+            m.stop()
+            sink.stop()
+
+
+class TestHeldLongerThanTheQueueLifetime(unittest.TestCase):
+    def test_release_after_the_queue_lifetime_is_delivered(self):
+        # held longer than delivery_queue_lifetime: the queue's clock starts at the release
+        sink = SmtpSink(dump_dir=os.path.join(OUT, "release-old-sink-%d" % os.getpid()))
+        sink.start()
+        m = AdminMoatd(conf="delivery_queue_lifetime = 2s\n", domains=DOMAINS % sink.port,
+                       name="api-old")
+        m.start()
+        try:
+            a = Client(m.admin_port, token=m.token(["read", "operate"]))
+            send(m.port, "hold old one")
+            qid = wait_for(lambda: (a.get("/api/v1/quarantine?state=held").json["items"]
+                                    or [{}])[0].get("id"), "held")
+            time.sleep(3)
+            r = a.post("/api/v1/quarantine/%s/release" % qid, {})
+            self.assertEqual(r.status, 200, r)
+            wait_for(lambda: [x for x in sink.dumps() if b"Subject: hold old one" in x[1]],
+                     "delivered, not expired")
+            self.assertNotIn("action=failed", m.log())
         finally:
             m.stop()
             sink.stop()

@@ -451,6 +451,66 @@ test_reconcile(void **state)
 	                 0);
 }
 
+/* The cases a failed unlink or fsync leaves behind: never held again, never delivered twice. */
+static void
+test_reconcile_after_failures(void **state)
+{
+	char delivered[SPOOL_ID_LEN + 1], revived[SPOOL_ID_LEN + 1], path[512];
+	struct quarantine_release_req r = {.rescan = true};
+	struct quarantine_reconcile_report rep;
+	struct spool_file f;
+	char msg[256];
+
+	/* released, queued (recorded), delivered and gone; the copy's unlink was lost */
+	hold(delivered, wall_ms(), true);
+	snprintf(path, sizeof(path), "cp -p %s/quarantine/%s %s/copy", dir, delivered, dir);
+	assert_int_equal(system(path), 0);
+	r.id = delivered;
+	assert_int_equal(quarantine_release(&q, &r, &admin, msg, sizeof(msg)), QUAR_OK);
+	assert_int_equal(spool_remove(sp, delivered), 0); /* delivery finished */
+	snprintf(path, sizeof(path), "mv %s/copy %s/quarantine/%s", dir, dir, delivered);
+	assert_int_equal(system(path), 0);
+	{
+		struct store_quar e;
+
+		assert_int_equal(store_quarantine_get(st, delivered, &e), STORE_OK);
+		assert_true(e.queued);
+		store_quar_free(&e);
+	}
+
+	/* held in the store (the release was undone), but its queue file survived */
+	hold(revived, wall_ms(), true);
+	assert_int_equal(spool_quarantine_open(sp, revived, &f), SPOOL_OK);
+	{
+		unsigned char *body;
+		struct spool_release rel = {
+		        .env = &f.env, .body = NULL, .len = (size_t)f.body_len, .head = ""};
+
+		assert_int_equal(spool_quarantine_read(&f, &body), 0);
+		rel.body = body;
+		snprintf(path, sizeof(path), "cp -p %s/quarantine/%s %s/copy", dir, revived, dir);
+		assert_int_equal(system(path), 0);
+		assert_int_equal(spool_quarantine_release(sp, &rel, 1), 0);
+		snprintf(path, sizeof(path), "mv %s/copy %s/quarantine/%s", dir, dir, revived);
+		assert_int_equal(system(path), 0);
+		free(body);
+	}
+	spool_file_close(&f);
+
+	assert_int_equal(quarantine_reconcile(&q, &rep), QUAR_OK);
+	assert_int_equal(rep.reheld, 0);
+	assert_int_equal(rep.finished, 2);
+	assert_false(exists("quarantine", delivered));
+	assert_int_equal(state_of(delivered), STORE_Q_RELEASED);
+	assert_false(exists("quarantine", revived));
+	assert_true(exists("queue", revived));
+	assert_int_equal(state_of(revived), STORE_Q_RELEASED);
+	assert_int_equal(audited(revived, "quarantine.release_recovered"), 1);
+	/* and nothing more to release */
+	r.id = revived;
+	assert_int_equal(quarantine_release(&q, &r, &admin, msg, sizeof(msg)), QUAR_ALREADY);
+}
+
 int
 main(void)
 {
@@ -461,6 +521,7 @@ main(void)
 	        cmocka_unit_test_setup_teardown(test_delete_and_conflicts, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_purge, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_reconcile, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_reconcile_after_failures, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -510,7 +510,7 @@ test_rules_store(void **state)
 	snprintf(path, sizeof(path), "%s/moat.db", dir);
 	assert_non_null(st = store_open(path, err, sizeof(err)));
 	assert_int_equal(policy_seed(c, st, err, sizeof(err)), 0);
-	assert_non_null(p = policy_from_store(c, st, err, sizeof(err)));
+	assert_non_null(p = policy_from_store(c, st, POLICY_STRICT, err, sizeof(err)));
 	r = policy_rules(p, &n);
 	assert_int_equal(n, 2);
 	assert_string_equal(r[0]->name, "a");
@@ -529,7 +529,7 @@ test_rules_store(void **state)
 	c2 = conf_load("[rule other]\npriority = 1\nthen = reject\n", err, sizeof(err));
 	assert_non_null(c2);
 	assert_int_equal(policy_seed(c2, st, err, sizeof(err)), 0);
-	assert_non_null(p = policy_from_store(c2, st, err, sizeof(err)));
+	assert_non_null(p = policy_from_store(c2, st, POLICY_STRICT, err, sizeof(err)));
 	r = policy_rules(p, &n);
 	assert_int_equal(n, 2);
 	assert_string_equal(r[0]->name, "z");
@@ -559,7 +559,10 @@ test_rules_store(void **state)
 		assert_int_equal(store_domain_put(st, &d2), STORE_OK);
 		assert_int_equal(store_domain_put(st, &d3), STORE_OK);
 		assert_int_equal(store_list_add(st, &e2), STORE_OK);
-		assert_non_null(p = policy_from_store(c2, st, err, sizeof(err)));
+		/* one that no longer passes: a reload refuses, a start leaves it out */
+		assert_null(policy_from_store(c2, st, POLICY_STRICT, err, sizeof(err)));
+		assert_non_null(strstr(err, "domain broken.test (added through the API)"));
+		assert_non_null(p = policy_from_store(c2, st, 0, err, sizeof(err)));
 		assert_int_equal(policy_domain_count(p), 2);
 		assert_true(policy_is_protected(p, "new.test"));
 		assert_false(policy_is_protected(p, "broken.test"));
