@@ -534,9 +534,17 @@ quarantine_purge(const struct quarantine_ctx *q, int64_t now_ms, unsigned max, s
 		}
 		/* released or deleted meanwhile: nothing to expire */
 	}
-	if (store_track_purge(q->store, now_ms - (int64_t)q->cfg->tracking_retention, max,
-	                      forgotten) != STORE_OK)
-		ret = QUAR_ERROR;
+	{
+		int64_t before = now_ms - (int64_t)q->cfg->tracking_retention;
+		size_t nq = 0;
+
+		/* what moat saw, and the records of what left the quarantine, go together */
+		if (store_track_purge(q->store, before, max, forgotten) != STORE_OK ||
+		    store_quarantine_purge(q->store, before, max, &nq) != STORE_OK)
+			ret = QUAR_ERROR;
+		if (nq > *forgotten)
+			*forgotten = nq; /* "call again while it equals max" holds for both */
+	}
 out:
 	if (ret == QUAR_ERROR)
 		log_error("event=quarantine_purge status=failed reason=\"%s\"",

@@ -116,9 +116,10 @@ enum quarantine_status quarantine_read(const struct quarantine_ctx *q, const cha
 /*
  * Retention, in small steps so that no step holds the store long: held
  * entries received before now - quarantine_retention expire (state, then
- * file), at most max of them; tracking records older than
- * tracking_retention are forgotten, at most max. *expired, *forgotten:
- * how many. Call again while either equals max.
+ * file), at most max of them; tracking records and the records of
+ * entries no longer held older than tracking_retention are forgotten, at
+ * most max of each. *expired, *forgotten: how many (of the larger kind).
+ * Call again while either equals max.
  */
 enum quarantine_status quarantine_purge(const struct quarantine_ctx *q, int64_t now_ms,
                                         unsigned max, size_t *expired, size_t *forgotten);

@@ -435,6 +435,14 @@ store_quarantine_set_state(struct store *s, const char *id, enum store_qstate to
 }
 
 enum store_status
+store_quarantine_purge(struct store *s, int64_t before_ms, unsigned max_rows, size_t *n)
+{
+	*n = 0;
+	CHECK(before_ms >= 0 && max_rows > 0);
+	return s->be->quarantine_purge(s, before_ms, max_rows, n);
+}
+
+enum store_status
 store_quarantine_queued(struct store *s, const char *id)
 {
 	CHECK(id_ok(id));

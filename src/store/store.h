@@ -316,6 +316,12 @@ enum store_status store_quarantine_set_state(struct store *s, const char *id, en
  */
 enum store_status store_quarantine_unrelease(struct store *s, const char *id, const char *who,
                                              int64_t time_ms);
+/*
+ * Forget entries no longer held (released, deleted, expired) received
+ * before before_ms, at most max_rows; *n forgotten.
+ */
+enum store_status store_quarantine_purge(struct store *s, int64_t before_ms, unsigned max_rows,
+                                         size_t *n);
 /* A released entry's queue file is durable (quarantine_reconcile trusts it). */
 enum store_status store_quarantine_queued(struct store *s, const char *id);
 /*

@@ -54,6 +54,8 @@ struct store_backend {
 	                                          enum store_qstate to, const char *who,
 	                                          int64_t time_ms, enum store_qstate *was);
 	enum store_status (*quarantine_queued)(struct store *s, const char *id);
+	enum store_status (*quarantine_purge)(struct store *s, int64_t before_ms, unsigned max_rows,
+	                                      size_t *n);
 	enum store_status (*quarantine_unrelease)(struct store *s, const char *id, const char *who,
 	                                          int64_t time_ms);
 	enum store_status (*quarantine_expired)(struct store *s, int64_t before_ms,

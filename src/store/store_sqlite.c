@@ -82,6 +82,7 @@ enum sq_id {
 	SQ_Q_STATE,
 	SQ_Q_UNRELEASE,
 	SQ_Q_QUEUED,
+	SQ_Q_PURGE,
 	SQ_Q_EXPIRED,
 	SQ_AUDIT_INS,
 	SQ_AUDIT_ALL,
@@ -174,6 +175,8 @@ static const char *const sq_sql[SQ_COUNT] = {
         [SQ_Q_SET] = "UPDATE quar SET state = ?2, state_by = ?3, state_at = ?4 "
                      "WHERE qid = ?1 AND state = 'held'",
         [SQ_Q_STATE] = "SELECT state FROM quar WHERE qid = ?1",
+        [SQ_Q_PURGE] = "DELETE FROM quar WHERE rid IN (SELECT rid FROM quar WHERE state != 'held' "
+                       "AND received < ?1 ORDER BY received LIMIT ?2)",
         [SQ_Q_QUEUED] = "UPDATE quar SET queued = 1 WHERE qid = ?1 AND state = 'released'",
         [SQ_Q_UNRELEASE] = "UPDATE quar SET state = 'held', state_by = ?2, state_at = ?3 "
                            "WHERE qid = ?1 AND state = 'released'",
@@ -1410,6 +1413,22 @@ sq_run_one(struct store *s, sqlite3_stmt *st, const char *what)
 }
 
 static enum store_status
+sq_quarantine_purge(struct store *s, int64_t before_ms, unsigned max_rows, size_t *n)
+{
+	sqlite3_stmt *st = sq_stmt(s, SQ_Q_PURGE);
+	enum store_status ret;
+
+	if (st == NULL)
+		return STORE_ERROR;
+	sqlite3_bind_int64(st, 1, before_ms);
+	sqlite3_bind_int64(st, 2, max_rows);
+	if ((ret = sq_run(s, st, "purge")) != STORE_OK)
+		return ret;
+	*n = (size_t)sqlite3_changes(SQ(s)->db);
+	return STORE_OK;
+}
+
+static enum store_status
 sq_quarantine_queued(struct store *s, const char *id)
 {
 	sqlite3_stmt *st = sq_stmt(s, SQ_Q_QUEUED);
@@ -2049,6 +2068,7 @@ const struct store_backend store_backend_sqlite = {
         .quarantine_set_state = sq_quarantine_set_state,
         .quarantine_unrelease = sq_quarantine_unrelease,
         .quarantine_queued = sq_quarantine_queued,
+        .quarantine_purge = sq_quarantine_purge,
         .quarantine_expired = sq_quarantine_expired,
         .audit_add = sq_audit_add,
         .audit_list = sq_audit_list,

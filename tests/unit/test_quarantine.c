@@ -360,6 +360,24 @@ test_purge(void **state)
 	assert_int_equal(audited(old, "quarantine.expire"), 1);
 	assert_int_equal(quarantine_purge(&q, now, 100, &expired, &forgotten), QUAR_OK);
 	assert_int_equal(expired, 0);
+
+	/* past tracking_retention (2d here), entries no longer held are forgotten */
+	{
+		char gone[SPOOL_ID_LEN + 1], kept[SPOOL_ID_LEN + 1], msg[256];
+		struct store_quar e;
+
+		hold(gone, now - 3 * 86400000LL, true);
+		hold(kept, now - 3 * 86400000LL, true);
+		assert_int_equal(quarantine_delete(&q, gone, &admin, msg, sizeof(msg)), QUAR_OK);
+		assert_int_equal(quarantine_purge(&q, now, 100, &expired, &forgotten), QUAR_OK);
+		/* kept: expired first (its file goes), then forgotten like the rest */
+		assert_int_equal(expired, 1);
+		assert_int_equal(store_quarantine_get(st, gone, &e), STORE_NOT_FOUND);
+		assert_int_equal(store_quarantine_get(st, kept, &e), STORE_NOT_FOUND);
+		assert_false(exists("quarantine", kept));
+		assert_int_equal(audited(kept, "quarantine.expire"), 1);
+		assert_int_equal(state_of(old), STORE_Q_EXPIRED); /* within tracking_retention */
+	}
 }
 
 static void
