@@ -235,7 +235,8 @@ struct config_listen_list {
 	X(quarantine_retention, DURATION, "30d", 1000, 3153600000000,                              \
 	  "How long a held message is kept; then it expires and its file is removed.")             \
 	X(tracking_retention, DURATION, "90d", 1000, 3153600000000,                                \
-	  "How long message tracking records are kept.")                                           \
+	  "How long message tracking records are kept, and the quarantine records of messages "    \
+	  "released, deleted or expired.")                                                         \
 	X(admin_listen, LISTEN, "127.0.0.1:8025", 0, 0,                                            \
 	  "Admin HTTP API and portal listening addresses, comma separated. Empty: no admin "       \
 	  "listener.")                                                                             \
