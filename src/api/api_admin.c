@@ -356,6 +356,14 @@ api_h_domain_put(struct api_req *r)
 		berr |= dynbuf_printf(&b, "%s = %.4f\n", k, json_number_value(v));
 		fields[nf++] = k;
 	}
+	if (berr) {
+		free(b.p);
+		api_error(r, 400, "recipients",
+		          "the domain is over %d octets as a [domain] section: list fewer "
+		          "recipients, or accept any and let the downstream refuse unknown ones",
+		          STORE_DOMAIN_BODY_MAX);
+		return;
+	}
 	if (b.p == NULL ||
 	    config_domain_parse(r->cfg, r->args[0], b.p, &cd, err, sizeof(err)) < 0) {
 		const char *f = "name";
