@@ -216,6 +216,31 @@ api_h_stats(struct api_req *r)
 	api_reply(r, 200, o);
 }
 
+/*
+ * The answer to a deletion from the store: 404 naming field with missing
+ * when nothing was there, the store's error, else the change audited
+ * (action, target), the policy rebuilt if it holds it, and 200
+ * {"deleted": true}. True when it was deleted.
+ */
+static bool
+api_deleted(struct api_req *r, enum store_status st, const char *field, const char *missing,
+            const char *action, const char *target, bool policy)
+{
+	if (st == STORE_NOT_FOUND) {
+		api_error(r, 404, field, "%s", missing);
+		return false;
+	}
+	if (st != STORE_OK) {
+		api_store_error(r, st);
+		return false;
+	}
+	api_audit(r, action, target);
+	if (policy)
+		api_policy_changed(r);
+	api_reply(r, 200, json_pack("{s:b}", "deleted", 1));
+	return true;
+}
+
 /* --- domains --- */
 
 void
@@ -411,6 +436,7 @@ api_h_domain_put(struct api_req *r)
 void
 api_h_domain_delete(struct api_req *r)
 {
+	char missing[320];
 	const struct config_domain *fd;
 	enum store_status st;
 
@@ -425,17 +451,9 @@ api_h_domain_delete(struct api_req *r)
 		          fd->name, r->cfg->path, fd->line);
 		return;
 	}
-	if (st == STORE_NOT_FOUND) {
-		api_error(r, 404, "name", "no domain %.255s was added through the API", r->args[0]);
-		return;
-	}
-	if (st != STORE_OK) {
-		api_store_error(r, st);
-		return;
-	}
-	api_audit(r, "domain.delete", r->args[0]);
-	api_policy_changed(r);
-	api_reply(r, 200, json_pack("{s:b}", "deleted", 1));
+	snprintf(missing, sizeof(missing), "no domain %.255s was added through the API",
+	         r->args[0]);
+	api_deleted(r, st, "name", missing, "domain.delete", r->args[0], true);
 }
 
 /* --- lists --- */
@@ -571,19 +589,9 @@ api_h_lists_delete(struct api_req *r)
 	if (!api_list_args(r, &e))
 		return;
 	st = store_list_delete(r->a->store, e.scope, e.kind, e.pattern);
-	if (st == STORE_NOT_FOUND) {
-		api_error(r, 404, "pattern", "no such list entry");
-		return;
-	}
-	if (st != STORE_OK) {
-		api_store_error(r, st);
-		return;
-	}
 	snprintf(target, sizeof(target), "%s %s %s", e.scope[0] ? e.scope : "*",
 	         api_kind_str(e.kind), e.pattern);
-	api_audit(r, "list.delete", target);
-	api_policy_changed(r);
-	api_reply(r, 200, json_pack("{s:b}", "deleted", 1));
+	api_deleted(r, st, "pattern", "no such list entry", "list.delete", target, true);
 }
 
 /* --- rules --- */
@@ -818,6 +826,7 @@ api_h_rule_put(struct api_req *r)
 void
 api_h_rule_delete(struct api_req *r)
 {
+	char missing[320];
 	enum store_status st;
 
 	if (!rule_name_ok(r->args[0])) {
@@ -825,17 +834,8 @@ api_h_rule_delete(struct api_req *r)
 		return;
 	}
 	st = store_rule_delete(r->a->store, r->args[0]);
-	if (st == STORE_NOT_FOUND) {
-		api_error(r, 404, "name", "no rule named '%.64s'", r->args[0]);
-		return;
-	}
-	if (st != STORE_OK) {
-		api_store_error(r, st);
-		return;
-	}
-	api_audit(r, "rule.delete", r->args[0]);
-	api_policy_changed(r);
-	api_reply(r, 200, json_pack("{s:b}", "deleted", 1));
+	snprintf(missing, sizeof(missing), "no rule named '%.64s'", r->args[0]);
+	api_deleted(r, st, "name", missing, "rule.delete", r->args[0], true);
 }
 
 /* --- queue --- */
@@ -973,6 +973,7 @@ api_h_token_create(struct api_req *r)
 void
 api_h_token_delete(struct api_req *r)
 {
+	char missing[320];
 	enum store_status st;
 
 	if (strlen(r->args[0]) > STORE_TOKEN_ID_MAX) {
@@ -980,16 +981,8 @@ api_h_token_delete(struct api_req *r)
 		return;
 	}
 	st = store_token_delete(r->a->store, r->args[0]);
-	if (st == STORE_NOT_FOUND) {
-		api_error(r, 404, "id", "no token %.40s", r->args[0]);
-		return;
-	}
-	if (st != STORE_OK) {
-		api_store_error(r, st);
-		return;
-	}
-	api_audit(r, "token.delete", r->args[0]);
-	api_reply(r, 200, json_pack("{s:b}", "deleted", 1));
+	snprintf(missing, sizeof(missing), "no token %.40s", r->args[0]);
+	api_deleted(r, st, "id", missing, "token.delete", r->args[0], false);
 }
 
 /* --- users --- */
@@ -1080,6 +1073,7 @@ api_h_user_create(struct api_req *r)
 void
 api_h_user_delete(struct api_req *r)
 {
+	char missing[320];
 	json_t *users;
 	enum store_status st;
 	bool exists = false;
@@ -1105,17 +1099,9 @@ api_h_user_delete(struct api_req *r)
 	}
 	json_decref(users);
 	st = store_user_delete(r->a->store, r->args[0]);
-	if (st == STORE_NOT_FOUND) {
-		api_error(r, 404, "name", "no user '%.64s'", r->args[0]);
-		return;
-	}
-	if (st != STORE_OK) {
-		api_store_error(r, st);
-		return;
-	}
-	api_sessions_drop_user(r->a, r->args[0], NULL);
-	api_audit(r, "user.delete", r->args[0]);
-	api_reply(r, 200, json_pack("{s:b}", "deleted", 1));
+	snprintf(missing, sizeof(missing), "no user '%.64s'", r->args[0]);
+	if (api_deleted(r, st, "name", missing, "user.delete", r->args[0], false))
+		api_sessions_drop_user(r->a, r->args[0], NULL);
 }
 
 void
@@ -1276,6 +1262,7 @@ api_h_setting_put(struct api_req *r)
 void
 api_h_setting_delete(struct api_req *r)
 {
+	char missing[320];
 	enum store_status st;
 
 	if (!api_setting_key_ok(r->args[0])) {
@@ -1283,16 +1270,8 @@ api_h_setting_delete(struct api_req *r)
 		return;
 	}
 	st = store_setting_delete(r->a->store, r->args[0]);
-	if (st == STORE_NOT_FOUND) {
-		api_error(r, 404, "key", "no setting '%.64s'", r->args[0]);
-		return;
-	}
-	if (st != STORE_OK) {
-		api_store_error(r, st);
-		return;
-	}
-	api_audit(r, "setting.delete", r->args[0]);
-	api_reply(r, 200, json_pack("{s:b}", "deleted", 1));
+	snprintf(missing, sizeof(missing), "no setting '%.64s'", r->args[0]);
+	api_deleted(r, st, "key", missing, "setting.delete", r->args[0], false);
 }
 
 /* --- the policy as JSON: export and import --- */
