@@ -361,11 +361,13 @@ smtp_track_new(const struct scan_result *r)
 
 /*
  * Tell the store about a message: its envelope, the scan's outcome (tr,
- * or not scanned), and its quarantine record when it is held.
+ * or not scanned), and its quarantine record when it is held; refused
+ * (reply not NULL: moat's 5xx or 4xx to the client), every recipient's
+ * outcome is that reply.
  */
 static void
 smtp_track(struct smtp_session *s, const struct spool_env *env, uint64_t size,
-           const struct smtp_track *tr, bool quarantined)
+           const struct smtp_track *tr, bool quarantined, const char *reply)
 {
 	const char **rcpts;
 	struct store_track_in in = {0};
@@ -395,6 +397,10 @@ smtp_track(struct smtp_session *s, const struct spool_env *env, uint64_t size,
 	                     tr ? (enum store_verdict)tr->verdict : STORE_V_NONE,
 	                     tr ? tr->score : 0, tr ? tr->symbols : "", tr ? tr->reason : "",
 	                     q.domain ? &q : NULL);
+	for (size_t i = 0; reply != NULL && i < env->nrcpts; i++)
+		store_writer_delivery(s->srv->store, env->id, env->rcpts[i].addr,
+		                      reply[0] == '5' ? STORE_OUT_REJECTED : STORE_OUT_DEFERRED,
+		                      reply, wall_ms());
 	free(rcpts);
 }
 
@@ -450,10 +456,13 @@ smtp_commit_cb(void *arg, struct spool_msg *m, int err)
 		free(s->track->reason);
 		s->track->reason = xasprintf("spool error: %s", strerror(err));
 		s->track->verdict = STORE_V_TEMPFAIL;
-		smtp_track(s, env, spool_msg_size(m), s->track, false);
+		smtp_track(s, env, spool_msg_size(m), s->track, false,
+		           err == ENOSPC || err == EDQUOT ? "452 4.3.1 Insufficient system storage"
+		                                          : "451 4.3.0 Local error writing the "
+		                                            "message; try again later");
 	} else if (!err) {
 		/* durable: tracked even if the client is gone meanwhile */
-		smtp_track(s, env, spool_msg_size(m), s->track, spool_msg_quarantined(m));
+		smtp_track(s, env, spool_msg_size(m), s->track, spool_msg_quarantined(m), NULL);
 	}
 	smtp_track_free(s->track);
 	s->track = NULL;
@@ -507,7 +516,7 @@ smtp_scan_done(void *arg, struct scan_job *job)
 	struct smtp_session *s = arg;
 	struct scan_result *r = scan_job_result(job);
 	const char *id = spool_msg_id(s->msg);
-	char sq[1024];
+	char sq[1024], reply[512];
 
 	s->scanning = false;
 	free((void *)(uintptr_t)s->scan_in.rcpts); /* allocated by smtp_scan_start() */
@@ -533,21 +542,22 @@ smtp_scan_done(void *arg, struct scan_job *job)
 	         log_quote(sq, sizeof(sq), r->summary, strlen(r->summary)));
 	switch (r->verdict) {
 	case SCAN_TEMPFAIL:
-		stats_inc(scan_tempfailed);
-		s->track = smtp_track_new(r);
-		smtp_track(s, spool_msg_env(s->msg), spool_msg_size(s->msg), s->track, false);
-		smtp_track_free(s->track);
-		s->track = NULL;
-		smtp_reply(s, "451 4.7.1 Message not scanned (%s); try again later", r->reason);
-		smtp_tx_next(s);
-		break;
 	case SCAN_REJECT:
-		stats_inc(scan_rejected);
+		if (r->verdict == SCAN_TEMPFAIL) {
+			stats_inc(scan_tempfailed);
+			snprintf(reply, sizeof(reply),
+			         "451 4.7.1 Message not scanned (%s); try again later", r->reason);
+		} else {
+			stats_inc(scan_rejected);
+			snprintf(reply, sizeof(reply), "550 5.7.1 Message rejected: %s (ref %s)",
+			         r->reason, id);
+		}
 		s->track = smtp_track_new(r);
-		smtp_track(s, spool_msg_env(s->msg), spool_msg_size(s->msg), s->track, false);
+		smtp_track(s, spool_msg_env(s->msg), spool_msg_size(s->msg), s->track, false,
+		           reply);
 		smtp_track_free(s->track);
 		s->track = NULL;
-		smtp_reply(s, "550 5.7.1 Message rejected: %s (ref %s)", r->reason, id);
+		smtp_reply(s, "%s", reply);
 		smtp_tx_next(s);
 		break;
 	case SCAN_QUARANTINE:

@@ -72,6 +72,10 @@ class TestTracking(unittest.TestCase):
             "SELECT qid, rcpt, outcome FROM msg_rcpt"))
         self.assertEqual(outcome[(ok, "u@example.test")], "delivered")
         self.assertEqual(outcome[(quar, "u@example.test")], "pending")
+        # refused at the end of the data: moat's reply is the outcome
+        self.assertEqual(outcome[(rej, "u@example.test")], "rejected")
+        reply = db.execute("SELECT reply FROM msg_rcpt WHERE qid = ?", (rej,)).fetchone()[0]
+        self.assertTrue(reply.startswith("550 5.7.1 Message rejected: ") and rej in reply, reply)
         self.assertEqual(outcome[(relayed, "now@relay.test")], "delivered")
         self.assertEqual(outcome[(relayed, "later@relay.test")], "deferred")
         q = db.execute("SELECT qid, domain, state, sender FROM quar").fetchall()
