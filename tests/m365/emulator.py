@@ -49,6 +49,7 @@ EXO_SCOPE = "https://outlook.office365.com/.default"
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 DC_NAME = "AM0PR01A01DC001.EURPR01A001.PROD.OUTLOOK.COM"
 NAME_MAX = 64
+RFC1918 = [ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")]
 
 # The switches and their defaults; Emulator.set() refuses any other name.
 SWITCHES = {
@@ -373,7 +374,7 @@ def _validate_props(kind, params, existing=None):
                 net = ipaddress.ip_network(ip, strict=False)
             except ValueError:
                 raise _invalid("'%s' is not a valid IP address or range for EFSkipIPs." % ip)
-            if net.is_private:
+            if any(net.subnet_of(r) for r in RFC1918 if r.version == net.version):
                 raise _invalid("EFSkipIPs can't contain private (RFC 1918) addresses: '%s'." % ip)
         for ip in _as_list(params.get("SenderIPAddresses")):
             try:
@@ -571,7 +572,9 @@ class Emulator:
         self.switches = dict(SWITCHES)
         self.set(**switches)
         self.lock = threading.RLock()
-        self.requests = []     # every request: dict(kind, method, path, headers, body, status, ...)
+        # every request but control ones: dict(kind, method, path, query,
+        # headers (names lower-cased), raw, form | cmdlet + parameters, status, response)
+        self.requests = []
         self.devices = {}      # device_code -> device state
         self.tokens = {}       # access_token -> {"account", "scope", "expires", "tenant"}
         self.pages = {}        # skiptoken -> {"body", "items", "offset", "context"}
@@ -587,7 +590,8 @@ class Emulator:
         self.server = ThreadingHTTPServer((self.host, self.port), handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever,
+                                       kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
         return self
 
@@ -1104,7 +1108,7 @@ class _Handler(BaseHTTPRequestHandler):
         query = urllib.parse.parse_qs(u.query)
         raw = self._read() if method == "POST" else b""
         rec = {"kind": "other", "method": method, "path": path, "query": u.query,
-               "headers": dict(self.headers.items()), "raw": raw, "time": emu.clock()}
+               "headers": {k.lower(): v for k, v in self.headers.items()}, "raw": raw, "time": emu.clock()}
         parts = [urllib.parse.unquote(p) for p in path.split("/") if p]
         status, headers, body, ctype = 404, {}, b"", "application/json; charset=utf-8"
         try:
