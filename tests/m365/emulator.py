@@ -1,6 +1,6 @@
 """A Microsoft 365 emulator for moat's tests: Entra ID sign-in and Exchange Online.
 
-Follows the shapes of docs in ../shared/M365.md (section numbers below refer to
+Follows the shapes of /work/shared/M365.md (section numbers below refer to
 it). Standard library only; one ThreadingHTTPServer on 127.0.0.1 serves both
 the sign-in authority and the Exchange endpoint, so `url` and `exo_url` are the
 same origin.
@@ -569,17 +569,18 @@ class Emulator:
         self.scopes = set(scopes)
         self.host = host
         self.port = port
+        self.lock = threading.RLock()
+        self.view = None
         self.switches = dict(SWITCHES)
         self.set(**switches)
-        self.lock = threading.RLock()
         # every request but control ones: dict(kind, method, path, query,
         # headers (names lower-cased), raw, form | cmdlet + parameters, status, response)
         self.requests = []
         self.devices = {}      # device_code -> device state
         self.tokens = {}       # access_token -> {"account", "scope", "expires", "tenant"}
         self.pages = {}        # skiptoken -> {"body", "items", "offset", "context"}
-        self.pending = []      # [reads_left, kind, verb, params, ctx] not yet in the view
-        self.view = None       # the lagging copy of tenant.objects while pending
+        self.pending = []      # [reads_left, verb, kind, params, ctx] not yet in the view
+        # self.view: the lagging copy of tenant.objects while changes are pending
         self.server = None
         self.thread = None
 
@@ -619,15 +620,17 @@ class Emulator:
 
     def set(self, **switches):
         """Change failure switches (see SWITCHES); unknown names raise."""
-        for k, v in switches.items():
-            if k not in SWITCHES:
-                raise KeyError("unknown emulator switch %r" % k)
-            if k == "customization_needed":
-                org = self.tenant.objects["OrganizationConfig"][0]
-                org["IsDehydrated"] = bool(v)
-                if getattr(self, "view", None):
-                    self.view["OrganizationConfig"][0]["IsDehydrated"] = bool(v)
-            self.switches[k] = v
+        unknown = set(switches) - set(SWITCHES)
+        if unknown:
+            raise KeyError("unknown emulator switch %s" % ", ".join(sorted(unknown)))
+        with self.lock:
+            for k, v in switches.items():
+                if k == "customization_needed":
+                    # the tenant's IsDehydrated, now, in the truth and the lagging view
+                    for objs in (self.tenant.objects, self.view):
+                        if objs is not None:
+                            objs["OrganizationConfig"][0]["IsDehydrated"] = bool(v)
+                self.switches[k] = v
 
     def device(self, user_code):
         """The device-code record of `user_code` (case-insensitive), or None."""

@@ -456,6 +456,14 @@ class TestTransportRules(Signed):
         st, body = self.invoke("New-TransportRule", {"Name": "far", "Priority": 9})
         self.assertEqual(st, 400)
 
+    def test_seeded_rules(self):
+        self.emu.tenant.add("TransportRule", "seeded relay", StopRuleProcessing=True)
+        self.emu.tenant.add("TransportRule", "seeded other", State="Disabled")
+        self.ok("New-TransportRule", {"Name": "new", "Priority": 1})
+        self.assertEqual(self.names(), [(0, "seeded relay"), (1, "new"), (2, "seeded other")])
+        self.assertEqual(self.ok("Get-TransportRule", {"Identity": "seeded other"})["value"][0]["State"],
+                         "Disabled")
+
     def test_bypass_rule_kept_as_given(self):
         params = {"Name": "moat bypass clutter", "SenderIpRanges": ["192.0.2.10", "198.51.100.0/24",
                                                                      "203.0.113.1-203.0.113.9"],
