@@ -27,7 +27,9 @@ Design choices where Microsoft's behaviour is not documented are marked
     emu.tenant.find("TransportRule", "x"), emu.requests
     emu.stop()
 
-Run standalone: python3 tests/m365/emulator.py --port 8365
+Emulator(tls=(certfile, keyfile)) serves HTTPS instead (url becomes https://).
+
+Run standalone: python3 tests/m365/emulator.py --port 8365 [--cert c.pem --key k.pem]
 """
 import argparse
 import copy
@@ -37,6 +39,7 @@ import ipaddress
 import json
 import re
 import secrets
+import ssl
 import threading
 import time
 import urllib.parse
@@ -562,7 +565,9 @@ class Emulator:
     """The emulator: state, switches, and the HTTP server around them."""
 
     def __init__(self, tenant=None, clock=None, client_ids=(EXO_CLIENT_ID,),
-                 scopes=(EXO_SCOPE,), host="127.0.0.1", port=0, **switches):
+                 scopes=(EXO_SCOPE,), host="127.0.0.1", port=0, tls=None, **switches):
+        """tls: optional (certfile, keyfile) to serve HTTPS instead of HTTP."""
+        self.tls = tls
         self.tenant = tenant or Tenant()
         self.clock = clock or time.time
         self.client_ids = set(client_ids)
@@ -591,6 +596,13 @@ class Emulator:
         self.server = ThreadingHTTPServer((self.host, self.port), handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
+        if self.tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*self.tls)
+            # the handshake happens on first read, in the request's thread,
+            # so a client that stalls in it cannot block accept()
+            self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True,
+                                                 do_handshake_on_connect=False)
         self.thread = threading.Thread(target=self.server.serve_forever,
                                        kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
@@ -611,7 +623,7 @@ class Emulator:
     @property
     def url(self):
         """The sign-in authority (M365.md 1: {authority}/{tenant}/oauth2/...)."""
-        return "http://%s:%d" % (self.host, self.port)
+        return "%s://%s:%d" % ("https" if self.tls else "http", self.host, self.port)
 
     @property
     def exo_url(self):
@@ -1175,8 +1187,11 @@ def main():
     ap.add_argument("--port", type=int, default=8365)
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--page-size", type=int, default=1000)
+    ap.add_argument("--cert", help="PEM certificate chain: serve HTTPS")
+    ap.add_argument("--key", help="PEM private key of --cert")
     args = ap.parse_args()
-    emu = Emulator(host=args.host, port=args.port, page_size=args.page_size).start()
+    tls = (args.cert, args.key or args.cert) if args.cert else None
+    emu = Emulator(host=args.host, port=args.port, page_size=args.page_size, tls=tls).start()
     print("emulator on %s (tenant %s, %s); Ctrl-C to stop" % (
         emu.url, emu.tenant.domain, emu.tenant.tenant_id), flush=True)
     try:

@@ -9,6 +9,10 @@ import html
 import json
 import os
 import re
+import shutil
+import ssl
+import subprocess
+import tempfile
 import sys
 import unittest
 import urllib.error
@@ -35,11 +39,11 @@ class FakeClock:
         self.t += s
 
 
-def http(method, url, data=None, headers=None):
+def http(method, url, data=None, headers=None, context=None):
     """-> (status, headers, body bytes); HTTP errors are answers, not exceptions."""
     req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
     try:
-        with urllib.request.urlopen(req, timeout=10) as r:
+        with urllib.request.urlopen(req, timeout=10, context=context) as r:
             return r.status, r.headers, r.read()
     except urllib.error.HTTPError as e:
         return e.code, e.headers, e.read()
@@ -704,6 +708,26 @@ class TestSwitches(Signed):
         self.assertTrue(any(r["kind"] == "devicecode" for r in json.loads(raw)))
         with self.assertRaises(KeyError):
             self.emu.set(nonsense=True)
+
+
+@unittest.skipUnless(shutil.which("openssl"), "openssl not installed")
+class TestTLS(unittest.TestCase):
+    def test_https(self):
+        with tempfile.TemporaryDirectory() as d:
+            cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                            "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
+                            "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                            "-keyout", key, "-out", cert], check=True, capture_output=True)
+            with Emulator(tls=(cert, key)) as emu:
+                self.assertTrue(emu.url.startswith("https://127.0.0.1:"))
+                st, _, raw = http("POST", emu.url + "/organizations/oauth2/v2.0/devicecode",
+                                  urllib.parse.urlencode({"client_id": EXO_CLIENT_ID,
+                                                          "scope": EXO_SCOPE}).encode(),
+                                  {"Content-Type": "application/x-www-form-urlencoded"},
+                                  context=ssl.create_default_context(cafile=cert))
+                self.assertEqual(st, 200)
+                self.assertTrue(json.loads(raw)["verification_uri"].startswith("https://"))
 
 
 if __name__ == "__main__":
