@@ -186,9 +186,6 @@ for _k in ("HostedContentFilter", "AntiPhish", "MalwareFilter", "SafeLinks", "Sa
     VERBS[_k + "Policy"] = ("Get", "New", "Set", "Remove")
     VERBS[_k + "Rule"] = ("Get", "New", "Set", "Remove", "Enable", "Disable")
 
-# Cmdlets whose real output names the entity differently from the kind.
-CONTEXT = {k: k for k in KINDS}
-
 COMMON_PARAMS = {"Identity", "Confirm", "Force", "WhatIf", "ErrorAction", "Verbose"}
 
 RULE_KINDS = [k for k, v in KINDS.items() if v.get("rule")]
@@ -270,15 +267,9 @@ class Tenant:
         obj.update(props)
         return obj
 
-    def find(self, kind, identity, objects=None):
-        """The object of `kind` named (case-insensitively) or GUID'd `identity`."""
-        objs = (objects or self.objects)[kind]
-        want = str(identity).lower()
-        for obj in objs:
-            if str(obj.get("Name", "")).lower() == want or str(obj.get("Guid", "")).lower() == want \
-                    or str(obj.get("Identity", "")).lower() == want:
-                return obj
-        return None
+    def find(self, kind, identity):
+        """The object of `kind` named (case-insensitively), GUID'd or identified `identity`."""
+        return _find(self.objects, kind, identity)
 
     def add(self, kind, name, **props):
         """Seed an object directly (a test's setup); rules go last."""
