@@ -103,6 +103,10 @@ bool moatctl_req_flag(const struct moatctl_req *r, const char *name);
  * "" if none), but for the parameter skip (NULL: none).
  */
 char *moatctl_req_query(const struct moatctl_req *r, const char *skip);
+/* "COLLECTION/ARG" for the first argument, escaped (malloc'd). */
+char *moatctl_req_path(const struct moatctl_req *r, const char *collection);
+/* DELETE COLLECTION/ARG: the exit status, "deleted" when done. */
+int moatctl_req_delete(struct moatctl_req *r, const char *collection);
 /*
  * GET a search ({"items", "next"}) with the query options: one page, or
  * with --all every page, gathered into one {"items", "next": null}.

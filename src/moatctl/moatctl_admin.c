@@ -185,12 +185,7 @@ moatctl_admin_token_list(struct moatctl_req *r)
 int
 moatctl_admin_token_delete(struct moatctl_req *r)
 {
-	char *id = moatctl_api_escape(moatctl_req_arg(r, 0)), *p = xasprintf("tokens/%s", id);
-	int rc = moatctl_req_call(r, "DELETE", p, NULL, NULL, "deleted");
-
-	free(p);
-	free(id);
-	return rc;
+	return moatctl_req_delete(r, "tokens");
 }
 
 /* One line from fp into buf without its line end; -1 at EOF or if too long. */
@@ -324,12 +319,7 @@ moatctl_admin_users_password(struct moatctl_req *r)
 int
 moatctl_admin_users_delete(struct moatctl_req *r)
 {
-	char *e = moatctl_api_escape(moatctl_req_arg(r, 0)), *p = xasprintf("users/%s", e);
-	int rc = moatctl_req_call(r, "DELETE", p, NULL, NULL, "deleted");
-
-	free(p);
-	free(e);
-	return rc;
+	return moatctl_req_delete(r, "users");
 }
 
 static const struct moatctl_col audit_cols[] = {
@@ -468,7 +458,7 @@ moatctl_admin_settings(struct moatctl_req *r)
 int
 moatctl_admin_settings_set(struct moatctl_req *r)
 {
-	char *k = moatctl_api_escape(moatctl_req_arg(r, 0)), *p = xasprintf("settings/%s", k);
+	char *p = moatctl_req_path(r, "settings");
 	json_t *body = json_pack("{s:s}", "value", moatctl_req_arg(r, 1));
 	int rc;
 
@@ -480,17 +470,11 @@ moatctl_admin_settings_set(struct moatctl_req *r)
 	}
 	json_decref(body);
 	free(p);
-	free(k);
 	return rc;
 }
 
 int
 moatctl_admin_settings_delete(struct moatctl_req *r)
 {
-	char *k = moatctl_api_escape(moatctl_req_arg(r, 0)), *p = xasprintf("settings/%s", k);
-	int rc = moatctl_req_call(r, "DELETE", p, NULL, NULL, "deleted");
-
-	free(p);
-	free(k);
-	return rc;
+	return moatctl_req_delete(r, "settings");
 }

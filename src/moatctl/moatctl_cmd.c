@@ -657,6 +657,26 @@ moatctl_req_flag(const struct moatctl_req *r, const char *name)
 }
 
 char *
+moatctl_req_path(const struct moatctl_req *r, const char *collection)
+{
+	char *arg = moatctl_api_escape(moatctl_req_arg(r, 0));
+	char *p = xasprintf("%s/%s", collection, arg);
+
+	free(arg);
+	return p;
+}
+
+int
+moatctl_req_delete(struct moatctl_req *r, const char *collection)
+{
+	char *p = moatctl_req_path(r, collection);
+	int rc = moatctl_req_call(r, "DELETE", p, NULL, NULL, "deleted");
+
+	free(p);
+	return rc;
+}
+
+char *
 moatctl_req_query(const struct moatctl_req *r, const char *skip)
 {
 	struct dynbuf q;

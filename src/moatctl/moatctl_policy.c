@@ -19,17 +19,6 @@ moatctl_policy_domains(struct moatctl_req *r)
 	return moatctl_req_call(r, "GET", "domains", NULL, NULL, NULL);
 }
 
-/* "domains/NAME" (malloc'd). */
-static char *
-moatctl_policy_domain_path(struct moatctl_req *r)
-{
-	char *name = moatctl_api_escape(moatctl_req_arg(r, 0));
-	char *p = xasprintf("domains/%s", name);
-
-	free(name);
-	return p;
-}
-
 int
 moatctl_policy_domains_put(struct moatctl_req *r)
 {
@@ -73,7 +62,7 @@ moatctl_policy_domains_put(struct moatctl_req *r)
 		}
 		json_object_set_new(body, i ? "reject_score" : "quarantine_score", json_real(d));
 	}
-	p = moatctl_policy_domain_path(r);
+	p = moatctl_req_path(r, "domains");
 	rc = moatctl_req_call(r, "PUT", p, NULL, body, NULL);
 	free(p);
 	json_decref(body);
@@ -83,11 +72,7 @@ moatctl_policy_domains_put(struct moatctl_req *r)
 int
 moatctl_policy_domains_delete(struct moatctl_req *r)
 {
-	char *p = moatctl_policy_domain_path(r);
-	int rc = moatctl_req_call(r, "DELETE", p, NULL, NULL, "deleted");
-
-	free(p);
-	return rc;
+	return moatctl_req_delete(r, "domains");
 }
 
 int
@@ -168,21 +153,10 @@ moatctl_policy_rules(struct moatctl_req *r)
 	return moatctl_req_call(r, "GET", "rules", NULL, NULL, NULL);
 }
 
-/* "rules/NAME" (malloc'd). */
-static char *
-moatctl_policy_rule_path(struct moatctl_req *r)
-{
-	char *name = moatctl_api_escape(moatctl_req_arg(r, 0));
-	char *p = xasprintf("rules/%s", name);
-
-	free(name);
-	return p;
-}
-
 int
 moatctl_policy_rules_show(struct moatctl_req *r)
 {
-	char *p = moatctl_policy_rule_path(r);
+	char *p = moatctl_req_path(r, "rules");
 	int rc = moatctl_req_call(r, "GET", p, NULL, NULL, NULL);
 
 	free(p);
@@ -260,7 +234,7 @@ moatctl_policy_rules_put(struct moatctl_req *r)
 		                 moatctl_policy_strings(r, "--unless"), "then",
 		                 moatctl_policy_strings(r, "--then"));
 	}
-	p = moatctl_policy_rule_path(r);
+	p = moatctl_req_path(r, "rules");
 	rc = moatctl_req_call(r, "PUT", p, NULL, rule, "saved");
 	free(p);
 	json_decref(rule);
@@ -270,11 +244,7 @@ moatctl_policy_rules_put(struct moatctl_req *r)
 int
 moatctl_policy_rules_delete(struct moatctl_req *r)
 {
-	char *p = moatctl_policy_rule_path(r);
-	int rc = moatctl_req_call(r, "DELETE", p, NULL, NULL, "deleted");
-
-	free(p);
-	return rc;
+	return moatctl_req_delete(r, "rules");
 }
 
 int

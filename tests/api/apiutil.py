@@ -6,11 +6,23 @@ import json
 import os
 import ssl
 import sys
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "lib"))
 
 from moat_harness import Moatd  # noqa: E402
+
+
+def wait_for(fn, what, timeout=30.0):
+    """fn()'s first true value, polled until timeout; else an AssertionError naming what."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = fn()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError("never: " + what)
 
 
 class Resp:

@@ -10,14 +10,13 @@ import json
 import smtplib
 import subprocess
 import sys
-import time
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "delivery"))
 
-from apiutil import AdminMoatd, Client  # noqa: E402
+from apiutil import AdminMoatd, Client, wait_for  # noqa: E402
 from dlvutil import SmtpSink  # noqa: E402
 from moat_harness import MOATD, OUT, Moatd  # noqa: E402
 
@@ -28,16 +27,6 @@ DOMAINS = """
 recipients = any
 route = maildir
 """
-
-
-def wait_for(fn, what, timeout=20.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = fn()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError("never: " + what)
 
 
 def rcpt_code(port, rcpt):

@@ -10,12 +10,11 @@ Run: /usr/bin/python3 tests/lib/runner.py api tests/api test_mail.py
 import os
 import smtplib
 import sys
-import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from apiutil import AdminMoatd  # noqa: E402
+from apiutil import AdminMoatd, wait_for  # noqa: E402
 from moat_harness import free_port  # noqa: E402
 from unbound_server import Unbound  # noqa: E402
 
@@ -45,16 +44,6 @@ def send(port, sender, rcpts, subject, body="hello\r\n"):
         s.sendmail(sender, rcpts, msg.encode())
     finally:
         s.quit()
-
-
-def wait_for(fn, what, timeout=20.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = fn()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError("never: " + what)
 
 
 class TestMail(unittest.TestCase):

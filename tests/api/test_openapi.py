@@ -6,7 +6,6 @@ validate against the described schemas.
 
 Run: /usr/bin/python3 tests/lib/runner.py api tests/api test_openapi.py
 """
-import copy
 import os
 import re
 import sys

@@ -22,7 +22,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "delivery"))
 
-from apiutil import AdminMoatd, Client  # noqa: E402
+from apiutil import AdminMoatd, Client, wait_for  # noqa: E402
 from clamd_server import EICAR, Clamd  # noqa: E402
 from dlvutil import SmtpSink  # noqa: E402
 from moat_harness import OUT, Moatd  # noqa: E402
@@ -59,16 +59,6 @@ def fields(raw, name):
     for m in re.finditer(r"^%s: ?(.*(?:\n[ \t].*)*)" % re.escape(name), head, re.M | re.I):
         out.append(re.sub(r"\n[ \t]+", " ", m.group(1)))
     return out
-
-
-def wait_for(fn, what, timeout=30.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = fn()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError("never: " + what)
 
 
 class ReleaseBase(unittest.TestCase):
