@@ -15,14 +15,13 @@
  * delivered by the spool's own recovery.
  */
 #include "quarantine.h"
+#include "quarantine_preview.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-
-#include <gmime/gmime.h>
 
 #include "../common/config.h"
 #include "../common/log.h"
@@ -558,47 +557,17 @@ out:
 
 /* --- reconcile --- */
 
-/* A field of the header section, unfolded and RFC 2047-decoded; NULL if absent. */
+/* A header field of a preview (decoded, one line), cut to what the store keeps; "" if absent. */
 static char *
-quar_header(const unsigned char *msg, size_t len, const char *name)
+quar_header(json_t *preview, const char *key)
 {
-	size_t nlen = strlen(name), i = 0;
+	const char *v = json_string_value(json_object_get(preview, key));
+	char *out = xstrdup(v ? v : "");
 
-	while (i < len && msg[i] != '\r' && msg[i] != '\n') {
-		size_t start = i, end;
-
-		/* one field: up to a line break not followed by white space */
-		for (end = i; end < len; end++)
-			if (msg[end] == '\n' &&
-			    !(end + 1 < len && (msg[end + 1] == ' ' || msg[end + 1] == '\t')))
-				break;
-		i = end < len ? end + 1 : len;
-		if (end - start > nlen && msg[start + nlen] == ':' &&
-		    strncasecmp((const char *)msg + start, name, nlen) == 0) {
-			struct dynbuf b;
-			char *dec;
-
-			dynbuf_init(&b, STORE_HEADER_MAX * 4);
-			for (size_t k = start + nlen + 1; k < end; k++)
-				if (msg[k] != '\r' && msg[k] != '\n')
-					dynbuf_add(&b, (const char *)msg + k, 1);
-			dec = g_mime_utils_header_decode_text(NULL, b.p ? b.p : "");
-			free(b.p);
-			if (dec == NULL)
-				return NULL;
-			g_strstrip(dec);
-			{
-				char *out = xstrdup(dec);
-
-				g_free(dec);
-				if (strlen(out) > STORE_HEADER_MAX)
-					out[STORE_HEADER_MAX] =
-					        '\0'; /* may cut a character: store checks */
-				return out;
-			}
-		}
-	}
-	return NULL;
+	if (strlen(out) > STORE_HEADER_MAX)
+		out[STORE_HEADER_MAX] =
+		        '\0'; /* may cut a character: the store refuses, see below */
+	return out;
 }
 
 /* "verdict=quarantine score=7.50 symbols=A(1.00),B(2.00)" as the scan wrote it */
@@ -625,6 +594,7 @@ quar_record(const struct quarantine_ctx *q, const struct spool_file *f)
 	const char **rcpts = xcalloc(f->env.nrcpts ? f->env.nrcpts : 1, sizeof(*rcpts));
 	unsigned char *body = NULL;
 	char *subject = NULL, *from = NULL, *mid = NULL;
+	json_t *preview;
 	struct store_quar_in in;
 	const char *at;
 	int ret = -1;
@@ -633,9 +603,12 @@ quar_record(const struct quarantine_ctx *q, const struct spool_file *f)
 		rcpts[i] = f->env.rcpts[i].addr;
 	if (spool_quarantine_read(f, &body) < 0 || f->env.nrcpts == 0)
 		goto out;
-	subject = quar_header(body, (size_t)f->body_len, "Subject");
-	from = quar_header(body, (size_t)f->body_len, "From");
-	mid = quar_header(body, (size_t)f->body_len, "Message-ID");
+	/* the preview's parse: decoded, one line each, valid UTF-8 */
+	preview = quarantine_preview(body, (size_t)f->body_len);
+	subject = quar_header(preview, "subject");
+	from = quar_header(preview, "from");
+	mid = quar_header(preview, "message_id");
+	json_decref(preview);
 	memset(&in, 0, sizeof(in));
 	in.id = f->env.id;
 	at = strrchr(rcpts[0], '@');
@@ -644,9 +617,9 @@ quar_record(const struct quarantine_ctx *q, const struct spool_file *f)
 	in.sender = f->env.sender ? f->env.sender : "";
 	in.rcpts = rcpts;
 	in.nrcpts = f->env.nrcpts < STORE_RCPTS_MAX ? f->env.nrcpts : STORE_RCPTS_MAX;
-	in.from = from ? from : "";
-	in.subject = subject ? subject : "";
-	in.message_id = mid ? mid : "";
+	in.from = from;
+	in.subject = subject;
+	in.message_id = mid;
 	in.size = f->body_len;
 	quar_summary(f->env.verdict, &in.verdict, &in.score, &in.symbols);
 	switch (store_quarantine_add(q->store, &in)) {
