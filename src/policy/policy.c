@@ -81,7 +81,7 @@ policy_rules_from_config(struct policy *p, const struct config *c)
 }
 
 void
-policy_domain_set(struct policy_domain *d, const struct config_domain *cd)
+policy_domain_set(struct policy_domain *d, const struct config_domain *cd, bool lists)
 {
 	d->name = xstrdup(cd->name);
 	d->any_recipient = cd->any_recipient;
@@ -96,26 +96,38 @@ policy_domain_set(struct policy_domain *d, const struct config_domain *cd)
 	d->quarantine_score = cd->quarantine_score;
 	d->reject_score = cd->reject_score;
 	d->relay_key = cd->relay_key ? xstrdup(cd->relay_key) : NULL;
-	policy_list_parse(cd->allow_senders, &d->allow, &d->nallow);
-	policy_list_parse(cd->block_senders, &d->block, &d->nblock);
+	if (lists) {
+		policy_list_parse(cd->allow_senders, &d->allow, &d->nallow);
+		policy_list_parse(cd->block_senders, &d->block, &d->nblock);
+	}
 }
 
 struct policy *
-policy_from_config(const struct config *c)
+policy_new_base(const struct config *c, bool lists)
 {
 	struct policy *p = xcalloc(1, sizeof(*p));
 
 	p->refs = 1;
 	p->ndomains = c->ndomains;
-	p->domains = xcalloc(c->ndomains, sizeof(*p->domains));
+	p->domains = xcalloc(c->ndomains ? c->ndomains : 1, sizeof(*p->domains));
 	for (size_t i = 0; i < c->ndomains; i++)
-		policy_domain_set(&p->domains[i], &c->domains[i]);
+		policy_domain_set(&p->domains[i], &c->domains[i], lists);
 	p->quarantine_score = c->scan_quarantine_score;
 	p->reject_score = c->scan_reject_score;
-	policy_list_parse(c->scan_allow_senders, &p->allow, &p->nallow);
-	policy_list_parse(c->scan_block_senders, &p->block, &p->nblock);
+	if (lists) {
+		policy_list_parse(c->scan_allow_senders, &p->allow, &p->nallow);
+		policy_list_parse(c->scan_block_senders, &p->block, &p->nblock);
+	}
 	qsort(p->domains, p->ndomains, sizeof(*p->domains), policy_cmp_domain);
 	p->default_route = c->default_route;
+	return p;
+}
+
+struct policy *
+policy_from_config(const struct config *c)
+{
+	struct policy *p = policy_new_base(c, true);
+
 	policy_rules_from_config(p, c);
 	return p;
 }

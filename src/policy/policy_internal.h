@@ -35,7 +35,9 @@ struct policy {
 void policy_list_parse(const char *v, char ***out, size_t *n);
 void policy_list_free(char **l, size_t n);
 int policy_cmp_domain(const void *a, const void *b);
-/* d from a config file's (or a stored) [domain] section. */
-void policy_domain_set(struct policy_domain *d, const struct config_domain *cd);
+/* d from a config file's (or a stored) [domain] section; lists: its *_senders too. */
+void policy_domain_set(struct policy_domain *d, const struct config_domain *cd, bool lists);
+/* Domains, routes and thresholds of c, no rules; lists: c's allow/block lists too. */
+struct policy *policy_new_base(const struct config *c, bool lists);
 
 #endif

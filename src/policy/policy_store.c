@@ -117,7 +117,7 @@ policy_load_domain(void *arg, const struct store_domain *sd)
 	}
 	l->p->domains = xrealloc(l->p->domains, (l->p->ndomains + 1) * sizeof(*l->p->domains));
 	memset(&l->p->domains[l->p->ndomains], 0, sizeof(*l->p->domains));
-	policy_domain_set(&l->p->domains[l->p->ndomains], &cd);
+	policy_domain_set(&l->p->domains[l->p->ndomains], &cd, false);
 	l->p->domains[l->p->ndomains++].stored = true;
 	config_domain_clear(&cd);
 	return 0;
@@ -127,7 +127,8 @@ struct policy *
 policy_from_store(const struct config *c, struct store *s, unsigned flags, char *err,
                   size_t errsize)
 {
-	struct policy *p = policy_from_config(c);
+	/* the store's rules and lists take the place of the file's (policy_seed) */
+	struct policy *p = policy_new_base(c, false);
 	struct policy_rule_load rl = {.p = p, .c = c};
 	struct policy_domain_load dl = {.p = p, .c = c, .strict = flags & POLICY_STRICT};
 
@@ -144,22 +145,6 @@ policy_from_store(const struct config *c, struct store *s, unsigned flags, char 
 	}
 	qsort(p->domains, p->ndomains, sizeof(*p->domains), policy_cmp_domain);
 
-	/* the store's rules and lists take the place of the file's (policy_seed) */
-	for (size_t i = 0; i < p->ndomains; i++) {
-		policy_list_free(p->domains[i].allow, p->domains[i].nallow);
-		policy_list_free(p->domains[i].block, p->domains[i].nblock);
-		p->domains[i].allow = p->domains[i].block = NULL;
-		p->domains[i].nallow = p->domains[i].nblock = 0;
-	}
-	policy_list_free(p->allow, p->nallow);
-	policy_list_free(p->block, p->nblock);
-	p->allow = p->block = NULL;
-	p->nallow = p->nblock = 0;
-	for (size_t i = 0; i < p->nrules; i++)
-		rule_free(p->rules[i]);
-	free(p->rules);
-	p->rules = NULL;
-	p->nrules = 0;
 	if (store_list_load(s, NULL, policy_load_list, p) != STORE_OK ||
 	    store_rule_load(s, policy_load_rule, &rl) != STORE_OK) {
 		snprintf(err, errsize, "cannot read rules and lists from the store: %s",
