@@ -27,12 +27,21 @@ def slow_sync_env(ms):
     return env
 
 
+def free_ports(n, family=socket.AF_INET):
+    """n distinct free ports: all bound at once, so the kernel cannot hand one out twice."""
+    socks = []
+    for _ in range(n):
+        s = socket.socket(family, socket.SOCK_STREAM)
+        s.bind(("127.0.0.1" if family == socket.AF_INET else "::1", 0))
+        socks.append(s)
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
 def free_port(family=socket.AF_INET):
-    s = socket.socket(family, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1" if family == socket.AF_INET else "::1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    return free_ports(1, family)[0]
 
 
 class Reply:
@@ -133,10 +142,9 @@ class Moatd:
         self.dir = tempfile.mkdtemp(prefix=(name or "moatd") + "-", dir=OUT)
         os.chmod(self.dir, 0o755)  # moatd may run as the unprivileged 'moat' user
         self.data = os.path.join(self.dir, "data")
-        self.port = free_port()
         # a port of its own for the admin API too: the default 8025 would be
         # shared by every moatd a suite runs (a conf's admin_listen wins)
-        self.admin_port = free_port()
+        self.port, self.admin_port = free_ports(2)
         self.port6 = free_port(socket.AF_INET6) if ipv6 else None
         self.binary = binary or MOATD
         self.conf_path = os.path.join(self.dir, "moat.conf")
