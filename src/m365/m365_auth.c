@@ -1,0 +1,1 @@
+/* m365_auth.c - filled in by issue 6. */

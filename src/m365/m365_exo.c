@@ -1,0 +1,1 @@
+/* m365_exo.c - filled in by issue 6. */

@@ -1,0 +1,1 @@
+/* m365_http.c - filled in by issue 6. */

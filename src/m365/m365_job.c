@@ -1,0 +1,1 @@
+/* m365_job.c - filled in by issue 6. */

@@ -1,0 +1,1 @@
+/* m365_plan.c - filled in by issue 6. */

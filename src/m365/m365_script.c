@@ -1,0 +1,1 @@
+/* m365_script.c - filled in by issue 6. */
