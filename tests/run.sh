@@ -5,7 +5,8 @@
 #
 # Suites: unit (cmocka), session (scripted SMTP over raw sockets), clients
 # (swaks, smtplib), crash (kill -9), dns, control, delivery, scan, api (the
-# admin HTTP API and docs/openapi.yaml), style (clang-format), docs
+# admin HTTP API and docs/openapi.yaml), m365 (the Microsoft 365 client and
+# wizard against tests/m365/emulator.py), style (clang-format), docs
 # (generated docs are current), then
 # unit+session again under AddressSanitizer+UBSan, then every libFuzzer
 # target over its seed corpus plus a short fuzzing run.
@@ -102,6 +103,7 @@ py_suite control tests/control
 py_suite delivery tests/delivery
 py_suite scan tests/scan
 py_suite api tests/api
+py_suite m365 tests/m365
 
 echo "== suite style"
 if clang-format --dry-run --Werror src/*/*.c src/*/*.h tests/unit/*.c tests/unit/*.h fuzz/*.c \
@@ -138,6 +140,8 @@ if build build-asan -Db_sanitize=address,undefined -Db_lundef=false --buildtype=
 	py_suite scan-asan tests/scan MOATD="$ROOT/build-asan/moatd" MOATCTL="$ROOT/build-asan/moatctl" \
 		SCAN_PROBE="$ROOT/build-asan/tests/unit/scan_probe" "${SAN_ENV[@]}"
 	py_suite api-asan tests/api MOATD="$ROOT/build-asan/moatd" "${SAN_ENV[@]}"
+	py_suite m365-asan tests/m365 MOATD="$ROOT/build-asan/moatd" MOATCTL="$ROOT/build-asan/moatctl" \
+		M365_PROBE="$ROOT/build-asan/tests/m365/m365_probe" "${SAN_ENV[@]}"
 	if ls "$OUT"/asan.* "$OUT"/ubsan.* >/dev/null 2>&1; then
 		echo "sanitizer reports:"
 		head -n 60 "$OUT"/asan.* "$OUT"/ubsan.* 2>/dev/null

@@ -41,7 +41,9 @@
 #include "../common/log.h"
 #include "../common/mailaddr.h"
 #include "../common/util.h"
+#include "../m365/m365.h"
 #include "../policy/policy.h"
+#include "../scan/scan.h"
 #include "api_token.h"
 
 #define API_SEGMENTS_MAX   8
@@ -111,6 +113,14 @@ static const struct api_route api_routes[] = {
         {M_GET, "/api/v1/settings", false, S_ADMIN, api_h_settings_list},
         {M_PUT, "/api/v1/settings/{}", false, S_ADMIN, api_h_setting_put},
         {M_DELETE, "/api/v1/settings/{}", false, S_ADMIN, api_h_setting_delete},
+        {M_GET, "/api/v1/m365/tenant", false, S_ADMIN, api_h_m365_tenant},
+        {M_GET, "/api/v1/m365/plan", false, S_ADMIN, api_h_m365_plan},
+        {M_GET, "/api/v1/m365/script", false, S_ADMIN, api_h_m365_script},
+        {M_GET, "/api/v1/m365/jobs", false, S_ADMIN, api_h_m365_jobs},
+        {M_POST, "/api/v1/m365/jobs", false, S_ADMIN, api_h_m365_job_start},
+        {M_GET, "/api/v1/m365/jobs/{}", false, S_ADMIN, api_h_m365_job_get},
+        {M_GET, "/api/v1/m365/jobs/{}/script", false, S_ADMIN, api_h_m365_job_script},
+        {M_POST, "/api/v1/m365/jobs/{}/{}", false, S_ADMIN, api_h_m365_job_action},
 };
 
 static const char *
@@ -786,6 +796,15 @@ fail:
 	return NULL;
 }
 
+/* m365_deps.relay_key: the key delivery stamps on mail to domain. */
+static void
+api_relay_key(void *arg, const struct policy *pol, const char *domain, char *out, size_t size)
+{
+	struct api *a = arg;
+
+	scan_relay_key(a->deps.scan_env, pol, domain, out, size);
+}
+
 int
 api_start(struct api *a, const struct api_deps *deps, char *err, size_t errsize)
 {
@@ -803,6 +822,10 @@ api_start(struct api *a, const struct api_deps *deps, char *err, size_t errsize)
 		return -1;
 	a->sessions = api_sessions_new();
 	a->throttle = api_throttle_new();
+	a->m365 = m365_new(&(struct m365_deps){.store_url = deps->store_url,
+	                                       .relay_key = api_relay_key,
+	                                       .arg = a},
+	                   a->cfg, a->pol);
 	evhttp_set_allowed_methods(a->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
 	                                            EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH |
 	                                            EVHTTP_REQ_HEAD | EVHTTP_REQ_OPTIONS);
@@ -846,6 +869,7 @@ api_reconfigure(struct api *a, struct config *cfg, struct policy *pol)
 	pthread_mutex_unlock(&a->lock);
 	config_unref(oc);
 	policy_unref(op);
+	m365_reconfigure(a->m365, cfg, pol);
 }
 
 void
@@ -857,6 +881,7 @@ api_free(struct api *a)
 		event_base_loopexit(a->base, NULL);
 		pthread_join(a->thread, NULL);
 	}
+	m365_free(a->m365); /* after the API thread, which calls into it */
 	for (size_t i = 0; i < a->nfds; i++)
 		if (a->fds[i] >= 0)
 			close(a->fds[i]);

@@ -27,6 +27,7 @@ struct evkeyvalq;
 struct api_sessions;
 struct api_throttle;
 struct store_writer;
+struct m365;
 
 #define API_PATH_ARGS     3    /* {...} segments in one route */
 #define API_ARG_MAX       512  /* octets of one decoded path segment */
@@ -52,6 +53,7 @@ struct api {
 	struct event *ev_purge;
 	struct api_sessions *sessions;
 	struct api_throttle *throttle;
+	struct m365 *m365; /* Microsoft 365 jobs, each on its own thread */
 	int64_t started_ms;
 };
 
@@ -186,5 +188,16 @@ void api_h_config_import(struct api_req *r);
 void api_h_settings_list(struct api_req *r);
 void api_h_setting_put(struct api_req *r);
 void api_h_setting_delete(struct api_req *r);
+
+/* --- api_m365.c --- */
+
+void api_h_m365_tenant(struct api_req *r);
+void api_h_m365_plan(struct api_req *r);
+void api_h_m365_script(struct api_req *r);
+void api_h_m365_jobs(struct api_req *r);
+void api_h_m365_job_start(struct api_req *r);
+void api_h_m365_job_get(struct api_req *r);
+void api_h_m365_job_script(struct api_req *r);
+void api_h_m365_job_action(struct api_req *r);
 
 #endif

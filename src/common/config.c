@@ -950,6 +950,25 @@ config_check_zones(struct config_parser *p, const char *name, const char *v)
 	return 0;
 }
 
+/*
+ * Microsoft's endpoints: https://, or http:// to a loopback address (a
+ * test's emulator); no user, query or fragment.
+ */
+static bool
+config_url_ok(const char *u)
+{
+	const char *h;
+
+	if (strncmp(u, "https://", 8) == 0)
+		h = u + 8;
+	else if (strncmp(u, "http://127.0.0.1", 16) == 0 || strncmp(u, "http://[::1]", 12) == 0 ||
+	         strncmp(u, "http://localhost", 16) == 0)
+		h = u + 7;
+	else
+		return false;
+	return h[0] != '\0' && h[0] != '/' && strpbrk(h, "@?# \t") == NULL && strlen(u) < 1024;
+}
+
 /* Scan settings that need more than their type. */
 static int
 config_validate_scan(struct config_parser *p)
@@ -997,6 +1016,22 @@ config_validate_scan(struct config_parser *p)
 	            strlen(c->relay_key_header))
 		return config_error(p, "relay_key_header: '%s' is not a header field name",
 		                    c->relay_key_header);
+	config_at_option(p, "m365_authority");
+	if (!config_url_ok(c->m365_authority))
+		return config_error(p, "m365_authority: '%s' is not an https:// URL",
+		                    c->m365_authority);
+	config_at_option(p, "m365_exo_url");
+	if (!config_url_ok(c->m365_exo_url))
+		return config_error(p, "m365_exo_url: '%s' is not an https:// URL", c->m365_exo_url);
+	config_at_option(p, "m365_egress");
+	l = xmalloc(sizeof(*l));
+	r = cidr_list_parse(c->m365_egress, l, err, sizeof(err));
+	free(l);
+	if (r < 0)
+		return config_error(p, "m365_egress: %s", err);
+	config_at_option(p, "m365_host");
+	if (c->m365_host[0] && !config_hostname_ok(c->m365_host))
+		return config_error(p, "m365_host: '%s' is not a host name", c->m365_host);
 	config_at_option(p, "authserv_id");
 	if (c->authserv_id[0] && !config_hostname_ok(c->authserv_id))
 		return config_error(p, "authserv_id: '%s' is not a domain name", c->authserv_id);

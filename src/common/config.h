@@ -249,7 +249,33 @@ struct config_listen_list {
 	X(admin_session_max, DURATION, "12h", 1000, 604800000,                                     \
 	  "A portal session ends this long after its login, however active.")                      \
 	X(admin_request_max, SIZE, "1M", 1024, 67108864,                                           \
-	  "Largest admin API request body; larger: 413.")
+	  "Largest admin API request body; larger: 413.")                                          \
+	X(m365_authority, STRING, "https://login.microsoftonline.com", 0, 0,                       \
+	  "Microsoft 365 sign-in authority (device-code sign-in of the Exchange wizard).")         \
+	X(m365_exo_url, STRING, "https://outlook.office365.com", 0, 0,                             \
+	  "Exchange Online endpoint (outlook.office365.us, outlook-dod.office365.us, "             \
+	  "partner.outlook.cn for the other clouds).")                                             \
+	X(m365_client_id, STRING, "fb78d390-0c51-40cd-8e17-fdbfab77341b", 0, 0,                    \
+	  "Application (client) id the sign-in uses: Microsoft's Exchange Online management "      \
+	  "module, or an app an MSP registered.")                                                  \
+	X(m365_tenant, STRING, "", 0, 0,                                                           \
+	  "The Microsoft 365 tenant (a domain or its GUID). Empty: the admin's own, from the "     \
+	  "sign-in.")                                                                              \
+	X(m365_egress, STRING, "", 0, 0,                                                           \
+	  "The public addresses moat sends to Exchange from (IPs or CIDRs, comma separated): "     \
+	  "the bypass-clutter rule and the connectors trust these.")                               \
+	X(m365_host, STRING, "", 0, 0,                                                             \
+	  "Relay mode: the name Exchange sends inbound mail to (smart host, TLS name). Empty: "    \
+	  "hostname.")                                                                             \
+	X(m365_cert_name, STRING, "", 0, 0,                                                        \
+	  "The name on the certificate moat presents to Exchange; the inbound connector then "     \
+	  "trusts it. Empty: the connector trusts m365_egress instead.")                           \
+	X(m365_ca_file, PATH, "", 0, 0,                                                            \
+	  "PEM certificates to trust for Microsoft's endpoints instead of the system's.")          \
+	X(m365_timeout, DURATION, "30s", 1000, 600000,                                             \
+	  "Longest wait for one answer from Microsoft.")                                           \
+	X(m365_check_every, DURATION, "60s", 1000, 3600000,                                        \
+	  "While changes are pending in Exchange, read them back this often.")
 
 struct cidr_list;
 

@@ -7,7 +7,8 @@
  * the table of API commands, their arguments, help and output helpers;
  * the commands themselves in moatctl_quarantine.c (quarantine, track),
  * moatctl_policy.c (domains, lists, rules, config) and moatctl_admin.c
- * (token, users, audit, health, metrics, queue over the API).
+ * (token, users, audit, health, metrics, queue over the API), moatctl_m365.c
+ * (the Microsoft 365 wizard).
  */
 #ifndef MOAT_MOATCTL_H
 #define MOAT_MOATCTL_H
@@ -180,5 +181,15 @@ int moatctl_admin_queue(struct moatctl_req *r);
 int moatctl_admin_settings(struct moatctl_req *r);
 int moatctl_admin_settings_set(struct moatctl_req *r);
 int moatctl_admin_settings_delete(struct moatctl_req *r);
+
+int moatctl_m365_connect(struct moatctl_req *r);
+int moatctl_m365_plan(struct moatctl_req *r);
+int moatctl_m365_apply(struct moatctl_req *r);
+int moatctl_m365_check(struct moatctl_req *r);
+int moatctl_m365_undo(struct moatctl_req *r);
+int moatctl_m365_script(struct moatctl_req *r);
+int moatctl_m365_jobs(struct moatctl_req *r);
+int moatctl_m365_show(struct moatctl_req *r);
+int moatctl_m365_cancel(struct moatctl_req *r);
 
 #endif

@@ -149,10 +149,43 @@ static const struct moatctl_opt opts_audit[] = {
          "entries older than entry N (\"more:\" of the last page)"},
         {0},
 };
+#define M365_CHOICE_OPTS                                                                           \
+	{"--protect", "LIST", NULL, 0,                                                             \
+	 "protections to switch off: antispam, antiphish, antimalware, safelinks, "                \
+	 "safeattachments, all or none, comma separated (default: all the tenant has)"},           \
+	        {"--no-bypass-rule", NULL, NULL, 0, "no SCL -1 bypass-clutter rule"},              \
+	        {"--mode", "none|relay|mx", NULL, 0,                                               \
+	         "connectors: none (default), relay (MX stays at Microsoft) or mx (MX is moat)"},  \
+	        {"--enhanced-filtering", NULL, NULL, 0,                                            \
+	         "mx mode: Enhanced Filtering for Connectors instead of the bypass rule"},         \
+	        {"--tenant", "TENANT", NULL, 0, "the tenant's domain or id (default: m365_tenant)"}
+static const struct moatctl_opt opts_m365_choice[] = {
+        M365_CHOICE_OPTS,
+        {"--no-wait", NULL, NULL, 0, "return once applied, without waiting for Exchange"},
+        {0},
+};
+static const struct moatctl_opt opts_m365_plan[] = {
+        M365_CHOICE_OPTS,
+        {"--offline", NULL, NULL, 0, "without signing in: conditioned steps for any tenant"},
+        {0},
+};
+static const struct moatctl_opt opts_m365_script[] = {
+        M365_CHOICE_OPTS,
+        {"--job", "ID", NULL, 0, "the plan of that plan or apply job instead"},
+        {0},
+};
+static const struct moatctl_opt opts_m365_tenant[] = {
+        {"--tenant", "TENANT", NULL, 0, "the tenant's domain or id (default: m365_tenant)"},
+        {0},
+};
 static const struct moatctl_opt opts_export[] = {
         {"-o", "FILE", NULL, 0, "write to FILE (default: standard output)"},
         {0},
 };
+
+#define M365_SIGNIN_HELP                                                                           \
+	"  Signs in to Microsoft 365 with a one-time code: open the URL shown and\n"               \
+	"  enter the code as an Exchange or Global Administrator.\n"
 
 static const struct moatctl_cmd moatctl_cmds[] = {
         {"quarantine list", "", 0, 0, opts_quar_list, "search the quarantine, newest first",
@@ -307,6 +340,33 @@ static const struct moatctl_cmd moatctl_cmds[] = {
                 NULL,
                 moatctl_admin_stats,
         },
+        {"m365 connect", "", 0, 0, opts_m365_tenant,
+         "sign in to Microsoft 365 and show what the tenant has", M365_SIGNIN_HELP,
+         moatctl_m365_connect},
+        {"m365 plan", "", 0, 0, opts_m365_plan,
+         "the cmdlets an apply would run, in order; nothing is changed", M365_SIGNIN_HELP,
+         moatctl_m365_plan},
+        {"m365 apply", "", 0, 0, opts_m365_choice,
+         "switch off Exchange protections, add the bypass-clutter rule and connectors",
+         M365_SIGNIN_HELP "  Then reads the tenant back until every change shows (Exchange\n"
+                          "  can take up to 30 minutes).\n",
+         moatctl_m365_apply},
+        {"m365 check", "[JOB]", 0, 1, opts_m365_choice,
+         "read the tenant back: ok, pending, missing or drifted per item",
+         "  With JOB, a running apply job reads back now; without, a new sign-in\n"
+         "  checks what the last apply chose (or the options given).\n",
+         moatctl_m365_check},
+        {"m365 undo", "", 0, 0, opts_m365_tenant,
+         "remove what moat created in the tenant and put back what it changed", M365_SIGNIN_HELP,
+         moatctl_m365_undo},
+        {"m365 script", "", 0, 0, opts_m365_script,
+         "the plan as a PowerShell script to run after Connect-ExchangeOnline", NULL,
+         moatctl_m365_script},
+        {"m365 jobs", "", 0, 0, opts_none, "the Microsoft 365 jobs, newest first", NULL,
+         moatctl_m365_jobs},
+        {"m365 show", "JOB", 1, 1, opts_none, "one job: its steps, read-back and error", NULL,
+         moatctl_m365_show},
+        {"m365 cancel", "JOB", 1, 1, opts_none, "stop a running job", NULL, moatctl_m365_cancel},
 };
 
 /* The control socket serves these; with --api or --url, the API does. */

@@ -703,3 +703,80 @@ store_token_list(struct store *s, int (*fn)(void *arg, const struct store_token 
 	CHECK(fn != NULL);
 	return s->be->token_list(s, fn, arg);
 }
+
+/* --- Microsoft 365 jobs --- */
+
+static bool
+m365_data_ok(const char *data)
+{
+	return data != NULL && strlen(data) <= STORE_M365_DATA_MAX;
+}
+
+enum store_status
+store_m365_job_put(struct store *s, const struct store_m365_job *j)
+{
+	CHECK(j != NULL && str_ok(j->id, STORE_M365_ID_MAX, false));
+	CHECK(str_ok(j->tenant, STORE_M365_NAME_MAX, false) &&
+	      str_ok(j->kind, STORE_M365_NAME_MAX, false) &&
+	      str_ok(j->state, STORE_M365_NAME_MAX, false));
+	CHECK(m365_data_ok(j->data) && j->created_ms >= 0 && j->updated_ms >= 0);
+	return s->be->m365_job_put(s, j);
+}
+
+enum store_status
+store_m365_job_get(struct store *s, const char *id,
+                   int (*fn)(void *arg, const struct store_m365_job *j), void *arg)
+{
+	CHECK(str_ok(id, STORE_M365_ID_MAX, false) && fn != NULL);
+	return s->be->m365_job_get(s, id, fn, arg);
+}
+
+enum store_status
+store_m365_job_list(struct store *s, unsigned limit,
+                    int (*fn)(void *arg, const struct store_m365_job *j), void *arg)
+{
+	CHECK(fn != NULL && limit > 0 && limit <= STORE_PAGE_MAX);
+	return s->be->m365_job_list(s, limit, fn, arg);
+}
+
+enum store_status
+store_m365_step_add(struct store *s, const char *job, unsigned seq, int64_t time_ms,
+                    const char *data)
+{
+	CHECK(str_ok(job, STORE_M365_ID_MAX, false) && seq > 0 && time_ms >= 0 &&
+	      m365_data_ok(data));
+	return s->be->m365_step_add(s, job, seq, time_ms, data);
+}
+
+enum store_status
+store_m365_step_list(struct store *s, const char *job,
+                     int (*fn)(void *arg, unsigned seq, int64_t time_ms, const char *data),
+                     void *arg)
+{
+	CHECK(str_ok(job, STORE_M365_ID_MAX, false) && fn != NULL);
+	return s->be->m365_step_list(s, job, fn, arg);
+}
+
+enum store_status
+store_m365_change_add(struct store *s, const char *tenant, const char *job, int64_t time_ms,
+                      const char *undo)
+{
+	CHECK(str_ok(tenant, STORE_M365_NAME_MAX, false) && str_ok(job, STORE_M365_ID_MAX, false));
+	CHECK(time_ms >= 0 && m365_data_ok(undo) && undo[0] != '\0');
+	return s->be->m365_change_add(s, tenant, job, time_ms, undo);
+}
+
+enum store_status
+store_m365_change_list(struct store *s, const char *tenant,
+                       int (*fn)(void *arg, int64_t id, const char *undo), void *arg)
+{
+	CHECK(str_ok(tenant, STORE_M365_NAME_MAX, false) && fn != NULL);
+	return s->be->m365_change_list(s, tenant, fn, arg);
+}
+
+enum store_status
+store_m365_change_undone(struct store *s, int64_t id, int64_t time_ms)
+{
+	CHECK(id > 0 && time_ms > 0);
+	return s->be->m365_change_undone(s, id, time_ms);
+}

@@ -445,4 +445,43 @@ enum store_status store_token_delete(struct store *s, const char *id);
 enum store_status store_token_list(struct store *s,
                                    int (*fn)(void *arg, const struct store_token *t), void *arg);
 
+/* --- Microsoft 365 jobs (src/m365/m365_job.c): no secret is ever stored --- */
+
+#define STORE_M365_ID_MAX   32        /* a job id */
+#define STORE_M365_NAME_MAX 255       /* a tenant (domain or GUID), a kind, a state */
+#define STORE_M365_DATA_MAX (4u << 20) /* one JSON document */
+
+struct store_m365_job {
+	const char *id, *tenant, *kind, *state;
+	int64_t created_ms, updated_ms;
+	const char *data; /* the job as JSON */
+};
+/* Insert or replace (created is kept on replace). */
+enum store_status store_m365_job_put(struct store *s, const struct store_m365_job *j);
+/* fn called once with the job (strings valid during the call); STORE_NOT_FOUND. */
+enum store_status store_m365_job_get(struct store *s, const char *id,
+                                     int (*fn)(void *arg, const struct store_m365_job *j),
+                                     void *arg);
+/* The newest limit jobs, newest first. */
+enum store_status store_m365_job_list(struct store *s, unsigned limit,
+                                      int (*fn)(void *arg, const struct store_m365_job *j),
+                                      void *arg);
+/* Step seq (1, 2, ...) of job: what was asked and what came back, as JSON. */
+enum store_status store_m365_step_add(struct store *s, const char *job, unsigned seq,
+                                      int64_t time_ms, const char *data);
+/* The steps of job in order. */
+enum store_status store_m365_step_list(struct store *s, const char *job,
+                                       int (*fn)(void *arg, unsigned seq, int64_t time_ms,
+                                                 const char *data),
+                                       void *arg);
+/* A change moat made in tenant, as the undo record m365_plan.h describes. */
+enum store_status store_m365_change_add(struct store *s, const char *tenant, const char *job,
+                                        int64_t time_ms, const char *undo);
+/* The changes of tenant not undone yet, oldest first. */
+enum store_status store_m365_change_list(struct store *s, const char *tenant,
+                                         int (*fn)(void *arg, int64_t id, const char *undo),
+                                         void *arg);
+/* Change id was undone (or found already gone) at time_ms. */
+enum store_status store_m365_change_undone(struct store *s, int64_t id, int64_t time_ms);
+
 #endif

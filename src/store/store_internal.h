@@ -94,6 +94,26 @@ struct store_backend {
 	                               int (*fn)(void *arg, const struct store_list_entry *e),
 	                               void *arg);
 
+	enum store_status (*m365_job_put)(struct store *s, const struct store_m365_job *j);
+	enum store_status (*m365_job_get)(struct store *s, const char *id,
+	                                  int (*fn)(void *arg, const struct store_m365_job *j),
+	                                  void *arg);
+	enum store_status (*m365_job_list)(struct store *s, unsigned limit,
+	                                   int (*fn)(void *arg, const struct store_m365_job *j),
+	                                   void *arg);
+	enum store_status (*m365_step_add)(struct store *s, const char *job, unsigned seq,
+	                                   int64_t time_ms, const char *data);
+	enum store_status (*m365_step_list)(struct store *s, const char *job,
+	                                    int (*fn)(void *arg, unsigned seq, int64_t time_ms,
+	                                              const char *data),
+	                                    void *arg);
+	enum store_status (*m365_change_add)(struct store *s, const char *tenant, const char *job,
+	                                     int64_t time_ms, const char *undo);
+	enum store_status (*m365_change_list)(struct store *s, const char *tenant,
+	                                      int (*fn)(void *arg, int64_t id, const char *undo),
+	                                      void *arg);
+	enum store_status (*m365_change_undone)(struct store *s, int64_t id, int64_t time_ms);
+
 	enum store_status (*user_add)(struct store *s, const struct store_user *u);
 	enum store_status (*user_get)(struct store *s, const char *name, struct store_user *out);
 	enum store_status (*user_set_hash)(struct store *s, const char *name, const char *hash);

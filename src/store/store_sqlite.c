@@ -116,6 +116,14 @@ enum sq_id {
 	SQ_TOK_TOUCH,
 	SQ_TOK_DEL,
 	SQ_TOK_LIST,
+	SQ_M365_JOB_PUT,
+	SQ_M365_JOB_GET,
+	SQ_M365_JOB_LIST,
+	SQ_M365_STEP_ADD,
+	SQ_M365_STEP_LIST,
+	SQ_M365_CHANGE_ADD,
+	SQ_M365_CHANGE_LIST,
+	SQ_M365_CHANGE_UNDONE,
 	SQ_COUNT
 };
 
@@ -228,6 +236,20 @@ static const char *const sq_sql[SQ_COUNT] = {
         [SQ_TOK_DEL] = "DELETE FROM api_token WHERE id = ?1",
         [SQ_TOK_LIST] = "SELECT id, hash, scopes, created, last_used FROM api_token "
                         "ORDER BY id LIMIT ?1",
+        [SQ_M365_JOB_PUT] = "INSERT INTO m365_job (id, tenant, kind, state, created, updated, data) "
+                            "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (id) DO UPDATE SET "
+                            "tenant = ?2, kind = ?3, state = ?4, updated = ?6, data = ?7",
+        [SQ_M365_JOB_GET] = "SELECT id, tenant, kind, state, created, updated, data FROM m365_job "
+                            "WHERE id = ?1",
+        [SQ_M365_JOB_LIST] = "SELECT id, tenant, kind, state, created, updated, data FROM m365_job "
+                             "ORDER BY created DESC, id DESC LIMIT ?1",
+        [SQ_M365_STEP_ADD] = "INSERT INTO m365_step (job, seq, at, data) VALUES (?1, ?2, ?3, ?4)",
+        [SQ_M365_STEP_LIST] = "SELECT seq, at, data FROM m365_step WHERE job = ?1 ORDER BY seq",
+        [SQ_M365_CHANGE_ADD] = "INSERT INTO m365_change (tenant, job, at, undo) "
+                               "VALUES (?1, ?2, ?3, ?4)",
+        [SQ_M365_CHANGE_LIST] = "SELECT id, undo FROM m365_change WHERE tenant = ?1 AND undone = 0 "
+                                "ORDER BY id",
+        [SQ_M365_CHANGE_UNDONE] = "UPDATE m365_change SET undone = ?2 WHERE id = ?1",
 };
 
 struct sq_search {
@@ -1874,6 +1896,163 @@ sq_domain_load(struct store *s, int (*fn)(void *arg, const struct store_domain *
 	return rc == SQLITE_DONE ? STORE_OK : sq_fail(s, "domains");
 }
 
+/* --- Microsoft 365 jobs --- */
+
+static enum store_status
+sq_m365_job_put(struct store *s, const struct store_m365_job *j)
+{
+	sqlite3_stmt *st = sq_stmt(s, SQ_M365_JOB_PUT);
+
+	if (st == NULL)
+		return STORE_ERROR;
+	bind_text(st, 1, j->id);
+	bind_text(st, 2, j->tenant);
+	bind_text(st, 3, j->kind);
+	bind_text(st, 4, j->state);
+	sqlite3_bind_int64(st, 5, j->created_ms);
+	sqlite3_bind_int64(st, 6, j->updated_ms);
+	bind_text(st, 7, j->data);
+	return sq_run(s, st, "m365 job");
+}
+
+/* Rows of a job query to fn; *n counts them. */
+static enum store_status
+sq_m365_jobs(struct store *s, sqlite3_stmt *st, int (*fn)(void *arg, const struct store_m365_job *j),
+             void *arg, size_t *n)
+{
+	int rc;
+
+	*n = 0;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct store_m365_job j = {
+		        .id = col_str(st, 0),
+		        .tenant = col_str(st, 1),
+		        .kind = col_str(st, 2),
+		        .state = col_str(st, 3),
+		        .created_ms = sqlite3_column_int64(st, 4),
+		        .updated_ms = sqlite3_column_int64(st, 5),
+		        .data = col_str(st, 6),
+		};
+		(*n)++;
+		if (fn(arg, &j) != 0) {
+			rc = SQLITE_DONE;
+			break;
+		}
+	}
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? STORE_OK : sq_fail(s, "m365 jobs");
+}
+
+static enum store_status
+sq_m365_job_get(struct store *s, const char *id,
+                int (*fn)(void *arg, const struct store_m365_job *j), void *arg)
+{
+	sqlite3_stmt *st = sq_stmt(s, SQ_M365_JOB_GET);
+	enum store_status ret;
+	size_t n;
+
+	if (st == NULL)
+		return STORE_ERROR;
+	bind_text(st, 1, id);
+	ret = sq_m365_jobs(s, st, fn, arg, &n);
+	return ret == STORE_OK && n == 0 ? STORE_NOT_FOUND : ret;
+}
+
+static enum store_status
+sq_m365_job_list(struct store *s, unsigned limit,
+                 int (*fn)(void *arg, const struct store_m365_job *j), void *arg)
+{
+	sqlite3_stmt *st = sq_stmt(s, SQ_M365_JOB_LIST);
+	size_t n;
+
+	if (st == NULL)
+		return STORE_ERROR;
+	sqlite3_bind_int64(st, 1, limit);
+	return sq_m365_jobs(s, st, fn, arg, &n);
+}
+
+static enum store_status
+sq_m365_step_add(struct store *s, const char *job, unsigned seq, int64_t time_ms, const char *data)
+{
+	sqlite3_stmt *st = sq_stmt(s, SQ_M365_STEP_ADD);
+
+	if (st == NULL)
+		return STORE_ERROR;
+	bind_text(st, 1, job);
+	sqlite3_bind_int64(st, 2, seq);
+	sqlite3_bind_int64(st, 3, time_ms);
+	bind_text(st, 4, data);
+	return sq_run(s, st, "m365 step");
+}
+
+static enum store_status
+sq_m365_step_list(struct store *s, const char *job,
+                  int (*fn)(void *arg, unsigned seq, int64_t time_ms, const char *data), void *arg)
+{
+	sqlite3_stmt *st = sq_stmt(s, SQ_M365_STEP_LIST);
+	int rc;
+
+	if (st == NULL)
+		return STORE_ERROR;
+	bind_text(st, 1, job);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (fn(arg, (unsigned)sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1),
+		       col_str(st, 2)) != 0) {
+			rc = SQLITE_DONE;
+			break;
+		}
+	}
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? STORE_OK : sq_fail(s, "m365 steps");
+}
+
+static enum store_status
+sq_m365_change_add(struct store *s, const char *tenant, const char *job, int64_t time_ms,
+                   const char *undo)
+{
+	sqlite3_stmt *st = sq_stmt(s, SQ_M365_CHANGE_ADD);
+
+	if (st == NULL)
+		return STORE_ERROR;
+	bind_text(st, 1, tenant);
+	bind_text(st, 2, job);
+	sqlite3_bind_int64(st, 3, time_ms);
+	bind_text(st, 4, undo);
+	return sq_run(s, st, "m365 change");
+}
+
+static enum store_status
+sq_m365_change_list(struct store *s, const char *tenant,
+                    int (*fn)(void *arg, int64_t id, const char *undo), void *arg)
+{
+	sqlite3_stmt *st = sq_stmt(s, SQ_M365_CHANGE_LIST);
+	int rc;
+
+	if (st == NULL)
+		return STORE_ERROR;
+	bind_text(st, 1, tenant);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (fn(arg, sqlite3_column_int64(st, 0), col_str(st, 1)) != 0) {
+			rc = SQLITE_DONE;
+			break;
+		}
+	}
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? STORE_OK : sq_fail(s, "m365 changes");
+}
+
+static enum store_status
+sq_m365_change_undone(struct store *s, int64_t id, int64_t time_ms)
+{
+	sqlite3_stmt *st = sq_stmt(s, SQ_M365_CHANGE_UNDONE);
+
+	if (st == NULL)
+		return STORE_ERROR;
+	sqlite3_bind_int64(st, 1, id);
+	sqlite3_bind_int64(st, 2, time_ms);
+	return sq_run_one(s, st, "m365 change");
+}
+
 /* --- users and tokens --- */
 
 static enum store_status
@@ -2082,6 +2261,14 @@ const struct store_backend store_backend_sqlite = {
         .domain_put = sq_domain_put,
         .domain_delete = sq_domain_delete,
         .domain_load = sq_domain_load,
+        .m365_job_put = sq_m365_job_put,
+        .m365_job_get = sq_m365_job_get,
+        .m365_job_list = sq_m365_job_list,
+        .m365_step_add = sq_m365_step_add,
+        .m365_step_list = sq_m365_step_list,
+        .m365_change_add = sq_m365_change_add,
+        .m365_change_list = sq_m365_change_list,
+        .m365_change_undone = sq_m365_change_undone,
         .list_add = sq_list_add,
         .list_delete = sq_list_delete,
         .list_load = sq_list_load,

@@ -25,7 +25,8 @@ from unbound_server import Unbound  # noqa: E402
 SPEC_PATH = os.path.join(ROOT, "docs", "openapi.yaml")
 ROUTES_C = os.path.join(ROOT, "src", "api", "api.c")
 METHODS = ("get", "post", "put", "delete", "patch")
-PARAM_VALUES = {"id": "0123456789abcdef", "name": "probe", "key": "probe", "action": "retry"}
+PARAM_VALUES = {"id": "0123456789abcdef", "name": "probe", "key": "probe", "action": "retry",
+                "job": "0123456789abcdef"}
 
 
 def load_spec():
