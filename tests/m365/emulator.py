@@ -32,6 +32,7 @@ Emulator(tls=(certfile, keyfile)) serves HTTPS instead (url becomes https://).
 Run standalone: python3 tests/m365/emulator.py --port 8365 [--cert c.pem --key k.pem]
 """
 import argparse
+import base64
 import copy
 import datetime
 import html
@@ -820,7 +821,31 @@ class Emulator:
                 "ext_expires_in": life, "access_token": tok}
         if "offline_access" in d["scope"].split():
             body["refresh_token"] = secrets.token_urlsafe(48)
+        if "openid" in d["scope"].split():
+            body["id_token"] = self.id_token(d["account"], d["client_id"], now, life)
         return 200, body
+
+    def id_token(self, account, client_id, now, life):
+        """The OpenID Connect id_token naming the admin and the tenant.
+
+        emulator: it looks like Microsoft's (a JWT of RS256 with v2.0 claims)
+        but the signature segment is random bytes: a client reading an
+        id_token straight from the token endpoint over TLS need not check it
+        (OpenID Connect Core 3.1.3.7 (6)), and must not rely on it here."""
+        acct = self.tenant.accounts[account]
+        tid = self.tenant.tenant_id
+        header = {"typ": "JWT", "alg": "RS256", "kid": "emulator"}
+        payload = {
+            "aud": client_id,
+            "iss": "https://login.microsoftonline.com/%s/v2.0" % tid,
+            "iat": int(now), "nbf": int(now), "exp": int(now + life),
+            "tid": tid,
+            "oid": str(uuid.uuid5(uuid.UUID(tid), account)),
+            "name": acct["name"],
+            "preferred_username": account,
+            "ver": "2.0",
+        }
+        return ".".join(_b64url(s) for s in (_json(header), _json(payload), secrets.token_bytes(256)))
 
     # --- InvokeCommand (M365.md 2) -------------------------------------------
 
@@ -1065,6 +1090,11 @@ def _e(s):
 
 def _json(obj):
     return json.dumps(obj).encode("utf-8")
+
+
+def _b64url(raw):
+    """base64url without padding (RFC 7515 2), as JWT segments are written."""
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
 def _page(title, body):
