@@ -390,9 +390,7 @@ m365_device_start(const struct m365_endpoint *ep, struct m365_device *d, struct 
 	    m365_auth_int(root, "expires_in", AUTH_EXPIRES, 1, AUTH_EXPIRES_MAX, &expires_in) < 0 ||
 	    m365_auth_int(root, "interval", AUTH_INTERVAL, 0, AUTH_INTERVAL_MAX, &interval) < 0 ||
 	    (d->device_code = m365_auth_secret(root, "device_code")) == NULL) {
-		m365_error_set(e, M365_E_PROTOCOL,
-		               "the sign-in service's device code answer is "
-		               "not of the documented shape");
+		m365_error_set(e, M365_E_PROTOCOL, "a device code answer not of RFC 8628's shape");
 		goto fail;
 	}
 	/* the message is only shown: a long one is cut, a bad one dropped */
@@ -529,8 +527,11 @@ m365_err_kind_name(enum m365_err_kind k)
 	return names[k];
 }
 
+static void m365_auth_say(char *dst, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* snprintf into one of e's texts; a result too long is cut. */
-static void __attribute__((format(printf, 2, 3))) m365_auth_say(char *dst, const char *fmt, ...)
+static void
+m365_auth_say(char *dst, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -539,6 +540,11 @@ static void __attribute__((format(printf, 2, 3))) m365_auth_say(char *dst, const
 	va_end(ap);
 }
 
+/*
+ * The words: what happened (explain) and what the admin can do (action),
+ * for an Exchange administrator rather than a developer. Microsoft's own
+ * text, when it says more, comes last in explain.
+ */
 void
 m365_error_explain_account(struct m365_error *e, const char *upn)
 {
@@ -554,93 +560,86 @@ m365_error_explain_account(struct m365_error *e, const char *upn)
 	case M365_E_NONE:
 		break;
 	case M365_E_NETWORK:
-		m365_auth_say(e->explain, "moat could not talk to Microsoft: %s.", e->text);
+		m365_auth_say(e->explain, "moat could not talk to Microsoft: %s", e->text);
 		m365_auth_say(
 		        e->action,
-		        "Check that moat can reach the sign-in service (login.microsoftonline.com, "
-		        "or the m365_authority set) and Exchange Online (outlook.office365.com, or "
-		        "the m365_exo set) over HTTPS on port 443: DNS, firewall, the proxy if one "
-		        "is needed, and that the CA certificates trust theirs. Then try again.");
+		        "Check that m365_authority and m365_exo are https:// URLs (by default "
+		        "login.microsoftonline.com and outlook.office365.com) and that moat can "
+		        "reach them over HTTPS on port 443: DNS, firewall, the proxy if one is "
+		        "needed, and that the CA certificates (m365_ca_file, else the system's) "
+		        "trust theirs. Then try again.");
 		break;
 	case M365_E_PROTOCOL:
 		if (e->http_status != 0)
-			m365_auth_say(
-			        e->explain,
-			        "Microsoft answered in a way moat does not understand (HTTP %ld): "
-			        "%s.",
-			        e->http_status, e->text);
+			m365_auth_say(e->explain,
+			              "Microsoft answered in a way moat does not understand "
+			              "(HTTP %ld): %s",
+			              e->http_status, e->text);
 		else
 			m365_auth_say(e->explain,
-			              "Microsoft answered in a way moat does not understand: %s.",
+			              "Microsoft answered in a way moat does not understand: %s",
 			              e->text);
 		m365_auth_say(e->action,
-		              "Try again in a few minutes. If it keeps happening, report it "
-		              "to moat's maintainers with the time it happened.");
+		              "Try again in a few minutes. If it keeps happening, report "
+		              "it to moat's maintainers with the time it happened.");
 		break;
 	case M365_E_CANCELLED:
 		m365_auth_say(e->explain, "The job was cancelled before it finished.");
 		m365_auth_say(e->action, "Start it again when you are ready.");
 		break;
 	case M365_E_DECLINED:
-		m365_auth_say(e->explain,
-		              "The sign-in was declined: Decline was pressed on Microsoft's "
-		              "sign-in page.");
-		m365_auth_say(e->action,
-		              "Start again, and press Continue when Microsoft asks whether you "
-		              "are trying to sign in to " AUTH_APP_NAME ".");
+		m365_auth_say(e->explain, "The sign-in was declined: Decline was pressed on "
+		                          "Microsoft's sign-in page.");
+		m365_auth_say(e->action, "Start again, and press Continue when Microsoft asks "
+		                         "whether you are trying to sign in to " AUTH_APP_NAME ".");
 		break;
 	case M365_E_EXPIRED:
-		m365_auth_say(e->explain,
-		              "The sign-in code was not used within its lifetime (Microsoft "
-		              "gives it 15 minutes).");
-		m365_auth_say(e->action,
-		              "Start again for a new code, and enter it on Microsoft's page "
-		              "right away.");
+		m365_auth_say(e->explain, "The sign-in code was not used within its lifetime "
+		                          "(usually 15 minutes).");
+		m365_auth_say(e->action, "Start again for a new code, and enter it on Microsoft's "
+		                         "page right away.");
 		break;
 	case M365_E_BAD_CODE:
-		m365_auth_say(e->explain,
-		              "Microsoft did not recognise the sign-in code; it may have been "
-		              "used already.");
+		m365_auth_say(e->explain, "Microsoft did not recognise the sign-in code; it may "
+		                          "have been used already.");
 		m365_auth_say(e->action, "Start again for a new code.");
 		break;
 	case M365_E_CONDITIONAL_ACCESS:
 		m365_auth_say(
 		        e->explain,
-		        "A Conditional Access policy of your tenant blocked the sign-in (%s). "
-		        "Microsoft recommends that tenants block the device code sign-in that moat "
-		        "uses, so this is common.",
+		        "A Conditional Access policy of your tenant blocked the sign-in. "
+		        "Microsoft recommends that tenants block the device code sign-in that "
+		        "moat uses, so this is common. Microsoft said: %s",
 		        e->text);
 		m365_auth_say(
 		        e->action,
 		        "Ask whoever manages Conditional Access in Microsoft Entra for an "
-		        "exception "
-		        "for this one sign-in, for example by excluding the admin account from the "
-		        "blocking policy for a short time, or by allowing the device code flow "
-		        "from "
-		        "moat's address. Then start again.");
+		        "exception for this one sign-in, for example by excluding the admin "
+		        "account from the blocking policy for a short time, or by allowing the "
+		        "device code flow from moat's address. Then start again.");
 		break;
 	case M365_E_MFA:
 		m365_auth_say(e->explain,
-		              "Microsoft requires multi-factor authentication for this sign-in "
-		              "(%s).",
+		              "Microsoft requires multi-factor authentication for this sign-in. "
+		              "Microsoft said: %s",
 		              e->text);
 		m365_auth_say(
 		        e->action,
-		        "Start again and complete the MFA prompt in the browser when you sign in. "
-		        "If the policy also requires a compliant or managed device, ask for a "
-		        "Conditional Access exception for this sign-in.");
+		        "Start again and complete the MFA prompt in the browser when you sign "
+		        "in. If the policy also requires a compliant or managed device, ask "
+		        "for a Conditional Access exception for this sign-in.");
 		break;
 	case M365_E_CONSENT:
-		m365_auth_say(
-		        e->explain,
-		        "The app moat signs in as has not been given consent in your tenant (%s).",
-		        e->text);
-		m365_auth_say(
-		        e->action,
-		        "A Global Administrator must consent to the app \"" AUTH_APP_NAME "\" "
-		        "(client id " AUTH_CLIENT_ID "), for example by signing in once with "
-		        "Connect-ExchangeOnline, or moat can use an app your provider registered: "
-		        "set m365_client_id to its client id. Then start again.");
+		m365_auth_say(e->explain,
+		              "The app moat signs in as has not been given consent in your tenant. "
+		              "Microsoft said: %s",
+		              e->text);
+		m365_auth_say(e->action,
+		              "A Global Administrator must consent to the app "
+		              "\"" AUTH_APP_NAME "\" (client id " AUTH_CLIENT_ID "), for example "
+		              "by signing in once with Connect-ExchangeOnline, or moat can use an "
+		              "app your provider registered: set m365_client_id to its client id. "
+		              "Then start again.");
 		break;
 	case M365_E_SIGNIN:
 		m365_auth_say(e->explain, "Microsoft refused the sign-in: %s", e->text);
@@ -649,28 +648,24 @@ m365_error_explain_account(struct m365_error *e, const char *upn)
 		              "explained in Microsoft's documentation), then start again.");
 		break;
 	case M365_E_TOKEN:
-		m365_auth_say(e->explain,
-		              "The Microsoft sign-in has expired or Exchange Online no longer "
-		              "accepts it.");
+		m365_auth_say(e->explain, "The Microsoft sign-in has expired or Exchange Online no "
+		                          "longer accepts it.");
 		m365_auth_say(e->action, "Start again and sign in once more.");
 		break;
 	case M365_E_NOT_ALLOWED:
-		m365_auth_say(
-		        e->explain,
-		        "%s is not allowed to run %s: it needs the Exchange Administrator or "
-		        "Global "
-		        "Administrator role (Security Administrator is enough for protection "
-		        "policies but not for mail flow rules or connectors), or its Exchange "
-		        "Online "
-		        "API access is disabled (Set-User -EXOModuleEnabled $false).",
-		        account, cmdlet);
+		m365_auth_say(e->explain,
+		              "%s is not allowed to run %s: it needs the Exchange Administrator or "
+		              "Global Administrator role (Security Administrator is enough for "
+		              "protection policies but not for mail flow rules or connectors), or "
+		              "its Exchange Online API access is disabled (Set-User "
+		              "-EXOModuleEnabled $false).",
+		              account, cmdlet);
 		m365_auth_say(
 		        e->action,
 		        "Sign in with an account that has the Exchange Administrator or Global "
 		        "Administrator role, or give this one the role. If it has the role "
-		        "already, "
-		        "turn its API access back on with Set-User <account> -EXOModuleEnabled "
-		        "$true. Then start again.");
+		        "already, turn its API access back on with Set-User <account> "
+		        "-EXOModuleEnabled $true. Then start again.");
 		break;
 	case M365_E_UNAVAILABLE:
 		m365_auth_say(
@@ -678,42 +673,39 @@ m365_error_explain_account(struct m365_error *e, const char *upn)
 		        "%s is not available to this tenant or account: for Safe Links / Safe "
 		        "Attachments this means Defender for Office 365 is not licensed.",
 		        cmdlet);
-		m365_auth_say(e->action,
-		              "Nothing to do for a protection the tenant does not have. For "
-		              "other commands, check the tenant's licences and the account's "
-		              "roles.");
+		m365_auth_say(e->action, "Nothing to do for a protection the tenant does not have. "
+		                         "For other commands, check the tenant's licences and the "
+		                         "account's roles.");
 		break;
 	case M365_E_THROTTLED:
-		m365_auth_say(e->explain,
-		              "Exchange Online is limiting how fast moat may call it, and "
-		              "still was after moat waited and retried.");
-		m365_auth_say(e->action,
-		              "Wait a few minutes and run it again; other admin tools working "
-		              "on the tenant at the same time make this more likely.");
+		m365_auth_say(e->explain, "Exchange Online is limiting how fast moat may call it, "
+		                          "and still was after moat waited and retried.");
+		m365_auth_say(e->action, "Wait a few minutes and run it again; other admin tools "
+		                         "working on the tenant at the same time make this more "
+		                         "likely.");
 		break;
 	case M365_E_NOT_FOUND:
-		m365_auth_say(e->explain, "%s did not find the object: %s", cmdlet, e->text);
-		m365_auth_say(e->action,
-		              "It may have been removed or renamed meanwhile. Read the tenant "
-		              "again (Check configuration) and retry.");
+		m365_auth_say(e->explain, "%s did not find the object. Microsoft said: %s", cmdlet,
+		              e->text);
+		m365_auth_say(e->action, "It may have been removed or renamed meanwhile. Read the "
+		                         "tenant again (Check configuration) and retry.");
 		break;
 	case M365_E_CUSTOMIZATION:
-		m365_auth_say(e->explain,
-		              "Your tenant has never been customised, so Exchange Online "
-		              "refuses %s until it is.",
-		              cmdlet);
 		m365_auth_say(
-		        e->action,
-		        "Run Enable-OrganizationCustomization (once, in Exchange Online "
-		        "PowerShell). "
-		        "Microsoft can take up to an hour to finish it; run the wizard again after "
-		        "that.");
+		        e->explain,
+		        "Your tenant has never been customised, so Exchange Online refuses %s "
+		        "until it is.",
+		        cmdlet);
+		m365_auth_say(e->action,
+		              "Run Enable-OrganizationCustomization (once, in Exchange Online "
+		              "PowerShell). Microsoft can take up to an hour to finish it; run the "
+		              "wizard again after that.");
 		break;
 	case M365_E_CMDLET:
-		m365_auth_say(e->explain, "%s failed: %s", cmdlet, e->text);
+		m365_auth_say(e->explain, "%s failed. Microsoft said: %s", cmdlet, e->text);
 		m365_auth_say(e->action,
-		              "Fix what Microsoft's message names, in moat's settings or in "
-		              "the tenant, and run it again.");
+		              "Fix what Microsoft's message names, in moat's settings or "
+		              "in the tenant, and run it again.");
 		break;
 	}
 }

@@ -83,9 +83,12 @@ m365_exo_backoff_ms(const struct m365_http_answer *a, int attempt)
 	time_t t;
 
 	if (a->retry_after[0] != '\0') {
-		if (parse_u64(a->retry_after, strlen(a->retry_after), EXO_BACKOFF_MAX_MS / 1000,
-		              &secs) == 0)
-			return (int64_t)secs * 1000;
+		size_t len = strlen(a->retry_after);
+
+		if (strspn(a->retry_after, "0123456789") == len)
+			return parse_u64(a->retry_after, len, EXO_BACKOFF_MAX_MS / 1000, &secs) == 0
+			               ? (int64_t)secs * 1000
+			               : EXO_BACKOFF_MAX_MS;
 		if ((t = curl_getdate(a->retry_after, NULL)) != (time_t)-1)
 			return (int64_t)t * 1000 - wall_ms();
 	}
@@ -132,11 +135,8 @@ m365_exo_post(struct m365_exo *x, const char *url, const char *body, struct m365
 			break;
 		x->throttled++;
 		if (attempt >= retries) {
-			m365_error_set(
-			        e, M365_E_THROTTLED,
-			        "Exchange Online answered 429 (too many requests) %d times in a "
-			        "row",
-			        attempt + 1);
+			m365_error_set(e, M365_E_THROTTLED, "HTTP 429 (too many requests) %d times",
+			               attempt + 1);
 			e->http_status = 429;
 			goto fail;
 		}
@@ -144,9 +144,7 @@ m365_exo_post(struct m365_exo *x, const char *url, const char *body, struct m365
 		ms = ms < 0 ? 0 : ms > wait_max ? wait_max : ms;
 		m365_http_answer_clear(a);
 		if (!m365_cancel_sleep(&x->cancel, ms)) {
-			m365_error_set(e, M365_E_CANCELLED,
-			               "cancelled while Exchange Online was "
-			               "throttling");
+			m365_error_set(e, M365_E_CANCELLED, "cancelled while throttled");
 			goto fail;
 		}
 	}
@@ -245,9 +243,7 @@ m365_exo_page(json_t *root, json_t *values, json_t *warnings, const char **next,
 	*next = NULL;
 	if (!json_is_object(root) || (v != NULL && !json_is_array(v) && !json_is_null(v)) ||
 	    (link != NULL && !json_is_string(link) && !json_is_null(link))) {
-		m365_error_set(e, M365_E_PROTOCOL,
-		               "an InvokeCommand answer not of the documented "
-		               "shape");
+		m365_error_set(e, M365_E_PROTOCOL, "an answer not of InvokeCommand's shape");
 		return -1;
 	}
 	if (json_is_array(v))

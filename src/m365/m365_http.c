@@ -12,9 +12,9 @@
  * jansson's internal copies are beyond reach). Nothing here logs.
  *
  * curl_global_init() is called by scan_init() when moatd starts; it is
- * reference-counted and thread-safe in the libcurl moat needs (>= 7.84),
- * so m365_http_post() also makes sure of it once, for programs (the test
- * probe) that do not start the scan engine.
+ * reference-counted and thread-safe in the libcurl moat needs (>= 7.85,
+ * for CURLOPT_PROTOCOLS_STR), so m365_http_post() also makes sure of it
+ * once, for programs (the test probe) that do not start the scan engine.
  */
 #include "m365_http.h"
 
