@@ -563,7 +563,7 @@ m365_error_explain_account(struct m365_error *e, const char *upn)
 		m365_auth_say(e->explain, "moat could not talk to Microsoft: %s", e->text);
 		m365_auth_say(
 		        e->action,
-		        "Check that m365_authority and m365_exo are https:// URLs (by default "
+		        "Check that m365_authority and m365_exo_url are https:// URLs (by default "
 		        "login.microsoftonline.com and outlook.office365.com) and that moat can "
 		        "reach them over HTTPS on port 443: DNS, firewall, the proxy if one is "
 		        "needed, and that the CA certificates (m365_ca_file, else the system's) "
