@@ -32,6 +32,7 @@ Emulator(tls=(certfile, keyfile)) serves HTTPS instead (url becomes https://).
 Run standalone: python3 tests/m365/emulator.py --port 8365 [--cert c.pem --key k.pem]
 """
 import argparse
+import base64
 import copy
 import datetime
 import html
@@ -40,6 +41,7 @@ import json
 import re
 import secrets
 import ssl
+import sys
 import threading
 import time
 import urllib.parse
@@ -584,8 +586,7 @@ class Emulator:
 
     def start(self):
         handler = type("Handler", (_Handler,), {"emu": self})
-        self.server = ThreadingHTTPServer((self.host, self.port), handler)
-        self.server.daemon_threads = True
+        self.server = _Server((self.host, self.port), handler)
         self.port = self.server.server_address[1]
         if self.tls:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -820,7 +821,31 @@ class Emulator:
                 "ext_expires_in": life, "access_token": tok}
         if "offline_access" in d["scope"].split():
             body["refresh_token"] = secrets.token_urlsafe(48)
+        if "openid" in d["scope"].split():
+            body["id_token"] = self.id_token(d["account"], d["client_id"], now, life)
         return 200, body
+
+    def id_token(self, account, client_id, now, life):
+        """The OpenID Connect id_token naming the admin and the tenant.
+
+        emulator: it looks like Microsoft's (a JWT of RS256 with v2.0 claims)
+        but the signature segment is random bytes: a client reading an
+        id_token straight from the token endpoint over TLS need not check it
+        (OpenID Connect Core 3.1.3.7 (6)), and must not rely on it here."""
+        acct = self.tenant.accounts[account]
+        tid = self.tenant.tenant_id
+        header = {"typ": "JWT", "alg": "RS256", "kid": "emulator"}
+        payload = {
+            "aud": client_id,
+            "iss": "https://login.microsoftonline.com/%s/v2.0" % tid,
+            "iat": int(now), "nbf": int(now), "exp": int(now + life),
+            "tid": tid,
+            "oid": str(uuid.uuid5(uuid.UUID(tid), account)),
+            "name": acct["name"],
+            "preferred_username": account,
+            "ver": "2.0",
+        }
+        return ".".join(_b64url(s) for s in (_json(header), _json(payload), secrets.token_bytes(256)))
 
     # --- InvokeCommand (M365.md 2) -------------------------------------------
 
@@ -1067,6 +1092,11 @@ def _json(obj):
     return json.dumps(obj).encode("utf-8")
 
 
+def _b64url(raw):
+    """base64url without padding (RFC 7515 2), as JWT segments are written."""
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
 def _page(title, body):
     return ('<!DOCTYPE html><html><head><meta charset="utf-8"><title>%s</title></head>'
             "<body>%s</body></html>" % (_e(title), body))
@@ -1078,6 +1108,17 @@ def _code_form(error):
             '<form method="post" action="/devicelogin"><input type="hidden" name="step" '
             'value="code"><input type="text" name="otc" autocomplete="off">'
             '<button type="submit">Next</button></form>') % err
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        # A client refusing the certificate is what tests of certificate
+        # checks expect, not an emulator bug worth a traceback.
+        if isinstance(sys.exc_info()[1], (ssl.SSLError, ConnectionError)):
+            return
+        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -5,6 +5,7 @@ RFC 8628 is checked without sleeping.
 
     /usr/bin/python3 -m unittest discover -s tests/m365 -v
 """
+import base64
 import html
 import json
 import os
@@ -198,6 +199,33 @@ class TestDeviceCode(Base):
         self.clock.advance(5)
         st, tok = self.poll(dc["device_code"])
         self.assertIn("refresh_token", tok)
+
+    def test_id_token_with_openid(self):
+        def claims(segment):
+            return json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+
+        st, dc = self.devicecode(scope=EXO_SCOPE + " openid profile")
+        self.assertEqual(st, 200)
+        self.emu.approve(dc["user_code"], ADMIN)
+        self.clock.advance(5)
+        st, tok = self.poll(dc["device_code"])
+        self.assertEqual(st, 200, tok)
+        parts = tok["id_token"].split(".")
+        self.assertEqual(len(parts), 3)
+        self.assertTrue(all(re.fullmatch(r"[A-Za-z0-9_-]+", p) for p in parts))
+        self.assertEqual(claims(parts[0]), {"typ": "JWT", "alg": "RS256", "kid": "emulator"})
+        c = claims(parts[1])
+        tid = self.emu.tenant.tenant_id
+        self.assertEqual((c["aud"], c["tid"], c["preferred_username"], c["name"]),
+                         (EXO_CLIENT_ID, tid, ADMIN, "Ada Admin"))
+        self.assertEqual(c["iss"], "https://login.microsoftonline.com/%s/v2.0" % tid)
+        self.assertEqual(c["exp"] - c["iat"], 3599)
+        uuid.UUID(c["oid"])
+        # without openid in the scope there is none
+        st, dc = self.devicecode()
+        self.emu.approve(dc["user_code"], ADMIN)
+        self.clock.advance(5)
+        self.assertNotIn("id_token", self.poll(dc["device_code"])[1])
 
     def test_declined(self):
         st, dc = self.devicecode()
