@@ -34,6 +34,9 @@ struct m365_endpoint {
 	const char *exo;       /* "https://outlook.office365.com" */
 	const char *ca_file;   /* PEM CAs to trust instead of the system's; NULL/"" */
 	long timeout_s;        /* one HTTP exchange, connect included */
+	/* Polled during every exchange: true ends it with M365_E_CANCELLED. May be NULL. */
+	bool (*aborted)(void *arg);
+	void *abort_arg;
 };
 
 /* A wait that a cancel ends early: returns false when cancelled. */

@@ -285,6 +285,17 @@ m365_http_header_cb(char *line, size_t size, size_t nmemb, void *arg)
 }
 
 /* M365_E_NETWORK: "https://host:port: curl's text". */
+/* CURLOPT_XFERINFOFUNCTION: a cancelled job or a stopping moatd ends the exchange. */
+static int
+m365_http_progress_cb(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                      curl_off_t ulnow)
+{
+	struct m365_endpoint *ep = arg; /* the caller's copy */
+
+	(void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
+	return ep->aborted(ep->abort_arg) ? 1 : 0;
+}
+
 static void
 m365_http_net_error(const char *url, const char *why, struct m365_error *e)
 {
@@ -316,6 +327,7 @@ m365_http_post(const struct m365_endpoint *ep, const char *url, const char *cons
 {
 	char errbuf[CURL_ERROR_SIZE];
 	struct curl_slist *list = NULL, *l;
+	struct m365_endpoint abort_ep = *ep;
 	long timeout = ep->timeout_s > 0 ? ep->timeout_s : M365_HTTP_TIMEOUT_S;
 	CURL *h = NULL;
 	CURLcode rc;
@@ -356,9 +368,16 @@ m365_http_post(const struct m365_endpoint *ep, const char *url, const char *cons
 	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, m365_http_header_cb);
 	curl_easy_setopt(h, CURLOPT_HEADERDATA, a);
 	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+	if (ep->aborted) {
+		curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, m365_http_progress_cb);
+		curl_easy_setopt(h, CURLOPT_XFERINFODATA, &abort_ep);
+		curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+	}
 	rc = curl_easy_perform(h);
 	if (rc != CURLE_OK) {
-		if (a->toobig)
+		if (rc == CURLE_ABORTED_BY_CALLBACK && !a->toobig)
+			m365_error_set(e, M365_E_CANCELLED, "cancelled");
+		else if (a->toobig)
 			m365_error_set(e, M365_E_PROTOCOL, "an answer of more than %u octets",
 			               (unsigned)M365_BODY_MAX);
 		else

@@ -365,6 +365,19 @@ job_sleep(void *arg, int64_t ms)
 	return job_wait(arg, ms, false);
 }
 
+/* m365_endpoint.aborted: the job was cancelled (or moatd is stopping). */
+static bool
+job_aborted(void *arg)
+{
+	struct m365_job *j = arg;
+	bool c;
+
+	pthread_mutex_lock(&j->m->lock);
+	c = j->cancel;
+	pthread_mutex_unlock(&j->m->lock);
+	return c;
+}
+
 /* --- steps and records --- */
 
 /* Record step seq: what was asked and what came back. */
@@ -944,6 +957,8 @@ m365_job_start(struct m365 *m, const struct m365_job_req *r, char *id, char *err
 	        .exo = j->cfg->m365_exo_url,
 	        .ca_file = j->cfg->m365_ca_file,
 	        .timeout_s = (long)(j->cfg->m365_timeout / 1000),
+	        .aborted = job_aborted,
+	        .abort_arg = j,
 	};
 	j->exo.ep = &j->ep;
 	j->exo.cancel = (struct m365_cancel){.sleep = job_sleep, .arg = j};
