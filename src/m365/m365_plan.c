@@ -295,22 +295,28 @@ m365_mode_parse(const char *name, enum m365_mode *out)
 /* --- text --- */
 
 /*
- * Make s one line: control characters and the Unicode line breaks
- * (U+0085, U+2028, U+2029) become spaces, in place.
+ * Make s one line, in place: each control character and each Unicode line
+ * break (U+0085, U+2028, U+2029) becomes one space.
  */
 static void
 text_clean(char *s)
 {
-	unsigned char *p = (unsigned char *)s;
+	unsigned char *r = (unsigned char *)s, *w = r;
 
-	for (; *p; p++) {
-		if (*p < 0x20 || *p == 0x7f)
-			*p = ' ';
-		else if (p[0] == 0xc2 && p[1] == 0x85)
-			p[0] = p[1] = ' ';
-		else if (p[0] == 0xe2 && p[1] == 0x80 && (p[2] == 0xa8 || p[2] == 0xa9))
-			p[0] = p[1] = p[2] = ' ';
+	while (*r) {
+		if (*r < 0x20 || *r == 0x7f) {
+			r++;
+		} else if (r[0] == 0xc2 && r[1] == 0x85) {
+			r += 2;
+		} else if (r[0] == 0xe2 && r[1] == 0x80 && (r[2] == 0xa8 || r[2] == 0xa9)) {
+			r += 3;
+		} else {
+			*w++ = *r++;
+			continue;
+		}
+		*w++ = ' ';
 	}
+	*w = '\0';
 }
 
 static bool
@@ -1693,8 +1699,8 @@ plan_builtin(struct build *b)
 	wantlist_free(&wl);
 }
 
-/* Standard and Strict presets win over custom and default policies: off. */
-static void
+/* Standard and Strict presets win over custom and default policies: off. Steps made. */
+static size_t
 plan_presets(struct build *b, const char *kind, const char *what)
 {
 	const json_t *rules;
@@ -1712,7 +1718,7 @@ plan_presets(struct build *b, const char *kind, const char *what)
 			        what, preset_names[i]);
 			step_when(s, M365_WHEN_PRESENT, kind, preset_names[i]);
 		}
-		n = nitems(preset_names);
+		return nitems(preset_names);
 	}
 	rules = kind_objs(b->tenant, kind);
 	for (size_t i = 0; rules && i < json_array_size(rules); i++) {
@@ -1731,13 +1737,7 @@ plan_presets(struct build *b, const char *kind, const char *what)
 		s->undo = undo_rec("disabled", kind, obj_identity(r));
 		n++;
 	}
-	if (n)
-		note_add(
-		        b,
-		        "The Standard and Strict preset security policies win over the default and "
-		        "custom policies, so moat turns them off (%s). Turning off a preset turns "
-		        "off every protection it holds, not only the ones chosen.",
-		        what);
+	return n;
 }
 
 /* Any step on a kind that needs Enable-OrganizationCustomization first? */
@@ -1823,6 +1823,7 @@ build_all(struct build *b)
 	const struct m365_choice *ch = b->ch;
 	bool relay = ch->mode == M365_MODE_RELAY, mx = ch->mode == M365_MODE_MX;
 	unsigned prots = ch->protections;
+	size_t presets = 0;
 
 	if (m365_mode_name(ch->mode) == NULL) {
 		snprintf(b->err, b->errsize, "unknown mode %d", (int)ch->mode);
@@ -1872,9 +1873,17 @@ build_all(struct build *b)
 	if (prots & (M365_P_SAFELINKS | M365_P_SAFEATTACH))
 		plan_builtin(b);
 	if (prots & (M365_P_ANTISPAM | M365_P_ANTIPHISH | M365_P_ANTIMALWARE))
-		plan_presets(b, EOP_PRESETS, "Exchange Online Protection preset");
+		presets += plan_presets(b, EOP_PRESETS, "Exchange Online Protection preset");
 	if ((prots & (M365_P_SAFELINKS | M365_P_SAFEATTACH)) && b->defender)
-		plan_presets(b, ATP_PRESETS, "Defender for Office 365 preset");
+		presets += plan_presets(b, ATP_PRESETS, "Defender for Office 365 preset");
+	if (presets)
+		note_add(
+		        b,
+		        "The Standard and Strict preset security policies win over the default and "
+		        "custom policies, so moat turns them off. Turning off a preset turns off "
+		        "every protection it holds (anti-spam, anti-phishing and anti-malware for "
+		        "the Exchange Online Protection presets; Safe Links and Safe Attachments "
+		        "for the Defender ones), not only the ones chosen.");
 	plan_customization(b);
 	if (relay)
 		plan_relay_notes(b);
@@ -2086,9 +2095,9 @@ undo_rec_check(const json_t *r, size_t i, char *err, size_t errsize)
 		json_object_foreach(copy, k, v)
 		{
 			if (!param_name_ok(k)) {
-				json_decref(copy);
 				snprintf(err, errsize, "change %zu: '%.64s' is not a parameter",
 				         i + 1, k);
+				json_decref(copy);
 				return -1;
 			}
 		}
