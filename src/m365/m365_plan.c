@@ -1745,12 +1745,13 @@ static bool
 plan_needs_customization(const struct m365_plan *p)
 {
 	for (size_t i = 0; i < p->n; i++) {
-		const char *dash = strchr(p->steps[i].cmdlet, '-');
-		const char *kind = p->steps[i].when == M365_WHEN_EACH_ENABLED
-		                           ? p->steps[i].when_kind
-		                   : dash ? dash + 1
-		                          : NULL;
+		const struct m365_step *s = &p->steps[i];
+		const char *kind = strchr(s->cmdlet, '-');
 
+		if (s->when == M365_WHEN_EACH_ENABLED)
+			kind = s->when_kind;
+		else if (kind)
+			kind++;
 		if (kind_flags(kind) & K_CUSTOM)
 			return true;
 	}
