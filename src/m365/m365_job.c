@@ -271,6 +271,9 @@ job_enter_state(struct m365_job *j, enum job_state s)
 	         job_state_names[j->state], job_state_names[s]);
 	j->state = s;
 	json_object_set_new(j->doc, "state", json_string(job_state_names[s]));
+	json_object_set_new(j->doc, "calls",
+	                    json_pack("{s:I, s:I}", "calls", (json_int_t)j->exo.calls, "throttled",
+	                              (json_int_t)j->exo.throttled));
 	json_object_set_new(j->doc, "updated", json_integer(wall_ms()));
 	pthread_mutex_unlock(&j->m->lock);
 	job_save(j);
@@ -885,8 +888,6 @@ job_main(void *arg)
 	j->exo.upn = j->tok.upn;
 	j->exo.token = j->tok.access;
 	job_work(j);
-	job_set(j, "calls", json_pack("{s:I, s:I}", "calls", (json_int_t)j->exo.calls, "throttled",
-	                              (json_int_t)j->exo.throttled));
 done:
 	m365_token_clear(&j->tok);
 	j->exo.token = NULL;

@@ -216,7 +216,7 @@ m365_job(struct moatctl_req *r, const char *kind, bool choice)
 		return rc;
 	str_copy(id, jstr(job, "id"), sizeof(id));
 	json_decref(job);
-	return m365_follow(r, a, id, moatctl_req_flag(r, "--no-wait"));
+	return m365_follow(r, a, id, strcmp(kind, "apply") == 0 && moatctl_req_flag(r, "--no-wait"));
 }
 
 int
@@ -300,7 +300,10 @@ moatctl_m365_check(struct moatctl_req *r)
 	int rc;
 
 	if (moatctl_req_nargs(r) == 0)
-		return m365_job(r, "check", true);
+		return m365_job(r, "check", moatctl_req_opt(r, "--protect") ||
+		                                    moatctl_req_opt(r, "--mode") ||
+		                                    moatctl_req_flag(r, "--no-bypass-rule") ||
+		                                    moatctl_req_flag(r, "--enhanced-filtering"));
 	if ((a = moatctl_req_api(r, &rc)) == NULL)
 		return rc;
 	{

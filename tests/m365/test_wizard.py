@@ -49,7 +49,7 @@ def tenant_state(emu, kinds=None):
         if kinds and k not in kinds:
             continue
         out[k] = sorted(({a: b for a, b in o.items() if a != "Guid"} for o in objs),
-                        key=lambda o: (o.get("Priority", 0), o["Name"]))
+                        key=lambda o: (o.get("Priority", 0), o.get("Name", o.get("Identity"))))
     return out
 
 
@@ -527,6 +527,8 @@ def ps_value(tok):
         return tok == "$true"
     if tok == "$null":
         return None
+    if tok.startswith("$"):
+        return tok  # a variable: $_.Identity
     return int(tok)
 
 
@@ -544,6 +546,7 @@ def ps_calls(script):
                 elif name is not None:
                     params[name] = ps_value(t.group(0).strip())
                     name = None
+            params.pop("Confirm", None)  # -Confirm:$false: PowerShell's prompt, not Exchange's
             out.append((m.group(1), params))
     return out
 
