@@ -106,7 +106,7 @@ py_suite api tests/api
 py_suite m365 tests/m365
 
 echo "== suite style"
-if clang-format --dry-run --Werror src/*/*.c src/*/*.h tests/unit/*.c tests/unit/*.h fuzz/*.c \
+if clang-format --dry-run --Werror src/*/*.c src/*/*.h tests/unit/*.c tests/unit/*.h fuzz/*.c tests/m365/*.c \
 	>"$OUT/style.log" 2>&1; then
 	note style 1 0
 else

@@ -47,7 +47,8 @@ api_m365_choice(struct api_req *r, const json_t *o, struct m365_choice *ch, bool
 		ch->protections = 0;
 		json_array_foreach(v, i, it)
 		{
-			unsigned bit = json_is_string(it) ? m365_prot_parse(json_string_value(it)) : 0;
+			unsigned bit =
+			        json_is_string(it) ? m365_prot_parse(json_string_value(it)) : 0;
 
 			if (bit == 0) {
 				api_error(r, 400, "protections",
@@ -137,7 +138,10 @@ api_h_m365_job_start(struct api_req *r)
 		return;
 	}
 	snprintf(target, sizeof(target), "m365:%s", id);
-	api_audit(r, kind[0] == 'a' ? "m365.apply" : kind[0] == 'u' ? "m365.undo" : "m365.job",
+	api_audit(r,
+	          kind[0] == 'a'   ? "m365.apply"
+	          : kind[0] == 'u' ? "m365.undo"
+	                           : "m365.job",
 	          target);
 	doc = m365_job_get(r->a->m365, r->a->store, id);
 	api_reply(r, 201, doc ? doc : json_pack("{s:s}", "id", id));
@@ -234,7 +238,8 @@ api_m365_query(struct api_req *r)
 	}
 	if ((v = api_query(r, "mode")) != NULL)
 		json_object_set_new(o, "mode", json_string(v));
-	for (const char *const *b = (const char *const[]){"bypass_rule", "enhanced_filtering", NULL};
+	for (const char *const *b =
+	             (const char *const[]){"bypass_rule", "enhanced_filtering", NULL};
 	     *b; b++)
 		if ((v = api_query(r, *b)) != NULL)
 			json_object_set_new(o, *b,
@@ -318,7 +323,8 @@ api_h_m365_tenant(struct api_req *r)
 		return;
 	}
 	if (seen)
-		defender = json_is_true(json_object_get(json_object_get(seen, "detect"), "defender"));
+		defender =
+		        json_is_true(json_object_get(json_object_get(seen, "detect"), "defender"));
 	for (unsigned bit = 1; bit & M365_P_ALL; bit <<= 1)
 		if (defender || !(bit & (M365_P_SAFELINKS | M365_P_SAFEATTACH)))
 			json_array_append_new(offer, json_string(m365_prot_name(bit)));

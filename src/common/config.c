@@ -1022,7 +1022,8 @@ config_validate_scan(struct config_parser *p)
 		                    c->m365_authority);
 	config_at_option(p, "m365_exo_url");
 	if (!config_url_ok(c->m365_exo_url))
-		return config_error(p, "m365_exo_url: '%s' is not an https:// URL", c->m365_exo_url);
+		return config_error(p, "m365_exo_url: '%s' is not an https:// URL",
+		                    c->m365_exo_url);
 	config_at_option(p, "m365_egress");
 	l = xmalloc(sizeof(*l));
 	r = cidr_list_parse(c->m365_egress, l, err, sizeof(err));

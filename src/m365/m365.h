@@ -60,7 +60,7 @@ int m365_job_kind_parse(const char *s, enum m365_job_kind *out);
 struct m365_job_req {
 	enum m365_job_kind kind;
 	struct m365_choice choice;
-	bool has_choice; /* check: false = what the last apply in the tenant chose */
+	bool has_choice;    /* check: false = what the last apply in the tenant chose */
 	const char *tenant; /* NULL or "": config m365_tenant, else the admin's own */
 	const char *who;    /* who asked (the audit's actor) */
 };

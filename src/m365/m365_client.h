@@ -23,7 +23,7 @@
 #define M365_TEXT_MAX  1024 /* one error text / explanation */
 #define M365_UPN_MAX   320
 #define M365_URL_MAX   2048
-#define M365_PAGES_MAX 1000 /* @odata.nextLink pages followed for one cmdlet */
+#define M365_PAGES_MAX 1000        /* @odata.nextLink pages followed for one cmdlet */
 #define M365_BODY_MAX  (64u << 20) /* one answer's body; larger: M365_E_PROTOCOL */
 
 /* Where to sign in and which Exchange to call (config m365_*). */
@@ -47,25 +47,25 @@ struct m365_cancel {
 
 enum m365_err_kind {
 	M365_E_NONE,
-	M365_E_NETWORK,             /* connect/TLS/timeout: curl's text */
-	M365_E_PROTOCOL,            /* an answer not of the documented shape */
-	M365_E_CANCELLED,           /* the job was cancelled */
+	M365_E_NETWORK,   /* connect/TLS/timeout: curl's text */
+	M365_E_PROTOCOL,  /* an answer not of the documented shape */
+	M365_E_CANCELLED, /* the job was cancelled */
 	/* sign-in (M365.md 1) */
-	M365_E_DECLINED,            /* authorization_declined */
-	M365_E_EXPIRED,             /* expired_token (70019): start over */
-	M365_E_BAD_CODE,            /* bad_verification_code (70018) */
-	M365_E_CONDITIONAL_ACCESS,  /* AADSTS53003 */
-	M365_E_MFA,                 /* AADSTS50076 */
-	M365_E_CONSENT,             /* AADSTS65001 */
-	M365_E_SIGNIN,              /* any other sign-in error: its AADSTS text */
+	M365_E_DECLINED,           /* authorization_declined */
+	M365_E_EXPIRED,            /* expired_token (70019): start over */
+	M365_E_BAD_CODE,           /* bad_verification_code (70018) */
+	M365_E_CONDITIONAL_ACCESS, /* AADSTS53003 */
+	M365_E_MFA,                /* AADSTS50076 */
+	M365_E_CONSENT,            /* AADSTS65001 */
+	M365_E_SIGNIN,             /* any other sign-in error: its AADSTS text */
 	/* Exchange (M365.md 2) */
-	M365_E_TOKEN,               /* 401 without a body: the sign-in expired or was refused */
-	M365_E_NOT_ALLOWED,         /* 401/403 "User is not allowed to call X" */
-	M365_E_UNAVAILABLE,         /* 403 with an empty body: cmdlet not available */
-	M365_E_THROTTLED,           /* 429 still after the back-off allowed */
-	M365_E_NOT_FOUND,           /* ManagementObjectNotFoundException */
-	M365_E_CUSTOMIZATION,       /* "...run Enable-OrganizationCustomization" */
-	M365_E_CMDLET,              /* any other cmdlet failure */
+	M365_E_TOKEN,         /* 401 without a body: the sign-in expired or was refused */
+	M365_E_NOT_ALLOWED,   /* 401/403 "User is not allowed to call X" */
+	M365_E_UNAVAILABLE,   /* 403 with an empty body: cmdlet not available */
+	M365_E_THROTTLED,     /* 429 still after the back-off allowed */
+	M365_E_NOT_FOUND,     /* ManagementObjectNotFoundException */
+	M365_E_CUSTOMIZATION, /* "...run Enable-OrganizationCustomization" */
+	M365_E_CMDLET,        /* any other cmdlet failure */
 };
 
 struct m365_error {
@@ -88,19 +88,19 @@ const char *m365_err_kind_name(enum m365_err_kind k);
 /* --- sign-in: the device authorization grant --- */
 
 struct m365_device {
-	char *device_code;             /* secret; cleansed by m365_device_clear() */
-	char user_code[64];            /* shown to the admin */
+	char *device_code;  /* secret; cleansed by m365_device_clear() */
+	char user_code[64]; /* shown to the admin */
 	char verification_uri[M365_URL_MAX];
 	char message[M365_TEXT_MAX];
-	int64_t expires_at_ms;         /* wall clock */
-	int interval_s;                /* grows by 5 at every slow_down */
+	int64_t expires_at_ms; /* wall clock */
+	int interval_s;        /* grows by 5 at every slow_down */
 };
 
 struct m365_token {
-	char *access;                  /* secret; cleansed by m365_token_clear() */
+	char *access; /* secret; cleansed by m365_token_clear() */
 	int64_t expires_at_ms;
-	char upn[M365_UPN_MAX + 1];    /* from the id_token's preferred_username/upn, "" if none */
-	char tenant_id[64];            /* from the id_token's tid, "" if none */
+	char upn[M365_UPN_MAX + 1]; /* from the id_token's preferred_username/upn, "" if none */
+	char tenant_id[64];         /* from the id_token's tid, "" if none */
 };
 
 /*

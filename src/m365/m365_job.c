@@ -51,10 +51,10 @@ enum job_state {
 };
 
 static const char *const job_state_names[] = {
-        [JOB_STARTING] = "starting", [JOB_SIGNIN] = "signin",       [JOB_READING] = "reading",
-        [JOB_PLANNED] = "planned",   [JOB_APPLYING] = "applying",   [JOB_CHECKING] = "checking",
-        [JOB_UNDOING] = "undoing",   [JOB_WAITING] = "waiting",     [JOB_DONE] = "done",
-        [JOB_PENDING] = "pending",   [JOB_FAILED] = "failed",       [JOB_CANCELLED] = "cancelled",
+        [JOB_STARTING] = "starting", [JOB_SIGNIN] = "signin",     [JOB_READING] = "reading",
+        [JOB_PLANNED] = "planned",   [JOB_APPLYING] = "applying", [JOB_CHECKING] = "checking",
+        [JOB_UNDOING] = "undoing",   [JOB_WAITING] = "waiting",   [JOB_DONE] = "done",
+        [JOB_PENDING] = "pending",   [JOB_FAILED] = "failed",     [JOB_CANCELLED] = "cancelled",
 };
 
 static const char *const job_kind_names[] = {
@@ -101,7 +101,7 @@ const char *
 m365_job_kind_name(enum m365_job_kind k)
 {
 	return (unsigned)k < sizeof(job_kind_names) / sizeof(job_kind_names[0]) ? job_kind_names[k]
-	                                                                         : "?";
+	                                                                        : "?";
 }
 
 int
@@ -323,8 +323,9 @@ job_fail_text(struct m365_job *j, const char *explain, const char *action)
 
 	str_copy(e.explain, explain, sizeof(e.explain));
 	str_copy(e.action, action, sizeof(e.action));
-	job_set(j, "error", json_pack("{s:s, s:s, s:s}", "kind", "moat", "explain", e.explain,
-	                              "action", e.action));
+	job_set(j, "error",
+	        json_pack("{s:s, s:s, s:s}", "kind", "moat", "explain", e.explain, "action",
+	                  e.action));
 	log_warn("m365 job %s: %s", j->id, explain);
 	job_enter_state(j, JOB_FAILED);
 }
@@ -526,7 +527,8 @@ job_site_build(struct m365 *m, struct config *cfg, struct policy *pol, const jso
 		json_t *a;
 		char key[M365_KEY_MAX];
 
-		json_array_foreach (accepted, k, a) {
+		json_array_foreach(accepted, k, a)
+		{
 			const char *name = json_string_value(json_object_get(a, "DomainName"));
 
 			if (name == NULL)
@@ -583,8 +585,8 @@ choice_parse(const json_t *o, struct m365_choice *ch)
 	json_t *v;
 
 	memset(ch, 0, sizeof(*ch));
-	json_array_foreach (json_object_get(o, "protections"), i, v)
-		ch->protections |= m365_prot_parse(json_string_value(v) ? json_string_value(v) : "");
+	json_array_foreach(json_object_get(o, "protections"), i, v) ch->protections |=
+	        m365_prot_parse(json_string_value(v) ? json_string_value(v) : "");
 	ch->bypass_rule = json_is_true(json_object_get(o, "bypass_rule"));
 	ch->enhanced_filtering = json_is_true(json_object_get(o, "enhanced_filtering"));
 	v = json_object_get(o, "mode");
@@ -604,8 +606,9 @@ job_run_steps(struct m365_job *j, const struct m365_plan *p, json_t *applied, bo
 
 		if (m365_invoke(&j->exo, s->cmdlet, s->params, &values, &warnings, &e) < 0) {
 			/* Disabling or removing what is already gone: nothing to do. */
-			if (e.kind == M365_E_NOT_FOUND && (strncmp(s->cmdlet, "Remove-", 7) == 0 ||
-			                                   strncmp(s->cmdlet, "Disable-", 8) == 0)) {
+			if (e.kind == M365_E_NOT_FOUND &&
+			    (strncmp(s->cmdlet, "Remove-", 7) == 0 ||
+			     strncmp(s->cmdlet, "Disable-", 8) == 0)) {
 				job_step_record(j, s, "skipped", &e, NULL);
 				continue;
 			}
@@ -621,11 +624,10 @@ job_run_steps(struct m365_job *j, const struct m365_plan *p, json_t *applied, bo
 		if (record_undo && s->undo) {
 			char *text = json_dumps(s->undo, JSON_COMPACT);
 
-			if (text == NULL ||
-			    store_m365_change_add(j->store, j->tenant_key, j->id, wall_ms(), text) !=
-			            STORE_OK)
-				log_error("m365 job %s: the undo record of %s was not kept: %s", j->id,
-				          s->cmdlet, store_errmsg(j->store));
+			if (text == NULL || store_m365_change_add(j->store, j->tenant_key, j->id,
+			                                          wall_ms(), text) != STORE_OK)
+				log_error("m365 job %s: the undo record of %s was not kept: %s",
+				          j->id, s->cmdlet, store_errmsg(j->store));
 			free(text);
 		}
 	}
@@ -639,9 +641,9 @@ check_count(const json_t *check, const char *st)
 	size_t i, n = 0;
 	json_t *c;
 
-	json_array_foreach (check, i, c)
-		if (strcmp(json_string_value(json_object_get(c, "status")) ?: "", st) == 0)
-			n++;
+	json_array_foreach(
+	        check, i,
+	        c) if (strcmp(json_string_value(json_object_get(c, "status")) ?: "", st) == 0) n++;
 	return n;
 }
 
@@ -676,17 +678,18 @@ job_check_loop(struct m365_job *j, const struct m365_site *site, const struct m3
 		}
 		left = j->tok.expires_at_ms - wall_ms() - 60000;
 		if (left <= 0) {
-			job_set(j, "note", json_string(
-			                           "Exchange had not shown every change when the sign-in "
-			                           "ended; it can take up to 30 minutes. Run a check "
-			                           "again later."));
+			job_set(j, "note",
+			        json_string("Exchange had not shown every change when the sign-in "
+			                    "ended; it can take up to 30 minutes. Run a check "
+			                    "again later."));
 			job_enter_state(j, JOB_PENDING);
 			return;
 		}
 		job_enter_state(j, JOB_WAITING);
-		if (!job_wait(j, (int64_t)j->cfg->m365_check_every < left
-		                         ? (int64_t)j->cfg->m365_check_every
-		                         : left,
+		if (!job_wait(j,
+		              (int64_t)j->cfg->m365_check_every < left
+		                      ? (int64_t)j->cfg->m365_check_every
+		                      : left,
 		              true)) {
 			job_enter_state(j, JOB_CANCELLED);
 			return;
@@ -748,9 +751,8 @@ job_undo(struct m365_job *j, const json_t *snap)
 	job_enter_state(j, JOB_UNDOING);
 	if (!job_run_steps(j, &plan, NULL, false))
 		goto out;
-	json_array_foreach (changes, i, c)
-		store_m365_change_undone(j->store, json_integer_value(json_object_get(c, "_id")),
-		                         wall_ms());
+	json_array_foreach(changes, i, c) store_m365_change_undone(
+	        j->store, json_integer_value(json_object_get(c, "_id")), wall_ms());
 	job_set(j, "summary",
 	        json_sprintf("%zu change(s) of moat undone with %zu cmdlet(s)",
 	                     json_array_size(changes), plan.n));
@@ -806,11 +808,12 @@ job_work(struct m365_job *j)
 	case M365_JOB_PLAN:
 	case M365_JOB_APPLY:
 		if ((ch.bypass_rule || ch.mode != M365_MODE_NONE) && js.n == 0) {
-			job_fail_text(j,
-			              "none of moat's protected domains is an accepted domain of this "
-			              "tenant, so there is no relay key for the rule to require",
-			              "add the tenant's domains to moat (or sign in to the tenant "
-			              "whose mail moat protects)");
+			job_fail_text(
+			        j,
+			        "none of moat's protected domains is an accepted domain of this "
+			        "tenant, so there is no relay key for the rule to require",
+			        "add the tenant's domains to moat (or sign in to the tenant "
+			        "whose mail moat protects)");
 			break;
 		}
 		if (m365_plan_apply(&js.site, &ch, snap, &plan, err, sizeof(err)) < 0) {
@@ -907,8 +910,7 @@ end:
 /* --- what the API calls --- */
 
 int
-m365_job_start(struct m365 *m, const struct m365_job_req *r, char *id, char *err,
-               size_t errsize)
+m365_job_start(struct m365 *m, const struct m365_job_req *r, char *id, char *err, size_t errsize)
 {
 	struct m365_job *j;
 	const char *lacks;
@@ -923,7 +925,8 @@ m365_job_start(struct m365 *m, const struct m365_job_req *r, char *id, char *err
 		running++;
 	if (running >= M365_JOBS_MAX) {
 		pthread_mutex_unlock(&m->lock);
-		snprintf(err, errsize, "%d Microsoft 365 jobs are running already; wait or cancel one",
+		snprintf(err, errsize,
+		         "%d Microsoft 365 jobs are running already; wait or cancel one",
 		         M365_JOBS_MAX);
 		return -1;
 	}
@@ -945,9 +948,9 @@ m365_job_start(struct m365 *m, const struct m365_job_req *r, char *id, char *err
 		fatalx("RAND_bytes failed");
 	for (size_t i = 0; i < sizeof(rnd); i++)
 		snprintf(j->id + 2 * i, 3, "%02x", rnd[i]);
-	j->tenant = xstrdup(r->tenant && r->tenant[0]   ? r->tenant
-	                    : j->cfg->m365_tenant[0] ? j->cfg->m365_tenant
-	                                             : "organizations");
+	j->tenant = xstrdup(r->tenant && r->tenant[0] ? r->tenant
+	                    : j->cfg->m365_tenant[0]  ? j->cfg->m365_tenant
+	                                              : "organizations");
 	j->who = xstrdup(r->who ? r->who : "");
 	j->req.tenant = j->tenant;
 	j->req.who = j->who;

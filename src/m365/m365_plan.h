@@ -40,8 +40,8 @@ enum m365_prot {
 	M365_P_ANTISPAM = 1u << 0,
 	M365_P_ANTIPHISH = 1u << 1,
 	M365_P_ANTIMALWARE = 1u << 2,
-	M365_P_SAFELINKS = 1u << 3,     /* Defender for Office 365 only */
-	M365_P_SAFEATTACH = 1u << 4,    /* Defender for Office 365 only */
+	M365_P_SAFELINKS = 1u << 3,  /* Defender for Office 365 only */
+	M365_P_SAFEATTACH = 1u << 4, /* Defender for Office 365 only */
 	M365_P_ALL = (1u << 5) - 1,
 };
 /* "antispam", "antiphish", "antimalware", "safelinks", "safeattachments". */
@@ -54,18 +54,18 @@ enum m365_mode {
 	M365_MODE_RELAY, /* MX stays at Microsoft; a rule routes inbound mail to moat and back */
 	M365_MODE_MX,    /* MX points at moat; an inbound connector receives from it */
 };
-const char *m365_mode_name(enum m365_mode m); /* "none", "relay", "mx" */
+const char *m365_mode_name(enum m365_mode m);               /* "none", "relay", "mx" */
 int m365_mode_parse(const char *name, enum m365_mode *out); /* -1 if unknown */
 
 /* moat's side of the configuration (config m365_* and the policy). */
 struct m365_site {
 	const char *const *egress; /* moat's sending addresses: IPs, CIDRs or a-b ranges */
 	size_t negress;
-	const char *host;          /* relay mode: moat's host name (smart host, TLS domain) */
-	const char *cert_name;     /* inbound connector's TlsSenderCertificateName; "" or NULL:
-	                              restrict by SenderIPAddresses instead */
-	const char *key_header;    /* relay_key_header, "X-Moat-Relay-Key" */
-	const char *const *keys;   /* the relay key of every protected domain of the tenant */
+	const char *host;        /* relay mode: moat's host name (smart host, TLS domain) */
+	const char *cert_name;   /* inbound connector's TlsSenderCertificateName; "" or NULL:
+	                            restrict by SenderIPAddresses instead */
+	const char *key_header;  /* relay_key_header, "X-Moat-Relay-Key" */
+	const char *const *keys; /* the relay key of every protected domain of the tenant */
 	size_t nkeys;
 	const char *const *domains; /* moat's protected domains that the tenant accepts */
 	size_t ndomains;
@@ -73,10 +73,11 @@ struct m365_site {
 
 /* What the admin chose in the wizard. */
 struct m365_choice {
-	unsigned protections;    /* M365_P_* */
-	bool bypass_rule;        /* the SCL -1 bypass-clutter rule */
+	unsigned protections; /* M365_P_* */
+	bool bypass_rule;     /* the SCL -1 bypass-clutter rule */
 	enum m365_mode mode;
-	bool enhanced_filtering; /* MX mode only: EFSkipIPs instead of the bypass rule (never both) */
+	bool enhanced_filtering; /* MX mode only: EFSkipIPs instead of the bypass rule (never both)
+	                          */
 };
 
 /* A condition of an offline step (the tenant was not read). */
@@ -88,13 +89,13 @@ enum m365_when {
 };
 
 struct m365_step {
-	char *item;        /* the check item it serves: "bypass-rule", "antispam", ... */
-	char *cmdlet;      /* "New-TransportRule" */
-	json_t *params;    /* object, in the order the script writes them */
+	char *item;     /* the check item it serves: "bypass-rule", "antispam", ... */
+	char *cmdlet;   /* "New-TransportRule" */
+	json_t *params; /* object, in the order the script writes them */
 	enum m365_when when;
-	char *when_kind;   /* "TransportRule" */
+	char *when_kind; /* "TransportRule" */
 	char *when_identity;
-	char *why;         /* one line for the summary: what changes and why */
+	char *why; /* one line for the summary: what changes and why */
 	/*
 	 * What undo needs once the step succeeded, or NULL:
 	 *   {"op": "created", "kind": K, "identity": NAME}

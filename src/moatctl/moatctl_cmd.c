@@ -158,7 +158,9 @@ static const struct moatctl_opt opts_audit[] = {
 	         "connectors: none (default), relay (MX stays at Microsoft) or mx (MX is moat)"},  \
 	        {"--enhanced-filtering", NULL, NULL, 0,                                            \
 	         "mx mode: Enhanced Filtering for Connectors instead of the bypass rule"},         \
-	        {"--tenant", "TENANT", NULL, 0, "the tenant's domain or id (default: m365_tenant)"}
+	{                                                                                          \
+		"--tenant", "TENANT", NULL, 0, "the tenant's domain or id (default: m365_tenant)"  \
+	}
 static const struct moatctl_opt opts_m365_choice[] = {
         M365_CHOICE_OPTS,
         {"--no-wait", NULL, NULL, 0, "return once applied, without waiting for Exchange"},

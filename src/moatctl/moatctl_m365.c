@@ -80,7 +80,8 @@ m365_print_job(const json_t *job)
 
 	printf("job %s (%s): %s\n", jstr(job, "id"), jstr(job, "kind"), jstr(job, "state"));
 	if (json_object_get(job, "account"))
-		printf("signed in as %s (tenant %s)\n", jstr(job, "account"), jstr(job, "tenant_id"));
+		printf("signed in as %s (tenant %s)\n", jstr(job, "account"),
+		       jstr(job, "tenant_id"));
 	if ((v = json_object_get(job, "detect")) != NULL) {
 		char line[2048];
 
@@ -179,7 +180,8 @@ m365_follow(struct moatctl_req *r, struct moatctl_api *a, const char *id, bool u
 		moatctl_print_json(job);
 	else
 		m365_print_job(job);
-	rc = strcmp(jstr(job, "state"), "failed") == 0 || strcmp(jstr(job, "state"), "cancelled") == 0
+	rc = strcmp(jstr(job, "state"), "failed") == 0 ||
+	                     strcmp(jstr(job, "state"), "cancelled") == 0
 	             ? MOATCTL_EXIT_REFUSED
 	             : MOATCTL_EXIT_OK;
 out:
@@ -216,7 +218,8 @@ m365_job(struct moatctl_req *r, const char *kind, bool choice)
 		return rc;
 	str_copy(id, jstr(job, "id"), sizeof(id));
 	json_decref(job);
-	return m365_follow(r, a, id, strcmp(kind, "apply") == 0 && moatctl_req_flag(r, "--no-wait"));
+	return m365_follow(r, a, id,
+	                   strcmp(kind, "apply") == 0 && moatctl_req_flag(r, "--no-wait"));
 }
 
 int
@@ -300,10 +303,10 @@ moatctl_m365_check(struct moatctl_req *r)
 	int rc;
 
 	if (moatctl_req_nargs(r) == 0)
-		return m365_job(r, "check", moatctl_req_opt(r, "--protect") ||
-		                                    moatctl_req_opt(r, "--mode") ||
-		                                    moatctl_req_flag(r, "--no-bypass-rule") ||
-		                                    moatctl_req_flag(r, "--enhanced-filtering"));
+		return m365_job(r, "check",
+		                moatctl_req_opt(r, "--protect") || moatctl_req_opt(r, "--mode") ||
+		                        moatctl_req_flag(r, "--no-bypass-rule") ||
+		                        moatctl_req_flag(r, "--enhanced-filtering"));
 	if ((a = moatctl_req_api(r, &rc)) == NULL)
 		return rc;
 	{

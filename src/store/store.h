@@ -447,8 +447,8 @@ enum store_status store_token_list(struct store *s,
 
 /* --- Microsoft 365 jobs (src/m365/m365_job.c): no secret is ever stored --- */
 
-#define STORE_M365_ID_MAX   32        /* a job id */
-#define STORE_M365_NAME_MAX 255       /* a tenant (domain or GUID), a kind, a state */
+#define STORE_M365_ID_MAX   32         /* a job id */
+#define STORE_M365_NAME_MAX 255        /* a tenant (domain or GUID), a kind, a state */
 #define STORE_M365_DATA_MAX (4u << 20) /* one JSON document */
 
 struct store_m365_job {

@@ -236,9 +236,10 @@ static const char *const sq_sql[SQ_COUNT] = {
         [SQ_TOK_DEL] = "DELETE FROM api_token WHERE id = ?1",
         [SQ_TOK_LIST] = "SELECT id, hash, scopes, created, last_used FROM api_token "
                         "ORDER BY id LIMIT ?1",
-        [SQ_M365_JOB_PUT] = "INSERT INTO m365_job (id, tenant, kind, state, created, updated, data) "
-                            "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (id) DO UPDATE SET "
-                            "tenant = ?2, kind = ?3, state = ?4, updated = ?6, data = ?7",
+        [SQ_M365_JOB_PUT] =
+                "INSERT INTO m365_job (id, tenant, kind, state, created, updated, data) "
+                "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (id) DO UPDATE SET "
+                "tenant = ?2, kind = ?3, state = ?4, updated = ?6, data = ?7",
         [SQ_M365_JOB_GET] = "SELECT id, tenant, kind, state, created, updated, data FROM m365_job "
                             "WHERE id = ?1",
         [SQ_M365_JOB_LIST] = "SELECT id, tenant, kind, state, created, updated, data FROM m365_job "
@@ -1917,8 +1918,8 @@ sq_m365_job_put(struct store *s, const struct store_m365_job *j)
 
 /* Rows of a job query to fn; *n counts them. */
 static enum store_status
-sq_m365_jobs(struct store *s, sqlite3_stmt *st, int (*fn)(void *arg, const struct store_m365_job *j),
-             void *arg, size_t *n)
+sq_m365_jobs(struct store *s, sqlite3_stmt *st,
+             int (*fn)(void *arg, const struct store_m365_job *j), void *arg, size_t *n)
 {
 	int rc;
 
