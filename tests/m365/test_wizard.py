@@ -22,6 +22,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "api"))
 
 from apiutil import AdminMoatd, wait_for  # noqa: E402
+from moat_harness import Moatd  # noqa: E402
 from emulator import Emulator  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -456,6 +457,22 @@ class TestNoEgress(unittest.TestCase):
         r = a.post("/api/v1/m365/jobs", {"kind": "plan", "protections": ["antispam"],
                                           "bypass_rule": False})
         self.assertEqual(r.status, 201, r)
+
+
+class TestConfig(unittest.TestCase):
+    def test_bad_m365_options_name_file_and_line(self):
+        for line, words in (("m365_authority = http://login.example.com", "https://"),
+                            ("m365_exo_url = ftp://outlook.office365.com", "https://"),
+                            ("m365_egress = 203.0.113.10, not-an-ip", "not-an-ip"),
+                            ("m365_host = bad host", "host name")):
+            with self.subTest(line=line):
+                m = Moatd(conf=line + "\n", domains=DOMAINS, name="m365conf")
+                self.assertNotEqual(m.start(expect_fail=True), 0)
+                log = m.log()
+                n = open(m.conf_path).read().splitlines().index(line) + 1
+                self.assertIn("%s:%d" % (m.conf_path, n), log)
+                self.assertIn(line.split(" =")[0], log)
+                self.assertIn(words, log)
 
 
 class TestMoatctl(WizardBase):
