@@ -826,6 +826,7 @@ api_start(struct api *a, const struct api_deps *deps, char *err, size_t errsize)
 	                                       .relay_key = api_relay_key,
 	                                       .arg = a},
 	                   a->cfg, a->pol);
+	m365_recover(a->m365, a->store);
 	evhttp_set_allowed_methods(a->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
 	                                            EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH |
 	                                            EVHTTP_REQ_HEAD | EVHTTP_REQ_OPTIONS);

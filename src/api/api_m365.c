@@ -23,92 +23,39 @@
 
 /*
  * The admin's choice from a JSON object (the body, or the query turned
- * into one): protections (array; default all, as the reference page
- * recommends, without the Defender ones if the tenant was seen without
- * Defender), bypass_rule (default true), mode (default "none"),
- * enhanced_filtering (default false). -1 after a 400.
+ * into one). Plans and applies must say which protections to switch off
+ * ([] for none): the portal ticks them all, as the reference page
+ * recommends, but the API does not guess. -1 after a 400.
  */
 static int
-api_m365_choice(struct api_req *r, const json_t *o, struct m365_choice *ch, bool *given)
+api_m365_parse(struct api_req *r, const json_t *o, bool need_protections, struct m365_choice *ch,
+               bool *given)
 {
-	json_t *v, *it;
-	size_t i;
+	const char *field;
+	char err[256];
 
-	*ch = (struct m365_choice){.protections = M365_P_ALL, .bypass_rule = true};
-	*given = false;
-	if ((v = json_object_get(o, "protections")) != NULL) {
-		*given = true;
-		if (!json_is_array(v)) {
-			api_error(r, 400, "protections",
-			          "'protections' must be an array of antispam, antiphish, "
-			          "antimalware, safelinks, safeattachments");
-			return -1;
-		}
-		ch->protections = 0;
-		json_array_foreach(v, i, it)
-		{
-			unsigned bit =
-			        json_is_string(it) ? m365_prot_parse(json_string_value(it)) : 0;
-
-			if (bit == 0) {
-				api_error(r, 400, "protections",
-				          "'protections' must be an array of antispam, antiphish, "
-				          "antimalware, safelinks, safeattachments");
-				return -1;
-			}
-			ch->protections |= bit;
-		}
-	}
-	return 0;
-}
-
-/* The rest of the choice: bypass_rule, mode, enhanced_filtering. */
-static int
-api_m365_choice_rest(struct api_req *r, const json_t *o, struct m365_choice *ch, bool *given)
-{
-	json_t *v;
-
-	if ((v = json_object_get(o, "bypass_rule")) != NULL) {
-		*given = true;
-		if (!json_is_boolean(v)) {
-			api_error(r, 400, "bypass_rule", "'bypass_rule' must be true or false");
-			return -1;
-		}
-		ch->bypass_rule = json_is_true(v);
-	}
-	if ((v = json_object_get(o, "enhanced_filtering")) != NULL) {
-		*given = true;
-		if (!json_is_boolean(v)) {
-			api_error(r, 400, "enhanced_filtering",
-			          "'enhanced_filtering' must be true or false");
-			return -1;
-		}
-		ch->enhanced_filtering = json_is_true(v);
-	}
-	if ((v = json_object_get(o, "mode")) != NULL) {
-		*given = true;
-		if (!json_is_string(v) || m365_mode_parse(json_string_value(v), &ch->mode) < 0) {
-			api_error(r, 400, "mode", "'mode' must be none, relay or mx");
-			return -1;
-		}
-	}
-	if (ch->enhanced_filtering && ch->mode != M365_MODE_MX) {
-		api_error(r, 400, "enhanced_filtering",
-		          "Enhanced Filtering is for MX mode: set 'mode' to \"mx\"");
+	if (m365_choice_parse(o, ch, given, &field, err, sizeof(err)) < 0) {
+		api_error(r, 400, field, "%s", err);
 		return -1;
 	}
-	if (ch->enhanced_filtering)
-		ch->bypass_rule = false; /* never both (M365.md 3) */
+	if (need_protections && json_object_get(o, "protections") == NULL) {
+		api_error(r, 400, "protections",
+		          "say which protections to switch off: 'protections' is an array of "
+		          "antispam, antiphish, antimalware, safelinks, safeattachments ([] for "
+		          "none)");
+		return -1;
+	}
 	return 0;
 }
 
-static int
-api_m365_parse(struct api_req *r, const json_t *o, struct m365_choice *ch, bool *given)
-{
-	if (api_m365_choice(r, o, ch, given) < 0 || api_m365_choice_rest(r, o, ch, given) < 0)
-		return -1;
-	return 0;
-}
+static const struct {
+	enum m365_job_kind kind;
+	const char *audit;
+} api_m365_audit[] = {
+        {M365_JOB_CONNECT, "m365.connect"}, {M365_JOB_PLAN, "m365.plan"},
+        {M365_JOB_APPLY, "m365.apply"},     {M365_JOB_CHECK, "m365.check"},
+        {M365_JOB_UNDO, "m365.undo"},
+};
 
 void
 api_h_m365_job_start(struct api_req *r)
@@ -131,18 +78,17 @@ api_h_m365_job_start(struct api_req *r)
 		return;
 	}
 	q.tenant = tenant;
-	if (api_m365_parse(r, r->body, &q.choice, &q.has_choice) < 0)
+	if (api_m365_parse(r, r->body, q.kind == M365_JOB_PLAN || q.kind == M365_JOB_APPLY,
+	                   &q.choice, &q.has_choice) < 0)
 		return;
 	if (m365_job_start(r->a->m365, &q, id, err, sizeof(err)) < 0) {
 		api_error(r, 409, NULL, "%s", err);
 		return;
 	}
 	snprintf(target, sizeof(target), "m365:%s", id);
-	api_audit(r,
-	          kind[0] == 'a'   ? "m365.apply"
-	          : kind[0] == 'u' ? "m365.undo"
-	                           : "m365.job",
-	          target);
+	for (size_t i = 0; i < sizeof(api_m365_audit) / sizeof(api_m365_audit[0]); i++)
+		if (api_m365_audit[i].kind == q.kind)
+			api_audit(r, api_m365_audit[i].audit, target);
 	doc = m365_job_get(r->a->m365, r->a->store, id);
 	api_reply(r, 201, doc ? doc : json_pack("{s:s}", "id", id));
 }
@@ -183,9 +129,11 @@ api_h_m365_job_action(struct api_req *r)
 		return;
 	}
 	json_decref(doc);
+	bool cancel = strcmp(r->args[1], "cancel") == 0;
+
 	if (strcmp(r->args[1], "check") == 0)
 		rc = m365_job_check(r->a->m365, r->args[0], err, sizeof(err));
-	else if (strcmp(r->args[1], "cancel") == 0)
+	else if (cancel)
 		rc = m365_job_cancel(r->a->m365, r->args[0], err, sizeof(err));
 	else {
 		api_error(r, 404, "action", "no action %s: check or cancel", r->args[1]);
@@ -195,7 +143,7 @@ api_h_m365_job_action(struct api_req *r)
 		api_error(r, 409, NULL, "%s", err);
 		return;
 	}
-	if (r->args[1][1] == 'a')
+	if (cancel)
 		api_audit(r, "m365.cancel", r->args[0]);
 	api_reply(r, 202, m365_job_get(r->a->m365, r->a->store, r->args[0]));
 }
@@ -257,7 +205,7 @@ api_m365_offline(struct api_req *r, bool script)
 	bool given;
 	char err[512], *text = NULL;
 
-	if (api_m365_parse(r, q, &ch, &given) < 0) {
+	if (api_m365_parse(r, q, true, &ch, &given) < 0) {
 		json_decref(q);
 		return;
 	}

@@ -959,12 +959,20 @@ config_url_ok(const char *u)
 {
 	const char *h;
 
+	static const char *const loopback[] = {"http://127.0.0.1", "http://[::1]",
+	                                       "http://localhost"};
+
+	h = NULL;
 	if (strncmp(u, "https://", 8) == 0)
 		h = u + 8;
-	else if (strncmp(u, "http://127.0.0.1", 16) == 0 || strncmp(u, "http://[::1]", 12) == 0 ||
-	         strncmp(u, "http://localhost", 16) == 0)
-		h = u + 7;
-	else
+	for (size_t i = 0; h == NULL && i < sizeof(loopback) / sizeof(loopback[0]); i++) {
+		size_t n = strlen(loopback[i]);
+
+		/* the whole host: not http://localhost.example.com */
+		if (strncmp(u, loopback[i], n) == 0 && strchr(":/", u[n]) != NULL)
+			h = u + 7;
+	}
+	if (h == NULL)
 		return false;
 	return h[0] != '\0' && h[0] != '/' && strpbrk(h, "@?# \t") == NULL && strlen(u) < 1024;
 }

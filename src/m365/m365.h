@@ -42,6 +42,8 @@ struct m365_deps {
 };
 
 struct m365 *m365_new(const struct m365_deps *deps, struct config *cfg, struct policy *pol);
+/* At start: jobs a stopped moatd left unfinished in store become failed. */
+void m365_recover(struct m365 *m, struct store *store);
 /* New config and policy (takes references); jobs already running keep theirs. */
 void m365_reconfigure(struct m365 *m, struct config *cfg, struct policy *pol);
 /* Cancel every job, wait for their threads, free. */
@@ -56,6 +58,18 @@ enum m365_job_kind {
 };
 const char *m365_job_kind_name(enum m365_job_kind k);
 int m365_job_kind_parse(const char *s, enum m365_job_kind *out);
+
+/*
+ * A choice from JSON ({"protections": [...], "bypass_rule", "mode",
+ * "enhanced_filtering"}: the API's body, and what a job keeps). Absent
+ * members: no protection, the bypass rule, mode none, no Enhanced
+ * Filtering (which, when chosen, replaces the bypass rule). *given: was
+ * any member there. 0, or -1 with the member at fault in *field and why
+ * in err.
+ */
+int m365_choice_parse(const json_t *o, struct m365_choice *ch, bool *given, const char **field,
+                      char *err, size_t errsize);
+json_t *m365_choice_json(const struct m365_choice *ch);
 
 struct m365_job_req {
 	enum m365_job_kind kind;

@@ -27,19 +27,20 @@
 #include "../common/log.h"
 #include "../common/util.h"
 
-#define AUTH_AUTHORITY      "https://login.microsoftonline.com"
-#define AUTH_TENANT         "organizations"
-#define AUTH_CLIENT_ID      "fb78d390-0c51-40cd-8e17-fdbfab77341b"
-#define AUTH_APP_NAME       "Microsoft Exchange REST API Based Powershell"
-#define AUTH_SCOPE          "https://outlook.office365.com/.default openid profile"
-#define AUTH_DEVICE_GRANT   "urn:ietf:params:oauth:grant-type:device_code"
-#define AUTH_INTERVAL       5           /* RFC 8628 3.2: when the answer names none */
-#define AUTH_INTERVAL_MAX   600         /* seconds between polls, at most */
-#define AUTH_EXPIRES        900         /* seconds a code lives, when the answer says nothing */
-#define AUTH_EXPIRES_MAX    86400       /* seconds a code or token lives, at most */
-#define AUTH_SLOW_DOWN_S    5           /* RFC 8628 3.5 */
-#define AUTH_SECRET_MAX     (64u << 10) /* octets of a device code, token or id_token */
-#define AUTH_ID_PAYLOAD_MAX (16u << 10) /* octets of an id_token's payload segment */
+#define AUTH_AUTHORITY          "https://login.microsoftonline.com"
+#define AUTH_TENANT             "organizations"
+#define AUTH_CLIENT_ID          "fb78d390-0c51-40cd-8e17-fdbfab77341b"
+#define AUTH_APP_NAME           "Microsoft Exchange REST API Based Powershell"
+#define AUTH_SCOPE              "https://outlook.office365.com/.default openid profile"
+#define AUTH_DEVICE_GRANT       "urn:ietf:params:oauth:grant-type:device_code"
+#define AUTH_INTERVAL           5     /* RFC 8628 3.2: when the answer names none */
+#define AUTH_INTERVAL_MAX       600   /* seconds between polls, at most */
+#define AUTH_EXPIRES            900   /* seconds a code lives, when the answer says nothing */
+#define AUTH_EXPIRES_MAX        86400 /* seconds a code or token lives, at most */
+#define M365_POLL_TRANSIENT_MAX 5     /* network or 5xx failures in a row that end a sign-in */
+#define AUTH_SLOW_DOWN_S        5     /* RFC 8628 3.5 */
+#define AUTH_SECRET_MAX         (64u << 10) /* octets of a device code, token or id_token */
+#define AUTH_ID_PAYLOAD_MAX     (16u << 10) /* octets of an id_token's payload segment */
 
 /* --- requests --- */
 
@@ -455,6 +456,8 @@ int
 m365_device_wait(const struct m365_endpoint *ep, struct m365_device *d, const struct m365_cancel *c,
                  struct m365_token *tok, struct m365_error *e)
 {
+	int transient = 0; /* failed polls in a row that a later one may get past */
+
 	for (;;) {
 		int64_t left = d->expires_at_ms - wall_ms();
 
@@ -473,8 +476,13 @@ m365_device_wait(const struct m365_endpoint *ep, struct m365_device *d, const st
 			return 0;
 		case M365_POLL_PENDING:
 		case M365_POLL_SLOW_DOWN:
+			transient = 0;
 			continue;
 		case M365_POLL_FAILED:
+			/* a network hiccup or a 5xx does not end the sign-in; a few in a row do */
+			if ((e->kind == M365_E_NETWORK || e->http_status >= 500) &&
+			    ++transient < M365_POLL_TRANSIENT_MAX)
+				continue;
 			return -1;
 		}
 	}

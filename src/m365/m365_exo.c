@@ -99,8 +99,8 @@ m365_exo_backoff_ms(const struct m365_http_answer *a, int attempt)
 
 /*
  * One POST of body to url with M365.md 2's headers, again after each 429
- * for as long as x allows. 0 with *a (an answer other than 429), or -1
- * with e.
+ * (or 502, 503, 504: a gateway's passing trouble) for as long as x allows. 0 with *a (an answer
+ * other than 429), or -1 with e.
  */
 static int
 m365_exo_post(struct m365_exo *x, const char *url, const char *body, struct m365_http_answer *a,
@@ -131,9 +131,12 @@ m365_exo_post(struct m365_exo *x, const char *url, const char *body, struct m365
 		x->calls++;
 		if (m365_http_post(x->ep, url, headers, body, strlen(body), a, e) < 0)
 			goto fail;
-		if (a->status != 429)
+		if (a->status != 429 && a->status != 502 && a->status != 503 && a->status != 504)
 			break;
-		x->throttled++;
+		if (a->status != 429 && attempt >= retries)
+			break; /* still unavailable: the answer says so */
+		if (a->status == 429)
+			x->throttled++;
 		if (attempt >= retries) {
 			m365_error_set(e, M365_E_THROTTLED, "HTTP 429 (too many requests) %d times",
 			               attempt + 1);

@@ -31,9 +31,10 @@
 #include "../store/store.h"
 #include "m365.h"
 #include "m365_client.h"
+#include "m365_plan_internal.h"
 
-#define M365_KEY_MAX      128 /* one relay key */
-#define M365_FINISHED_MAX 32  /* ended jobs kept in memory until reaped */
+#define M365_KEY_MAX    256       /* one relay key (config allows 128 characters) */
+#define M365_PENDING_MS 3600000LL /* Exchange may take this long to show a change */
 
 enum job_state {
 	JOB_STARTING,
@@ -229,11 +230,16 @@ static void
 job_save(struct m365_job *j)
 {
 	struct store_m365_job row;
+	json_t *saved;
 	char *text;
 	enum store_status st;
 
 	pthread_mutex_lock(&j->m->lock);
-	text = json_dumps(j->doc, JSON_COMPACT);
+	/* the steps are rows of their own (store_m365_step_add) */
+	saved = json_copy(j->doc);
+	json_object_del(saved, "steps");
+	text = json_dumps(saved, JSON_COMPACT);
+	json_decref(saved);
 	row = (struct store_m365_job){
 	        .id = j->id,
 	        .tenant = j->tenant_key[0] ? j->tenant_key : j->tenant,
@@ -389,10 +395,10 @@ static void
 job_step_record(struct m365_job *j, const struct m365_step *s, const char *status,
                 const struct m365_error *e, json_t *warnings)
 {
-	json_t *o = json_pack("{s:I, s:s, s:s, s:O, s:s, s:s, s:I}", "seq", (json_int_t)++j->seq,
+	json_t *o = json_pack("{s:I, s:s, s:s, s:o, s:s, s:s, s:I}", "seq", (json_int_t)++j->seq,
 	                      "item", s->item, "cmdlet", s->cmdlet, "params",
-	                      s->params ? s->params : json_object(), "why", s->why ? s->why : "",
-	                      "status", status, "at", (json_int_t)wall_ms());
+	                      s->params ? json_deep_copy(s->params) : json_object(), "why",
+	                      s->why ? s->why : "", "status", status, "at", (json_int_t)wall_ms());
 	json_t *steps;
 	char *text;
 
@@ -417,13 +423,6 @@ job_step_record(struct m365_job *j, const struct m365_step *s, const char *statu
 
 /* --- reading the tenant --- */
 
-static bool
-kind_is_defender(const char *kind)
-{
-	return strncmp(kind, "SafeLinks", 9) == 0 || strncmp(kind, "SafeAttachment", 14) == 0 ||
-	       strncmp(kind, "ATP", 3) == 0;
-}
-
 /*
  * Every kind of m365_read_kinds[] into one snapshot. The first read
  * (Get-AcceptedDomain) is the harmless call every admin may make: when it
@@ -445,10 +444,19 @@ job_read_tenant(struct m365_job *j, struct m365_error *e)
 			json_object_set_new(snap, kind, values);
 			continue;
 		}
-		if (e->kind == M365_E_UNAVAILABLE && kind_is_defender(kind)) {
+		if (e->kind == M365_E_UNAVAILABLE && m365_kind_defender(kind)) {
 			json_object_set_new(snap, kind, json_null());
 			*e = (struct m365_error){0};
 			continue;
+		}
+		if (i == 0 && e->kind == M365_E_UNAVAILABLE) {
+			/*
+			 * M365.md 2: the first, harmless call refused means no role
+			 * or no API access, not a cmdlet the tenant lacks.
+			 */
+			e->kind = M365_E_NOT_ALLOWED;
+			e->explain[0] = '\0';
+			m365_error_explain(e);
 		}
 		json_decref(snap);
 		return NULL;
@@ -540,6 +548,8 @@ job_site_build(struct m365 *m, struct config *cfg, struct policy *pol, const jso
 			continue;
 		key[0] = '\0';
 		m->deps.relay_key(m->deps.arg, pol, d, key, sizeof(key));
+		if (strlen(key) + 1 >= sizeof(key))
+			fatalx("m365: the relay key of %s does not fit %zu octets", d, sizeof(key));
 		js->domains[js->n] = xstrdup(d);
 		js->keys[js->n++] = xstrdup(key);
 	}
@@ -565,8 +575,8 @@ job_choice_lacks(const struct config *cfg, const struct m365_choice *ch)
 	return NULL;
 }
 
-static json_t *
-choice_json(const struct m365_choice *ch)
+json_t *
+m365_choice_json(const struct m365_choice *ch)
 {
 	json_t *p = json_array();
 
@@ -578,22 +588,91 @@ choice_json(const struct m365_choice *ch)
 	                 ch->enhanced_filtering);
 }
 
-static int
-choice_parse(const json_t *o, struct m365_choice *ch)
-{
-	size_t i;
-	json_t *v;
+#define CHOICE_FAIL(f, ...)                                                                        \
+	do {                                                                                       \
+		*field = (f);                                                                      \
+		snprintf(err, errsize, __VA_ARGS__);                                               \
+		return -1;                                                                         \
+	} while (0)
 
-	memset(ch, 0, sizeof(*ch));
-	json_array_foreach(json_object_get(o, "protections"), i, v) ch->protections |=
-	        m365_prot_parse(json_string_value(v) ? json_string_value(v) : "");
-	ch->bypass_rule = json_is_true(json_object_get(o, "bypass_rule"));
-	ch->enhanced_filtering = json_is_true(json_object_get(o, "enhanced_filtering"));
-	v = json_object_get(o, "mode");
-	return json_is_string(v) ? m365_mode_parse(json_string_value(v), &ch->mode) : -1;
+int
+m365_choice_parse(const json_t *o, struct m365_choice *ch, bool *given, const char **field,
+                  char *err, size_t errsize)
+{
+	json_t *v, *it;
+	size_t i;
+
+	*ch = (struct m365_choice){.bypass_rule = true};
+	*given = false;
+	if ((v = json_object_get(o, "protections")) != NULL) {
+		*given = true;
+		if (!json_is_array(v))
+			CHOICE_FAIL("protections",
+			            "'protections' must be an array of antispam, "
+			            "antiphish, antimalware, safelinks, safeattachments");
+		json_array_foreach(v, i, it)
+		{
+			unsigned bit =
+			        json_is_string(it) ? m365_prot_parse(json_string_value(it)) : 0;
+
+			if (bit == 0)
+				CHOICE_FAIL(
+				        "protections",
+				        "'protections' must be an array of antispam, antiphish, "
+				        "antimalware, safelinks, safeattachments");
+			ch->protections |= bit;
+		}
+	}
+	if ((v = json_object_get(o, "bypass_rule")) != NULL) {
+		*given = true;
+		if (!json_is_boolean(v))
+			CHOICE_FAIL("bypass_rule", "'bypass_rule' must be true or false");
+		ch->bypass_rule = json_is_true(v);
+	}
+	if ((v = json_object_get(o, "enhanced_filtering")) != NULL) {
+		*given = true;
+		if (!json_is_boolean(v))
+			CHOICE_FAIL("enhanced_filtering",
+			            "'enhanced_filtering' must be true or false");
+		ch->enhanced_filtering = json_is_true(v);
+	}
+	if ((v = json_object_get(o, "mode")) != NULL) {
+		*given = true;
+		if (!json_is_string(v) || m365_mode_parse(json_string_value(v), &ch->mode) < 0)
+			CHOICE_FAIL("mode", "'mode' must be none, relay or mx");
+	}
+	if (ch->enhanced_filtering && ch->mode != M365_MODE_MX)
+		CHOICE_FAIL("enhanced_filtering",
+		            "Enhanced Filtering is for MX mode: set 'mode' to \"mx\"");
+	if (ch->enhanced_filtering)
+		ch->bypass_rule = false; /* never both (M365.md 3) */
+	return 0;
 }
 
 /* --- the kinds of job --- */
+
+/* Keep what undo needs of step s, which ran (or may have run). */
+static void
+job_change_record(struct m365_job *j, const struct m365_step *s)
+{
+	char *text = json_dumps(s->undo, JSON_COMPACT);
+
+	if (text == NULL ||
+	    store_m365_change_add(j->store, j->tenant_key, j->id, wall_ms(), text) != STORE_OK)
+		log_error("m365 job %s: the undo record of %s was not kept: %s", j->id, s->cmdlet,
+		          store_errmsg(j->store));
+	free(text);
+}
+
+/*
+ * A failure after which Exchange may still have run the cmdlet: no answer,
+ * a garbled one, or a cancel in the middle of the exchange.
+ */
+static bool
+job_failure_unclear(enum m365_err_kind k)
+{
+	return k == M365_E_NETWORK || k == M365_E_PROTOCOL || k == M365_E_CANCELLED;
+}
 
 /* Run the plan's steps; false when one failed (the job has failed then). */
 static bool
@@ -613,6 +692,8 @@ job_run_steps(struct m365_job *j, const struct m365_plan *p, json_t *applied, bo
 				continue;
 			}
 			job_step_record(j, s, "failed", &e, NULL);
+			if (record_undo && s->undo && job_failure_unclear(e.kind))
+				job_change_record(j, s);
 			job_fail(j, &e);
 			return false;
 		}
@@ -621,15 +702,8 @@ job_run_steps(struct m365_job *j, const struct m365_plan *p, json_t *applied, bo
 		json_decref(warnings);
 		if (applied)
 			json_array_append_new(applied, json_string(s->item));
-		if (record_undo && s->undo) {
-			char *text = json_dumps(s->undo, JSON_COMPACT);
-
-			if (text == NULL || store_m365_change_add(j->store, j->tenant_key, j->id,
-			                                          wall_ms(), text) != STORE_OK)
-				log_error("m365 job %s: the undo record of %s was not kept: %s",
-				          j->id, s->cmdlet, store_errmsg(j->store));
-			free(text);
-		}
+		if (record_undo && s->undo)
+			job_change_record(j, s);
 	}
 	return true;
 }
@@ -709,9 +783,11 @@ change_collect(void *arg, int64_t id, const char *undo)
 	return 0;
 }
 
+/* The last apply job in a tenant: its choice, what it applied, when. */
 struct last_choice {
 	const char *tenant;
-	json_t *choice;
+	json_t *choice, *applied;
+	int64_t updated_ms;
 };
 
 static int
@@ -725,6 +801,25 @@ last_choice_fn(void *arg, const struct store_m365_job *row)
 	if ((doc = json_loads(row->data, 0, NULL)) == NULL)
 		return 0;
 	lc->choice = json_incref(json_object_get(doc, "choice"));
+	lc->updated_ms = row->updated_ms;
+	/*
+	 * Still pending: what its last read-back had not seen yet, or all it
+	 * applied if it never read back. What it saw as wanted and differs
+	 * now has drifted since.
+	 */
+	if (json_is_array(json_object_get(doc, "check"))) {
+		size_t i;
+		json_t *c;
+
+		lc->applied = json_array();
+		json_array_foreach(json_object_get(doc, "check"), i, c)
+		{
+			if (strcmp(json_string_value(json_object_get(c, "status")) ?: "",
+			           "pending") == 0)
+				json_array_append(lc->applied, json_object_get(c, "item"));
+		}
+	} else
+		lc->applied = json_incref(json_object_get(doc, "applied"));
 	json_decref(doc);
 	return lc->choice != NULL;
 }
@@ -768,7 +863,7 @@ job_work(struct m365_job *j)
 {
 	struct m365_error e = {0};
 	struct job_site js;
-	struct m365_choice ch = j->req.choice;
+	struct m365_choice ch = j->req.choice, lc_ch;
 	struct m365_plan plan = {0};
 	json_t *snap, *applied = json_array();
 	char err[512], *script;
@@ -781,17 +876,31 @@ job_work(struct m365_job *j)
 	}
 	job_set(j, "detect", m365_plan_detect(snap));
 	job_site_build(j->m, j->cfg, j->pol, json_object_get(snap, "AcceptedDomain"), &js);
-	if (j->req.kind == M365_JOB_CHECK && !j->req.has_choice) {
+	if (j->req.kind == M365_JOB_CHECK) {
 		struct last_choice lc = {.tenant = j->tenant_key};
+		const char *field;
+		bool given, none;
 
 		store_m365_job_list(j->store, STORE_PAGE_MAX, last_choice_fn, &lc);
-		if (lc.choice == NULL || choice_parse(lc.choice, &ch) < 0) {
+		none = lc.choice == NULL ||
+		       m365_choice_parse(lc.choice, &lc_ch, &given, &field, err, sizeof(err)) < 0;
+		/* what the last apply changed may not show yet (M365.md 2: up to ~30 min) */
+		if (!none && json_is_array(lc.applied) &&
+		    wall_ms() - lc.updated_ms < M365_PENDING_MS)
+			json_array_extend(applied, lc.applied);
+		if (!j->req.has_choice && none) {
 			json_decref(lc.choice);
+			json_decref(lc.applied);
 			job_fail_text(j, "moat has applied nothing to this tenant yet",
 			              "run an apply first, or say what to check");
 			goto out;
 		}
-		job_set(j, "choice", lc.choice);
+		if (!j->req.has_choice) {
+			ch = lc_ch;
+			job_set(j, "choice", json_incref(lc.choice));
+		}
+		json_decref(lc.choice);
+		json_decref(lc.applied);
 	}
 	switch (j->req.kind) {
 	case M365_JOB_CONNECT:
@@ -842,13 +951,44 @@ out:
 	json_decref(applied);
 }
 
+static bool
+job_kind_changes(enum m365_job_kind k)
+{
+	return k == M365_JOB_APPLY || k == M365_JOB_UNDO;
+}
+
+/*
+ * Take the signed-in tenant as this job's: NULL, or the id of another
+ * running job that changes the same tenant when this one would too (two
+ * applies at once would race each other's New- cmdlets).
+ */
+static char *
+job_tenant_claim(struct m365_job *j)
+{
+	char *other = NULL;
+
+	pthread_mutex_lock(&j->m->lock);
+	if (job_kind_changes(j->req.kind))
+		for (struct m365_job *o = j->m->jobs; o; o = o->next)
+			if (o != j && !o->ended && !job_state_final(o->state) &&
+			    job_kind_changes(o->req.kind) &&
+			    str_ieq(o->tenant_key, j->tok.tenant_id)) {
+				other = xstrdup(o->id);
+				break;
+			}
+	if (other == NULL)
+		str_copy(j->tenant_key, j->tok.tenant_id, sizeof(j->tenant_key));
+	pthread_mutex_unlock(&j->m->lock);
+	return other;
+}
+
 static void *
 job_main(void *arg)
 {
 	struct m365_job *j = arg;
 	struct m365_device dev = {0};
 	struct m365_error e = {0};
-	char err[256];
+	char err[256], *other;
 
 	if ((j->store = store_open(j->m->store_url, err, sizeof(err))) == NULL) {
 		log_error("m365 job %s: store: %s", j->id, err);
@@ -878,13 +1018,22 @@ job_main(void *arg)
 	}
 	m365_device_clear(&dev);
 	job_set(j, "signin", NULL);
-	if (j->tok.upn[0] == '\0') {
-		job_fail_text(j, "the sign-in did not say which account signed in (no id_token)",
+	if (j->tok.upn[0] == '\0' || j->tok.tenant_id[0] == '\0') {
+		job_fail_text(j,
+		              "the sign-in did not say which account and tenant signed in (no "
+		              "id_token)",
 		              "sign in again; if it persists, check m365_client_id");
 		goto done;
 	}
-	str_copy(j->tenant_key, j->tok.tenant_id[0] ? j->tok.tenant_id : j->tenant,
-	         sizeof(j->tenant_key));
+	if ((other = job_tenant_claim(j)) != NULL) {
+		char explain[256];
+
+		snprintf(explain, sizeof(explain), "job %s is changing this tenant right now",
+		         other);
+		free(other);
+		job_fail_text(j, explain, "wait for it to end (or cancel it), then start again");
+		goto done;
+	}
 	job_set(j, "account", json_string(j->tok.upn));
 	job_set(j, "tenant_id", json_string(j->tenant_key));
 	j->exo.tenant = j->tenant_key;
@@ -918,6 +1067,7 @@ m365_job_start(struct m365 *m, const struct m365_job_req *r, char *id, char *err
 	size_t running = 0;
 	pthread_condattr_t ca;
 	int64_t now = wall_ms();
+	int rc;
 
 	pthread_mutex_lock(&m->lock);
 	m365_reap(m);
@@ -975,12 +1125,12 @@ m365_job_start(struct m365 *m, const struct m365_job_req *r, char *id, char *err
 	                   "created", (json_int_t)now, "updated", (json_int_t)now, "who", j->who);
 	if (r->kind != M365_JOB_CONNECT && r->kind != M365_JOB_UNDO &&
 	    (r->kind != M365_JOB_CHECK || r->has_choice))
-		json_object_set_new(j->doc, "choice", choice_json(&r->choice));
+		json_object_set_new(j->doc, "choice", m365_choice_json(&r->choice));
 
 	pthread_mutex_lock(&m->lock);
-	if (pthread_create(&j->thread, NULL, job_main, j) != 0) {
+	if ((rc = pthread_create(&j->thread, NULL, job_main, j)) != 0) {
 		pthread_mutex_unlock(&m->lock);
-		snprintf(err, errsize, "cannot start a thread: %s", strerror(errno));
+		snprintf(err, errsize, "cannot start a thread: %s", strerror(rc));
 		job_free(j);
 		return -1;
 	}
@@ -993,9 +1143,73 @@ m365_job_start(struct m365 *m, const struct m365_job_req *r, char *id, char *err
 	return 0;
 }
 
+/* A job row left unfinished by a moatd that stopped: failed, saying so. */
+static int
+job_recover_fn(void *arg, const struct store_m365_job *row)
+{
+	static const char *const live[] = {"starting", "signin",  "reading", "applying",
+	                                   "checking", "undoing", "waiting"};
+	json_t *list = arg, *doc;
+
+	for (size_t i = 0; i < sizeof(live) / sizeof(live[0]); i++) {
+		if (strcmp(row->state, live[i]) != 0)
+			continue;
+		if ((doc = json_loads(row->data, 0, NULL)) == NULL)
+			return 0;
+		json_object_del(doc, "signin");
+		json_object_set_new(doc, "state", json_string("failed"));
+		json_object_set_new(doc, "updated", json_integer(wall_ms()));
+		json_object_set_new(
+		        doc, "error",
+		        json_pack("{s:s, s:s, s:s}", "kind", "moat", "explain",
+		                  "moatd stopped while this job ran; its sign-in ended with it",
+		                  "action",
+		                  "run a check to see what the tenant has, then apply again if "
+		                  "needed"));
+		json_array_append_new(list,
+		                      json_pack("{s:s, s:s, s:s, s:I, s:o}", "id", row->id,
+		                                "tenant", row->tenant, "kind", row->kind, "created",
+		                                (json_int_t)row->created_ms, "doc", doc));
+		return 0;
+	}
+	return 0;
+}
+
+void
+m365_recover(struct m365 *m, struct store *store)
+{
+	json_t *list = json_array(), *o;
+	size_t i;
+
+	(void)m;
+	if (store_m365_job_list(store, STORE_PAGE_MAX, job_recover_fn, list) != STORE_OK)
+		log_warn("m365: the jobs of an earlier run were not looked at: %s",
+		         store_errmsg(store));
+	json_array_foreach(list, i, o)
+	{
+		char *text = json_dumps(json_object_get(o, "doc"), JSON_COMPACT);
+		struct store_m365_job row = {
+		        .id = json_string_value(json_object_get(o, "id")),
+		        .tenant = json_string_value(json_object_get(o, "tenant")),
+		        .kind = json_string_value(json_object_get(o, "kind")),
+		        .state = "failed",
+		        .created_ms = json_integer_value(json_object_get(o, "created")),
+		        .updated_ms = wall_ms(),
+		        .data = text,
+		};
+
+		if (text == NULL || store_m365_job_put(store, &row) != STORE_OK)
+			log_warn("m365 job %s: could not be marked failed", row.id);
+		else
+			log_info("m365 job %s (%s) was cut short by a stop of moatd: failed",
+			         row.id, row.kind);
+		free(text);
+	}
+	json_decref(list);
+}
+
 struct job_load {
 	json_t *doc;
-	struct store *store;
 };
 
 static int
@@ -1021,7 +1235,7 @@ json_t *
 m365_job_get(struct m365 *m, struct store *store, const char *id)
 {
 	struct m365_job *j;
-	struct job_load l = {.store = store};
+	struct job_load l = {0};
 	json_t *steps;
 
 	pthread_mutex_lock(&m->lock);

@@ -149,11 +149,11 @@ static const struct moatctl_opt opts_audit[] = {
          "entries older than entry N (\"more:\" of the last page)"},
         {0},
 };
-#define M365_CHOICE_OPTS                                                                           \
-	{"--protect", "LIST", NULL, 0,                                                             \
-	 "protections to switch off: antispam, antiphish, antimalware, safelinks, "                \
-	 "safeattachments, all or none, comma separated (default: all the tenant has)"},           \
-	        {"--no-bypass-rule", NULL, NULL, 0, "no SCL -1 bypass-clutter rule"},              \
+#define M365_PROTECT_HELP                                                                          \
+	"protections to switch off: antispam, antiphish, antimalware, safelinks, "                 \
+	"safeattachments, all or none, comma separated"
+#define M365_REST_OPTS                                                                             \
+	{"--no-bypass-rule", NULL, NULL, 0, "no SCL -1 bypass-clutter rule"},                      \
 	        {"--mode", "none|relay|mx", NULL, 0,                                               \
 	         "connectors: none (default), relay (MX stays at Microsoft) or mx (MX is moat)"},  \
 	        {"--enhanced-filtering", NULL, NULL, 0,                                            \
@@ -161,18 +161,26 @@ static const struct moatctl_opt opts_audit[] = {
 	{                                                                                          \
 		"--tenant", "TENANT", NULL, 0, "the tenant's domain or id (default: m365_tenant)"  \
 	}
-static const struct moatctl_opt opts_m365_choice[] = {
-        M365_CHOICE_OPTS,
+static const struct moatctl_opt opts_m365_apply[] = {
+        {"--protect", "LIST", NULL, MOATCTL_OPT_REQUIRED, M365_PROTECT_HELP},
+        M365_REST_OPTS,
         {"--no-wait", NULL, NULL, 0, "return once applied, without waiting for Exchange"},
         {0},
 };
+static const struct moatctl_opt opts_m365_check[] = {
+        {"--protect", "LIST", NULL, 0, M365_PROTECT_HELP " (default: what the last apply chose)"},
+        M365_REST_OPTS,
+        {0},
+};
 static const struct moatctl_opt opts_m365_plan[] = {
-        M365_CHOICE_OPTS,
+        {"--protect", "LIST", NULL, MOATCTL_OPT_REQUIRED, M365_PROTECT_HELP},
+        M365_REST_OPTS,
         {"--offline", NULL, NULL, 0, "without signing in: conditioned steps for any tenant"},
         {0},
 };
 static const struct moatctl_opt opts_m365_script[] = {
-        M365_CHOICE_OPTS,
+        {"--protect", "LIST", NULL, 0, M365_PROTECT_HELP " (needed without --job)"},
+        M365_REST_OPTS,
         {"--job", "ID", NULL, 0, "the plan of that plan or apply job instead"},
         {0},
 };
@@ -348,12 +356,12 @@ static const struct moatctl_cmd moatctl_cmds[] = {
         {"m365 plan", "", 0, 0, opts_m365_plan,
          "the cmdlets an apply would run, in order; nothing is changed", M365_SIGNIN_HELP,
          moatctl_m365_plan},
-        {"m365 apply", "", 0, 0, opts_m365_choice,
+        {"m365 apply", "", 0, 0, opts_m365_apply,
          "switch off Exchange protections, add the bypass-clutter rule and connectors",
          M365_SIGNIN_HELP "  Then reads the tenant back until every change shows (Exchange\n"
                           "  can take up to 30 minutes).\n",
          moatctl_m365_apply},
-        {"m365 check", "[JOB]", 0, 1, opts_m365_choice,
+        {"m365 check", "[JOB]", 0, 1, opts_m365_check,
          "read the tenant back: ok, pending, missing or drifted per item",
          "  With JOB, a running apply job reads back now; without, a new sign-in\n"
          "  checks what the last apply chose (or the options given).\n",

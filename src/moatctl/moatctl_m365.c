@@ -338,6 +338,10 @@ moatctl_m365_script(struct moatctl_req *r)
 
 		path = xasprintf("m365/jobs/%s/script", e);
 		free(e);
+	} else if (moatctl_req_opt(r, "--protect") == NULL) {
+		fprintf(stderr, "moatctl: m365 script: say which protections with --protect (all, "
+		                "none or a list), or give --job\n");
+		return MOATCTL_EXIT_USAGE;
 	} else {
 		path = xstrdup("m365/script");
 		q = m365_choice_query(r, &rc);

@@ -57,11 +57,12 @@ def tenant_state(emu, kinds=None):
 class WizardBase(unittest.TestCase):
     emu_kw = {}
     conf = ""
+    domains = DOMAINS
 
     def setUp(self):
         self.emu = Emulator(interval=1, **self.emu_kw).start()
         self.addCleanup(self.emu.stop)
-        self.m = AdminMoatd(conf=moatd_conf(self.emu, self.conf), domains=DOMAINS, name="m365")
+        self.m = AdminMoatd(conf=moatd_conf(self.emu, self.conf), domains=self.domains, name="m365")
         self.m.start()
         self.addCleanup(self.m.stop)
         self.a = self.m.admin()
@@ -237,7 +238,14 @@ class TestApply(WizardBase):
         self.apply(mode="mx", enhanced_filtering=True, protections=[])
         self.assertIsNone(self.emu.tenant.find("TransportRule", "moat: bypass clutter for gateway mail"))
         conn = self.emu.tenant.find("InboundConnector", "moat: from the gateway")
-        self.assertTrue(conn.get("EFSkipIPs") or conn.get("EFSkipLastIP"), conn)
+        # moat's egress is public: Enhanced Filtering skips exactly those addresses
+        self.assertEqual(sorted(conn["EFSkipIPs"]), sorted(EGRESS), conn)
+        # back to the bypass rule, in any mode: Enhanced Filtering goes (never both)
+        self.apply(mode="none", protections=[])
+        self.assertIsNotNone(self.emu.tenant.find("TransportRule", "moat: bypass clutter for gateway mail"))
+        conn = self.emu.tenant.find("InboundConnector", "moat: from the gateway")
+        self.assertFalse(conn.get("EFSkipIPs"), conn)
+        self.assertFalse(conn.get("EFSkipLastIP"), conn)
 
     def test_undo_puts_the_tenant_back(self):
         before = tenant_state(self.emu)
@@ -385,6 +393,66 @@ class TestTenants(WizardBase):
         self.assertEqual(len(d["moat_objects"]), 4, d["moat_objects"])
 
 
+class TestJobs(WizardBase):
+    def test_second_change_of_one_tenant_waits_for_the_first(self):
+        self.emu.set(apply_delay=1000)  # the first apply stays waiting
+        first = self.start("apply", protections=["antispam"])["id"]
+        self.signin(first)
+        self.wait_end(first, ("waiting",) + FINAL)
+        j = self.run_job("apply", protections=["antiphish"])
+        self.assertEqual(j["state"], "failed", j)
+        self.assertIn(first, j["error"]["explain"])
+        self.assertEqual(self.a.post("/api/v1/m365/jobs/%s/cancel" % first, {}).status, 202)
+        self.assertEqual(self.wait_end(first)["state"], "cancelled")
+        self.assertFalse([c for c in self.emu.calls() if c["cmdlet"] == "Set-AntiPhishPolicy"])
+
+    def test_a_job_cut_short_by_a_stop_is_failed_after_the_start(self):
+        jid = self.start("apply", protections=["antispam"])["id"]
+        wait_for(lambda: self.job(jid).get("signin"), "code shown")
+        self.m.proc.kill()  # no orderly stop: the row stays "signin" in the store
+        self.m.proc.wait()
+        self.m.start()
+        a = self.m.admin()
+        j = a.get("/api/v1/m365/jobs/" + jid).json
+        self.assertEqual(j["state"], "failed", j)
+        self.assertIn("stopped", j["error"]["explain"])
+        self.assertNotIn("signin", j)
+
+    def test_first_call_refused_without_a_body_means_no_role_or_no_api_access(self):
+        self.emu.set(unavailable=["Get-AcceptedDomain"])
+        j = self.run_job("connect")
+        self.assertEqual(j["state"], "failed", j)
+        self.assertEqual(j["error"]["kind"], "not_allowed", j["error"])
+        self.assertIn("EXOModuleEnabled", j["error"]["explain"] + j["error"]["action"])
+
+    def test_later_check_reports_pending_not_missing(self):
+        self.emu.set(apply_delay=1000)
+        jid = self.start("apply", protections=["antispam"], mode="none")["id"]
+        self.signin(jid)
+        self.wait_end(jid, ("waiting",) + FINAL)
+        self.a.post("/api/v1/m365/jobs/%s/cancel" % jid, {})
+        self.wait_end(jid)
+        c = self.run_job("check")
+        self.assertEqual(c["state"], "done", c)
+        by = {x["item"]: x["status"] for x in c["check"]}
+        self.assertEqual(by["bypass-rule"], "pending", by)
+        self.assertEqual(by["antispam"], "pending", by)
+
+
+class TestLongKey(WizardBase):
+    key = "k" * 128
+    domains = DOMAINS + "relay_key = %s\n" % key
+
+    def test_a_128_character_relay_key_is_matched_whole(self):
+        self.apply(protections=[], mode="relay")
+        rule = self.emu.tenant.find("TransportRule", "moat: bypass clutter for gateway mail")
+        pats = rule["HeaderMatchesPatterns"]
+        self.assertEqual(pats if isinstance(pats, list) else [pats], ["^%s$" % self.key])
+        relay = self.emu.tenant.find("TransportRule", "moat: route inbound mail to the gateway")
+        words = relay["ExceptIfHeaderContainsWords"]
+        self.assertEqual(words if isinstance(words, list) else [words], [self.key])
+
+
 class TestSecrets(WizardBase):
     def test_token_appears_nowhere(self):
         self.apply()
@@ -413,6 +481,8 @@ class TestSecrets(WizardBase):
 class TestApiErrors(WizardBase):
     def test_refusals(self):
         for body, field in (({"kind": "nonsense"}, "kind"),
+                            ({"kind": "apply"}, "protections"),
+                            ({"kind": "plan", "mode": "relay"}, "protections"),
                             ({"kind": "apply", "protections": ["antivirus"]}, "protections"),
                             ({"kind": "apply", "protections": "antispam"}, "protections"),
                             ({"kind": "apply", "mode": "sideways"}, "mode"),
