@@ -553,9 +553,9 @@ struct range {
 	unsigned char lo[16], hi[16];
 	bool v4;       /* IPv4, or IPv4-mapped IPv6 */
 	unsigned bits; /* prefix length in its own family; 0 for a-b ranges */
-	bool dash;     /* an a-b range */
 };
 
+/* c as a range: host bits cleared in lo, set in hi ("198.51.100.5/24" is .0 to .255). */
 static void
 cidr_to_range(const struct cidr *c, struct range *r)
 {
@@ -578,23 +578,34 @@ cidr_to_range(const struct cidr *c, struct range *r)
 	}
 	r->v4 = bits >= 96 && memcmp(r->lo, "\0\0\0\0\0\0\0\0\0\0\xff\xff", 12) == 0;
 	r->bits = r->v4 ? bits - 96 : bits;
-	r->dash = false;
 }
 
-/* "192.0.2.1", "192.0.2.0/24", "2001:db8::/48" or "192.0.2.1-192.0.2.9": 0, or -1. */
+/* "192.0.2.1", "192.0.2.0/24" or "2001:db8::/48", as config's cidr_list_parse takes them. */
 static int
 range_parse(const char *s, struct range *r)
+{
+	struct cidr a;
+
+	if (cidr_parse(s, strlen(s), &a) < 0)
+		return -1;
+	cidr_to_range(&a, r);
+	return 0;
+}
+
+/*
+ * A value read from the tenant: also "192.0.2.1-192.0.2.9", which
+ * SenderIpRanges and ExceptIfSenderIpRanges accept (an admin may have
+ * edited moat's rule so); moat's own egress list never has one.
+ */
+static int
+range_parse_tenant(const char *s, struct range *r)
 {
 	const char *dash = strchr(s, '-');
 	struct cidr a, z;
 	struct range rz;
 
-	if (dash == NULL) {
-		if (cidr_parse(s, strlen(s), &a) < 0)
-			return -1;
-		cidr_to_range(&a, r);
-		return 0;
-	}
+	if (dash == NULL)
+		return range_parse(s, r);
 	if (strchr(s, '/') || cidr_parse(s, (size_t)(dash - s), &a) < 0 ||
 	    cidr_parse(dash + 1, strlen(dash + 1), &z) < 0 || a.family != z.family)
 		return -1;
@@ -604,7 +615,6 @@ range_parse(const char *s, struct range *r)
 		return -1;
 	memcpy(r->hi, rz.hi, 16);
 	r->bits = 0;
-	r->dash = true;
 	return 0;
 }
 
@@ -631,11 +641,14 @@ range_public(const struct range *r)
 
 struct egress {
 	bool all_public;  /* no entry touches private space: EFSkipIPs accepts them */
-	bool any_dash;    /* an a-b range: not for SenderIPAddresses or EFSkipIPs */
 	const char *wide; /* the first IPv4 entry wider than /24, or NULL */
 };
 
-/* Check moat's egress list (needed by what): 0, or -1 with err. */
+/*
+ * Check moat's egress list (needed by what): 0, or -1 with err. It comes
+ * from config's m365_egress (cidr_list_parse): addresses and CIDR ranges,
+ * host bits and case as the admin wrote them.
+ */
 static int
 egress_check(const struct m365_site *site, const char *what, struct egress *e, char *err,
              size_t errsize)
@@ -654,17 +667,14 @@ egress_check(const struct m365_site *site, const char *what, struct egress *e, c
 		struct range r;
 
 		if (site->egress[i] == NULL || range_parse(site->egress[i], &r) < 0) {
-			snprintf(
-			        err, errsize,
-			        "egress '%.64s' is not an IP address, a CIDR range or an a-b range",
-			        site->egress[i] ? site->egress[i] : "");
+			snprintf(err, errsize,
+			         "egress '%.64s' is not an IP address or a CIDR range",
+			         site->egress[i] ? site->egress[i] : "");
 			return -1;
 		}
 		if (!range_public(&r))
 			e->all_public = false;
-		if (r.dash)
-			e->any_dash = true;
-		else if (r.v4 && r.bits < 24 && e->wide == NULL)
+		if (r.v4 && r.bits < 24 && e->wide == NULL)
 			e->wide = site->egress[i];
 	}
 	return 0;
@@ -676,7 +686,7 @@ key_ok(const char *k)
 {
 	size_t n = k ? strlen(k) : 0;
 
-	return n >= 1 && n <= 128 &&
+	return n >= 16 && n <= 128 &&
 	       strspn(k, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_") == n;
 }
 
@@ -716,6 +726,7 @@ enum cmp {
 	CMP_INT,      /* a number (Exchange may answer "-1") */
 	CMP_BOOL,     /* a boolean (or "True") */
 	CMP_SET,      /* a multi-valued property: same members, any order, any case */
+	CMP_IPSET,    /* a set of address ranges: same ranges, however written */
 	CMP_SUPERSET, /* a multi-valued property that must hold these (others kept) */
 	CMP_CLEAR,    /* must be unset/false/empty; not sent to New- */
 };
@@ -792,6 +803,49 @@ set_has_all(const json_t *have, const json_t *want)
 	return true;
 }
 
+/*
+ * Are a and b the same address range? "198.51.100.5/24" is
+ * "198.51.100.0/24", "2001:DB8::1" is "2001:db8:0:0:0:0:0:1" and
+ * "192.0.2.10/32" is "192.0.2.10"; what does not parse is compared as text.
+ */
+static bool
+range_same(const char *a, const char *b)
+{
+	struct range ra, rb;
+
+	if (range_parse_tenant(a, &ra) == 0 && range_parse_tenant(b, &rb) == 0)
+		return memcmp(ra.lo, rb.lo, 16) == 0 && memcmp(ra.hi, rb.hi, 16) == 0;
+	return str_ieq(a, b);
+}
+
+static bool
+ipset_has(const json_t *have, const char *s)
+{
+	if (json_is_string(have))
+		return range_same(json_string_value(have), s);
+	for (size_t i = 0; json_is_array(have) && i < json_array_size(have); i++) {
+		const char *e = json_string_value(json_array_get(have, i));
+
+		if (e && range_same(e, s))
+			return true;
+	}
+	return false;
+}
+
+static bool
+ipset_has_all(const json_t *have, const json_t *want)
+{
+	if (json_is_string(want))
+		return ipset_has(have, json_string_value(want));
+	for (size_t i = 0; json_is_array(want) && i < json_array_size(want); i++) {
+		const char *e = json_string_value(json_array_get(want, i));
+
+		if (e && !ipset_has(have, e))
+			return false;
+	}
+	return true;
+}
+
 static bool
 value_empty(const json_t *v)
 {
@@ -820,6 +874,8 @@ want_differs(const struct want *w, const json_t *have)
 		return !(json_to_bool(have, &hb) && hb == json_is_true(w->value));
 	case CMP_SET:
 		return !(set_has_all(have, w->value) && set_has_all(w->value, have));
+	case CMP_IPSET:
+		return !(ipset_has_all(have, w->value) && ipset_has_all(w->value, have));
 	case CMP_SUPERSET:
 		return !set_has_all(have, w->value);
 	case CMP_CLEAR:
@@ -968,11 +1024,13 @@ order_init(struct order *o, const json_t *tenant)
 /* --- the builder --- */
 
 struct item_state {
-	bool wanted;  /* the choice asks for it */
-	bool skipped; /* not available in this tenant */
-	bool missing; /* its object does not exist */
-	bool failed;  /* moat's side lacks what it needs (check mode) */
-	json_t *details;
+	bool wanted;     /* the choice asks for it */
+	bool skipped;    /* not available in this tenant */
+	bool missing;    /* its object does not exist */
+	bool failed;     /* moat's side lacks what it needs (check mode) */
+	json_t *details; /* the differences */
+	json_t *skips;   /* left alone on purpose (a preset partly chosen): skipped, unless
+	                    something differs */
 };
 
 struct build {
@@ -1004,16 +1062,20 @@ build_init(struct build *b, const struct m365_site *site, const struct m365_choi
 	b->out = out;
 	b->err = err;
 	b->errsize = errsize;
-	for (size_t i = 0; i < IT_N; i++)
+	for (size_t i = 0; i < IT_N; i++) {
 		b->items[i].details = json_array();
+		b->items[i].skips = json_array();
+	}
 	order_init(&b->order, tenant);
 }
 
 static void
 build_free(struct build *b)
 {
-	for (size_t i = 0; i < IT_N; i++)
+	for (size_t i = 0; i < IT_N; i++) {
 		json_decref(b->items[i].details);
+		json_decref(b->items[i].skips);
+	}
 	free(b->order.names);
 }
 
@@ -1290,7 +1352,8 @@ keys_check(const struct m365_site *site, const char *what, char *err, size_t err
 	}
 	for (size_t i = 0; i < site->nkeys; i++) {
 		if (!key_ok(site->keys[i])) {
-			snprintf(err, errsize, "relay key %zu is not letters, digits, '-' or '_'",
+			snprintf(err, errsize,
+			         "relay key %zu is not 16 to 128 letters, digits, '-' or '_'",
 			         i + 1);
 			return -1;
 		}
@@ -1327,7 +1390,7 @@ plan_bypass(struct build *b)
 	}
 	if (keys_check(site, "the bypass rule", b->err, b->errsize) < 0)
 		return item_fail(b, IT_BYPASS);
-	want_add(&wl, "SenderIpRanges", json_strings(site->egress, site->negress), CMP_SET);
+	want_add(&wl, "SenderIpRanges", json_strings(site->egress, site->negress), CMP_IPSET);
 	want_add(&wl, "HeaderMatchesMessageHeader", json_string(site->key_header), CMP_ISTR);
 	want_add(&wl, "HeaderMatchesPatterns", key_patterns(site), CMP_SET);
 	want_add(&wl, "SetSCL", json_integer(-1), CMP_INT);
@@ -1430,12 +1493,34 @@ plan_relay(struct build *b)
 		want_add(&wl, "ExceptIfHeaderContainsWords", json_strings(site->keys, site->nkeys),
 		         CMP_SET);
 	}
-	want_add(&wl, "ExceptIfSenderIpRanges", json_strings(site->egress, site->negress), CMP_SET);
+	want_add(&wl, "ExceptIfSenderIpRanges", json_strings(site->egress, site->negress),
+	         CMP_IPSET);
 	want_add(&wl, "StopRuleProcessing", json_true(), CMP_BOOL);
 	want_add(&wl, "Priority", json_integer(0), CMP_INT);
 	plan_object(b, &o, &wl);
 	wantlist_free(&wl);
 	return 0;
+}
+
+/* Never both: with the bypass rule, Enhanced Filtering on moat's inbound connector stays off. */
+static void
+ef_clear_wants(struct wantlist *wl)
+{
+	want_add(wl, "EFSkipIPs", json_null(), CMP_CLEAR);
+	want_add(wl, "EFSkipLastIP", json_false(), CMP_CLEAR);
+}
+
+/* Say so when moat's inbound connector in the tenant has Enhanced Filtering to clear. */
+static void
+ef_clear_note(struct build *b)
+{
+	const json_t *obj = find_obj(b->tenant, "InboundConnector", M365_NAME_INBOUND);
+
+	if (obj && (!value_empty(json_object_get(obj, "EFSkipIPs")) ||
+	            !value_empty(json_object_get(obj, "EFSkipLastIP"))))
+		note_add(b, "moat's inbound connector has Enhanced Filtering on from an earlier "
+		            "run; moat turns it off because the bypass rule is used, and Microsoft "
+		            "says an SCL -1 rule must not be used with it (never both).");
 }
 
 static int
@@ -1464,13 +1549,6 @@ plan_inbound(struct build *b)
 			have_egress = true;
 		}
 	}
-	if (!cert && e.any_dash) {
-		snprintf(b->err, b->errsize,
-		         "the inbound connector's SenderIPAddresses takes addresses and CIDR "
-		         "ranges, "
-		         "not a-b ranges; give a certificate name instead");
-		return item_fail(b, IT_INBOUND);
-	}
 	if (!cert && e.wide) {
 		snprintf(b->err, b->errsize,
 		         "egress '%.64s' is wider than /24: the inbound connector's "
@@ -1489,30 +1567,63 @@ plan_inbound(struct build *b)
 		want_add(&wl, "RestrictDomainsToIPAddresses", json_false(), CMP_CLEAR);
 	} else {
 		want_add(&wl, "SenderIPAddresses", json_strings(site->egress, site->negress),
-		         CMP_SET);
+		         CMP_IPSET);
 		want_add(&wl, "RestrictDomainsToIPAddresses", json_true(), CMP_BOOL);
 		want_add(&wl, "RestrictDomainsToCertificate", json_false(), CMP_CLEAR);
 	}
-	if (b->ef && have_egress && e.all_public && !e.any_dash) {
-		want_add(&wl, "EFSkipIPs", json_strings(site->egress, site->negress), CMP_SET);
+	if (b->ef && have_egress && e.all_public) {
+		want_add(&wl, "EFSkipIPs", json_strings(site->egress, site->negress), CMP_IPSET);
 		want_add(&wl, "EFSkipLastIP", json_false(), CMP_CLEAR);
 	} else if (b->ef) {
 		want_add(&wl, "EFSkipLastIP", json_true(), CMP_BOOL);
 		want_add(&wl, "EFSkipIPs", json_null(), CMP_CLEAR);
 	} else if (b->want_bypass) {
-		/* never both: the bypass rule means Enhanced Filtering stays off */
-		want_add(&wl, "EFSkipIPs", json_null(), CMP_CLEAR);
-		want_add(&wl, "EFSkipLastIP", json_false(), CMP_CLEAR);
+		ef_clear_wants(&wl);
+		ef_clear_note(b);
 	}
 	want_add(&wl, "Enabled", json_true(), CMP_BOOL);
 	plan_object(b, &o, &wl);
 	if (b->ef && want_get(&wl, "EFSkipLastIP")->cmp == CMP_BOOL)
 		note_add(b, "Enhanced Filtering skips the last hop (EFSkipLastIP) because moat's "
-		            "egress "
-		            "addresses are not all public single addresses or CIDR ranges, which "
-		            "EFSkipIPs requires.");
+		            "egress addresses are not all public (or not set), and EFSkipIPs takes "
+		            "only public addresses.");
 	wantlist_free(&wl);
 	return 0;
+}
+
+/*
+ * The bypass rule without relay or MX mode: moat's inbound connector may
+ * still be there from an earlier MX-mode run, with Enhanced Filtering on.
+ * Never both, so its Enhanced Filtering is turned off (nothing else of
+ * it is moat's business in this mode).
+ */
+static void
+plan_inbound_no_ef(struct build *b)
+{
+	struct wantlist wl = {.n = 0};
+	const json_t *obj;
+	struct m365_step *s;
+
+	ef_clear_wants(&wl);
+	if (b->tenant == NULL) {
+		json_t *params = json_pack("{s:s}", "Identity", M365_NAME_INBOUND);
+
+		for (size_t i = 0; i < wl.n; i++)
+			json_object_set_new(params, wl.w[i].param, json_deep_copy(wl.w[i].value));
+		s = step_add(b, IT_INBOUND, "Set-InboundConnector", params,
+		             "if moat's inbound connector exists from an earlier MX-mode run: turn "
+		             "off its Enhanced Filtering, the bypass rule is used instead (never "
+		             "both)");
+		step_when(s, M365_WHEN_PRESENT, "InboundConnector", M365_NAME_INBOUND);
+	} else if ((obj = find_obj(b->tenant, "InboundConnector", M365_NAME_INBOUND)) != NULL) {
+		b->items[IT_INBOUND].wanted = true;
+		plan_set(b, IT_INBOUND, "InboundConnector", M365_NAME_INBOUND, obj, &wl,
+		         "the inbound connector from moat",
+		         "turn off Enhanced Filtering, the bypass rule is used instead (never "
+		         "both):");
+		ef_clear_note(b);
+	}
+	wantlist_free(&wl);
 }
 
 /* The bypass rule after the relay rule: fix it when the plan leaves it before. */
@@ -1699,17 +1810,65 @@ plan_builtin(struct build *b)
 	wantlist_free(&wl);
 }
 
-/* Standard and Strict presets win over custom and default policies: off. Steps made. */
+/* The labels of the protections in bits: "anti-spam, anti-phishing and anti-malware". */
+static void
+prots_text(unsigned bits, struct line *l, size_t *count)
+{
+	size_t n = 0, total = 0;
+
+	for (size_t i = 0; i < nitems(prot_defs); i++)
+		total += (bits & prot_defs[i].bit) != 0;
+	for (size_t i = 0; i < nitems(prot_defs); i++) {
+		if ((bits & prot_defs[i].bit) == 0)
+			continue;
+		n++;
+		line_printf(l, "%s%s",
+		            n == 1       ? ""
+		            : n == total ? " and "
+		                         : ", ",
+		            prot_defs[i].label);
+	}
+	if (count)
+		*count = total;
+}
+
+/*
+ * Standard and Strict presets win over custom and default policies. A
+ * preset holds several protections (kind's, in prot_defs): moat turns it
+ * off only when all of them were chosen, since turning it off turns them
+ * all off. Partly chosen, an enabled preset is left alone and said so;
+ * the check item is skipped for it. Steps made.
+ */
 static size_t
 plan_presets(struct build *b, const char *kind, const char *what)
 {
+	unsigned family = 0, chosen;
+	struct line all = {.len = 0}, part = {.len = 0};
+	size_t npart = 0;
 	const json_t *rules;
 	struct m365_step *s;
 	char cmd[96];
 	size_t n = 0;
 
+	for (size_t i = 0; i < nitems(prot_defs); i++)
+		if (strcmp(prot_defs[i].preset_kind, kind) == 0)
+			family |= prot_defs[i].bit;
+	chosen = b->ch->protections & family;
+	if (chosen == 0)
+		return 0;
 	b->items[IT_PRESETS].wanted = true;
 	cmdlet_name(cmd, sizeof(cmd), "Disable", kind);
+	prots_text(family, &all, NULL);
+	prots_text(chosen, &part, &npart);
+	if (chosen != family && b->tenant == NULL) {
+		note_add(b,
+		         "If a Standard or Strict preset security policy (%s) is on, the script "
+		         "leaves it alone: its %s protection%s, chosen here, stay%s in force for "
+		         "the users the preset covers until the preset is turned off. Choosing %s "
+		         "together lets moat turn it off.",
+		         what, part.s, npart > 1 ? "s" : "", npart > 1 ? "" : "s", all.s);
+		return 0;
+	}
 	if (b->tenant == NULL) {
 		for (size_t i = 0; i < nitems(preset_names); i++) {
 			s = step_add(
@@ -1730,6 +1889,25 @@ plan_presets(struct build *b, const char *kind, const char *what)
 				name = preset_names[j];
 		if (name == NULL || !rule_enabled(r))
 			continue;
+		if (chosen != family) {
+			struct line why = {.len = 0};
+
+			line_printf(&why,
+			            "the %s '%s' is on and left alone: only %s of its protections "
+			            "%s chosen, and %s stay%s in force for the users the preset "
+			            "covers; choose %s to let moat turn it off",
+			            what, name, part.s, npart > 1 ? "were" : "was", part.s,
+			            npart > 1 ? "" : "s", all.s);
+			json_array_append_new(b->items[IT_PRESETS].skips, json_string(why.s));
+			note_add(b,
+			         "The %s (%s) is on and moat leaves it alone: its %s protection%s, "
+			         "chosen here, stay%s in force for the users the preset covers "
+			         "until the preset is turned off. Choosing %s together lets moat "
+			         "turn it off.",
+			         name, what, part.s, npart > 1 ? "s" : "", npart > 1 ? "" : "s",
+			         all.s);
+			continue;
+		}
 		detail_add(b, IT_PRESETS, "the %s '%s' is on", what, name);
 		s = step_add(b, IT_PRESETS, cmd, json_pack("{s:s}", "Identity", obj_identity(r)),
 		             "turn off the %s '%s': presets win over the policies moat relaxes",
@@ -1843,15 +2021,20 @@ build_all(struct build *b)
 		         "No bypass rule: Enhanced Filtering is on, and Microsoft says an SCL -1 "
 		         "rule must not be used with it (never both).");
 	if (ch->enhanced_filtering && !mx)
-		note_add(b,
-		         "Enhanced Filtering is only set in MX mode (on moat's inbound connector); "
-		         "it is left alone here.");
+		note_add(b, "%s",
+		         b->want_bypass
+		                 ? "Enhanced Filtering is only set in MX mode (on moat's inbound "
+		                   "connector); with the bypass rule it is kept off (never both)."
+		                 : "Enhanced Filtering is only set in MX mode (on moat's inbound "
+		                   "connector); it is left alone here.");
 
 	/* mail flow first: it works even while protection changes wait for customization */
 	if (relay && plan_outbound(b) < 0)
 		return -1;
 	if ((relay || mx) && plan_inbound(b) < 0)
 		return -1;
+	if (!relay && !mx && b->want_bypass)
+		plan_inbound_no_ef(b);
 	if (b->want_bypass && plan_bypass(b) < 0)
 		return -1;
 	if (b->ef)
@@ -1873,18 +2056,17 @@ build_all(struct build *b)
 			plan_protection(b, &prot_defs[i]);
 	if (prots & (M365_P_SAFELINKS | M365_P_SAFEATTACH))
 		plan_builtin(b);
-	if (prots & (M365_P_ANTISPAM | M365_P_ANTIPHISH | M365_P_ANTIMALWARE))
-		presets += plan_presets(b, EOP_PRESETS, "Exchange Online Protection preset");
-	if ((prots & (M365_P_SAFELINKS | M365_P_SAFEATTACH)) && b->defender)
+	presets += plan_presets(b, EOP_PRESETS, "Exchange Online Protection preset");
+	if (b->defender)
 		presets += plan_presets(b, ATP_PRESETS, "Defender for Office 365 preset");
 	if (presets)
 		note_add(
 		        b,
 		        "The Standard and Strict preset security policies win over the default and "
-		        "custom policies, so moat turns them off. Turning off a preset turns off "
-		        "every protection it holds (anti-spam, anti-phishing and anti-malware for "
-		        "the Exchange Online Protection presets; Safe Links and Safe Attachments "
-		        "for the Defender ones), not only the ones chosen.");
+		        "custom policies, so moat turns off the presets whose protections were all "
+		        "chosen (anti-spam, anti-phishing and anti-malware for the Exchange Online "
+		        "Protection presets; Safe Links and Safe Attachments for the Defender "
+		        "ones): turning off a preset turns off every protection it holds.");
 	plan_customization(b);
 	if (relay)
 		plan_relay_notes(b);
@@ -1910,7 +2092,7 @@ m365_plan_apply(const struct m365_site *site, const struct m365_choice *ch, cons
 			const struct item_state *it = &b.items[i];
 
 			if (it->wanted && !it->skipped && !it->missing &&
-			    json_array_size(it->details) == 0)
+			    json_array_size(it->details) == 0 && json_array_size(it->skips) == 0)
 				note_add(&b, "%s: already as wanted.", item_defs[i].title);
 		}
 	}
@@ -2010,14 +2192,18 @@ m365_plan_check(const struct m365_site *site, const struct m365_choice *ch, cons
 		} else if (it->skipped) {
 			status = "skipped";
 		} else if (json_array_size(it->details) == 0 && !it->missing) {
-			status = "ok";
+			status = json_array_size(it->skips) ? "skipped" : "ok";
 		} else if (names_has(applied, item_defs[i].name)) {
 			status = "pending";
 		} else {
 			status = it->missing ? "missing" : "drifted";
 		}
-		if (tenant)
+		if (tenant) {
 			details_join(it->details, &d);
+			if (json_array_size(it->details) && json_array_size(it->skips))
+				dynbuf_add(&d, "; ", 2);
+			details_join(it->skips, &d);
+		}
 		json_array_append_new(out, json_pack("{s:s, s:s, s:s, s:s}", "item",
 		                                     item_defs[i].name, "title", item_defs[i].title,
 		                                     "status", status, "detail", d.p ? d.p : ""));
@@ -2353,8 +2539,8 @@ m365_plan_json(const struct m365_plan *p)
 
 	for (size_t i = 0; i < p->n; i++) {
 		const struct m365_step *s = &p->steps[i];
-		json_t *j = json_pack("{s:s, s:s, s:O}", "item", s->item, "cmdlet", s->cmdlet,
-		                      "params", s->params ? s->params : json_object());
+		json_t *j = json_pack("{s:s, s:s, s:o}", "item", s->item, "cmdlet", s->cmdlet,
+		                      "params", s->params ? json_incref(s->params) : json_object());
 
 		if (s->when != M365_WHEN_ALWAYS && (unsigned)s->when < nitems(when_names)) {
 			json_object_set_new(j, "when", json_string(when_names[s->when]));

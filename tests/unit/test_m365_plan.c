@@ -582,6 +582,8 @@ assert_steps_explained(const struct m365_plan *p, bool online)
 	}
 }
 
+static void assert_script_matches(const struct m365_plan *p, const char *script);
+
 /* The undo records of a plan, oldest first, appended to changes. */
 static void
 collect_undo(json_t *changes, const struct m365_plan *p)
@@ -719,7 +721,8 @@ test_fresh_relay_all(void **state)
 	assert_true(has_note(&p, "always quarantines malware and this cannot be switched off"));
 	assert_true(has_note(&p, "Built-in protection"));
 	assert_true(has_note(&p, "cannot be turned off"));
-	assert_true(has_note(&p, "Turning off a preset turns off every protection it holds"));
+	assert_true(has_note(&p, "moat turns off the presets whose protections were all chosen"));
+	assert_true(has_note(&p, "turning off a preset turns off every protection it holds"));
 	assert_true(has_note(&p, "counted twice"));
 	assert_true(has_note(&p, "spoof-allow entries"));
 	assert_true(has_note(&p, "192.0.2.10, 198.51.100.0/24"));
@@ -1052,6 +1055,276 @@ test_enhanced_filtering(void **state)
 	json_decref(t);
 }
 
+/*
+ * Never both, across runs and modes: after MX mode with Enhanced
+ * Filtering, choosing the bypass rule in any mode clears Enhanced
+ * Filtering from moat's inbound connector before the rule is made.
+ */
+static void
+test_ef_then_bypass(void **state)
+{
+	static const char *const egress_private[] = {"192.0.2.10", "10.1.2.3"};
+	static const struct {
+		const char *row;
+		bool last_ip; /* EFSkipLastIP (a private egress) rather than EFSkipIPs */
+		enum m365_mode mode;
+		const char *cmdlets;
+		const char *params; /* the Set-InboundConnector */
+		const char *previous;
+	} rows[] = {
+	        {"none", false, M365_MODE_NONE, "Set-InboundConnector New-TransportRule",
+	         "{'Identity': 'moat: from the gateway', 'EFSkipIPs': null}",
+	         "{'EFSkipIPs': ['192.0.2.10', '198.51.100.0/24']}"},
+	        {"none, last ip", true, M365_MODE_NONE, "Set-InboundConnector New-TransportRule",
+	         "{'Identity': 'moat: from the gateway', 'EFSkipLastIP': false}",
+	         "{'EFSkipLastIP': true}"},
+	        {"mx", false, M365_MODE_MX, "Set-InboundConnector New-TransportRule",
+	         "{'Identity': 'moat: from the gateway', 'EFSkipIPs': null}",
+	         "{'EFSkipIPs': ['192.0.2.10', '198.51.100.0/24']}"},
+	        {"relay", false, M365_MODE_RELAY,
+	         "New-OutboundConnector Set-InboundConnector New-TransportRule New-TransportRule",
+	         "{'Identity': 'moat: from the gateway', 'EFSkipIPs': null}",
+	         "{'EFSkipIPs': ['192.0.2.10', '198.51.100.0/24']}"},
+	};
+
+	(void)state;
+	table_reset();
+	for (size_t i = 0; i < nitems(rows); i++) {
+		struct m365_site site = site_std;
+		struct m365_choice ef = {0, false, M365_MODE_MX, true};
+		struct m365_choice bypass = {0, true, rows[i].mode, false};
+		json_t *t = tenant_fresh(), *check, *want;
+		const struct m365_step *s;
+		struct m365_plan p;
+
+		if (rows[i].last_ip) {
+			site.egress = egress_private;
+			site.cert_name = "mx.moat.example";
+		}
+		plan_ok(&site, &ef, t, &p);
+		sim_apply(t, &p);
+		m365_plan_free(&p);
+
+		check = m365_plan_check(&site, &bypass, t, NULL);
+		if (strcmp(check_status(check, "inbound-connector"), "drifted") != 0 ||
+		    !strstr(check_detail(check, "inbound-connector"),
+		            rows[i].last_ip ? "EFSkipLastIP is true, want it cleared"
+		                            : "EFSkipIPs is 192.0.2.10, 198.51.100.0/24, want it "
+		                              "cleared"))
+			table_mismatch(rows[i].row, "check before: %s (%s)",
+			               check_status(check, "inbound-connector"),
+			               check_detail(check, "inbound-connector"));
+		json_decref(check);
+
+		plan_ok(&site, &bypass, t, &p);
+		if (strcmp(cmdlets(&p), rows[i].cmdlets) != 0)
+			table_mismatch(rows[i].row, "got '%s', want '%s'", cmdlets(&p),
+			               rows[i].cmdlets);
+		s = step_of(&p, "Set-InboundConnector", NULL);
+		if (s == NULL) {
+			table_mismatch(rows[i].row, "no Set-InboundConnector");
+		} else {
+			want = js(rows[i].params);
+			if (!json_equal(s->params, want))
+				table_mismatch(rows[i].row, "params %s",
+				               json_dumps(s->params, JSON_COMPACT));
+			json_decref(want);
+			want = js(rows[i].previous);
+			if (!json_equal(json_object_get(s->undo, "previous"), want) ||
+			    strcmp(json_string_value(json_object_get(s->undo, "op")), "set") != 0)
+				table_mismatch(rows[i].row, "undo %s",
+				               json_dumps(s->undo, JSON_COMPACT));
+			json_decref(want);
+			if (strcmp(s->item, "inbound-connector") != 0 ||
+			    !strstr(s->why,
+			            rows[i].mode == M365_MODE_NONE ? "never both" : "clear EF"))
+				table_mismatch(rows[i].row, "item %s, why %s", s->item, s->why);
+			if (!has_note(&p, "moat's inbound connector has Enhanced Filtering on from "
+			                  "an earlier run; moat turns it off because the bypass "
+			                  "rule is used"))
+				table_mismatch(rows[i].row, "no note");
+		}
+		/* cleared before the rule exists */
+		if (step_of(&p, "New-TransportRule", M365_NAME_BYPASS_RULE) <
+		    step_of(&p, "Set-InboundConnector", NULL))
+			table_mismatch(rows[i].row,
+			               "the bypass rule before the connector is clear");
+		sim_apply(t, &p);
+		m365_plan_free(&p);
+
+		plan_ok(&site, &bypass, t, &p);
+		if (p.n)
+			table_mismatch(rows[i].row, "after applying: %s", cmdlets(&p));
+		m365_plan_free(&p);
+		check = m365_plan_check(&site, &bypass, t, NULL);
+		if (strcmp(check_status(check, "inbound-connector"), "ok") != 0 ||
+		    strcmp(check_status(check, "bypass-rule"), "ok") != 0)
+			table_mismatch(rows[i].row, "check after: %s, %s",
+			               check_status(check, "inbound-connector"),
+			               check_status(check, "bypass-rule"));
+		json_decref(check);
+		json_decref(t);
+	}
+	if (table_failures)
+		fail_msg("%d mismatches", table_failures);
+
+	/* no connector of moat's: nothing about it */
+	{
+		struct m365_choice bypass = {0, true, M365_MODE_NONE, false};
+		json_t *t = tenant_fresh(), *check;
+		struct m365_plan p;
+		char *script;
+
+		plan_ok(&site_std, &bypass, t, &p);
+		assert_string_equal(cmdlets(&p), "New-TransportRule");
+		m365_plan_free(&p);
+		check = m365_plan_check(&site_std, &bypass, t, NULL);
+		assert_null(check_of(check, "inbound-connector"));
+		json_decref(check);
+		json_decref(t);
+
+		/* offline: only if the connector exists, before the rule */
+		plan_ok(&site_std, &bypass, NULL, &p);
+		assert_string_equal(p.steps[0].cmdlet, "Set-InboundConnector");
+		assert_int_equal(p.steps[0].when, M365_WHEN_PRESENT);
+		assert_json("offline", p.steps[0].params,
+		            "{'Identity': 'moat: from the gateway', 'EFSkipIPs': null, "
+		            "'EFSkipLastIP': false}");
+		script = m365_plan_script(&p);
+		assert_non_null(script);
+		assert_script_matches(&p, script);
+		assert_non_null(strstr(script, "if (Get-InboundConnector -Identity 'moat: from the "
+		                               "gateway' -ErrorAction SilentlyContinue) {\n"));
+		assert_non_null(strstr(script,
+		                       "\tSet-InboundConnector -Identity 'moat: from the "
+		                       "gateway' -EFSkipIPs $null -EFSkipLastIP $false\n}\n"));
+		free(script);
+		m365_plan_free(&p);
+	}
+}
+
+/* Config allows relay keys of 16 to 128 characters: the longest one works whole. */
+static void
+test_relay_key_128(void **state)
+{
+	char key[129], pattern[131], *script;
+	const char *keys[1] = {key};
+	struct m365_site site = site_std;
+	json_t *t = tenant_fresh(), *check;
+	struct m365_plan p;
+	const struct m365_step *s;
+
+	(void)state;
+	for (size_t i = 0; i < 128; i++)
+		key[i] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_"[i % 64];
+	key[128] = '\0';
+	snprintf(pattern, sizeof(pattern), "^%s$", key);
+	site.keys = keys;
+	plan_ok(&site, &choice_relay_all, t, &p);
+	s = step_of(&p, "New-TransportRule", M365_NAME_BYPASS_RULE);
+	assert_non_null(s);
+	assert_int_equal(json_array_size(json_object_get(s->params, "HeaderMatchesPatterns")), 1);
+	assert_string_equal(json_string_value(json_array_get(
+	                            json_object_get(s->params, "HeaderMatchesPatterns"), 0)),
+	                    pattern);
+	assert_int_equal(strlen(pattern), 130);
+	s = step_of(&p, "New-TransportRule", M365_NAME_RELAY_RULE);
+	assert_string_equal(json_string_value(json_array_get(
+	                            json_object_get(s->params, "ExceptIfHeaderContainsWords"), 0)),
+	                    key);
+	script = m365_plan_script(&p);
+	assert_non_null(strstr(script, pattern));
+	free(script);
+	sim_apply(t, &p);
+	m365_plan_free(&p);
+	plan_ok(&site, &choice_relay_all, t, &p);
+	assert_int_equal(p.n, 0);
+	m365_plan_free(&p);
+	check = m365_plan_check(&site, &choice_relay_all, t, NULL);
+	assert_string_equal(check_status(check, "bypass-rule"), "ok");
+	json_decref(check);
+	json_decref(t);
+}
+
+/*
+ * moat's egress as the admin wrote it (config takes host bits and any
+ * case) against what Exchange keeps: the same addresses are no drift.
+ */
+static void
+test_egress_as_addresses(void **state)
+{
+	static const char *const egress[] = {"198.51.100.5/24", "2001:DB8::1"};
+	static const char *const props[][2] = {
+	        {"TransportRule", "SenderIpRanges"},
+	        {"TransportRule", "ExceptIfSenderIpRanges"},
+	        {"InboundConnector", "SenderIPAddresses"},
+	        {"InboundConnector", "EFSkipIPs"},
+	};
+	struct m365_site site = site_std;
+	struct m365_choice relay = choice_relay_all;
+	struct m365_choice ef = {0, false, M365_MODE_MX, true};
+	json_t *t, *check;
+	struct m365_plan p;
+
+	(void)state;
+	site.egress = egress;
+	for (int pass = 0; pass < 2; pass++) {
+		const struct m365_choice *ch = pass == 0 ? &relay : &ef;
+
+		t = tenant_fresh();
+		plan_ok(&site, ch, t, &p);
+		/* what moat sends stays as configured */
+		assert_json("sent",
+		            json_object_get(step_of(&p, "New-InboundConnector", NULL)->params,
+		                            "SenderIPAddresses"),
+		            "['198.51.100.5/24', '2001:DB8::1']");
+		sim_apply(t, &p);
+		m365_plan_free(&p);
+		/* Exchange keeps them in its own form */
+		for (size_t i = 0; i < nitems(props); i++) {
+			json_t *a = json_object_get(t, props[i][0]);
+
+			for (size_t j = 0; j < json_array_size(a); j++) {
+				json_t *o = json_array_get(a, j);
+
+				if (json_object_get(o, props[i][1]))
+					json_object_set_new(
+					        o, props[i][1],
+					        js(i == 1 ? "['198.51.100.0-198.51.100.255', "
+					                    "'2001:db8:0:0:0:0:0:1/128']"
+					                  : "['198.51.100.0/24', "
+					                    "'2001:db8:0:0:0:0:0:1']"));
+			}
+		}
+		plan_ok(&site, ch, t, &p);
+		if (p.n)
+			fail_msg("pass %d: %zu steps: %s (%s)", pass, p.n, cmdlets(&p),
+			         p.steps[0].why);
+		m365_plan_free(&p);
+		check = m365_plan_check(&site, ch, t, NULL);
+		for (size_t j = 0; j < json_array_size(check); j++) {
+			const json_t *e = json_array_get(check, j);
+			const char *st = json_string_value(json_object_get(e, "status"));
+
+			if (strcmp(st, "ok") != 0 && strcmp(st, "skipped") != 0)
+				fail_msg("pass %d: check %s: %s (%s)", pass,
+				         json_string_value(json_object_get(e, "item")), st,
+				         json_string_value(json_object_get(e, "detail")));
+		}
+		json_decref(check);
+		/* other addresses still are */
+		json_object_set_new(find(t, "InboundConnector", M365_NAME_INBOUND),
+		                    "SenderIPAddresses", js("['198.51.100.0/25', '2001:db8::1']"));
+		check = m365_plan_check(&site, ch, t, NULL);
+		assert_string_equal(check_status(check, "inbound-connector"), "drifted");
+		assert_non_null(strstr(check_detail(check, "inbound-connector"),
+		                       "SenderIPAddresses is 198.51.100.0/25, 2001:db8::1, want "
+		                       "198.51.100.5/24, 2001:DB8::1"));
+		json_decref(check);
+		json_decref(t);
+	}
+}
+
 /* check: ok / pending / missing / drifted / skipped, with titles. */
 static void
 test_check(void **state)
@@ -1179,7 +1452,10 @@ test_custom_rules(void **state)
 	json_decref(t);
 }
 
-/* Each protection alone: the concrete cmdlets of M365.md 3. */
+/*
+ * Each protection alone: the concrete cmdlets of M365.md 3. The Standard
+ * preset (on in the fixture) holds others too, so it is left alone.
+ */
 static void
 test_protection_cmdlets(void **state)
 {
@@ -1188,25 +1464,17 @@ test_protection_cmdlets(void **state)
 		const char *want;
 		const char *note;
 	} rows[] = {
-	        {M365_P_ANTISPAM,
-	         "Disable-HostedContentFilterRule Set-HostedContentFilterPolicy "
-	         "Disable-EOPProtectionPolicyRule",
+	        {M365_P_ANTISPAM, "Disable-HostedContentFilterRule Set-HostedContentFilterPolicy",
 	         "the real bypass is an SCL -1 rule"},
-	        {M365_P_ANTIPHISH,
-	         "Disable-AntiPhishRule Set-AntiPhishPolicy Disable-EOPProtectionPolicyRule",
+	        {M365_P_ANTIPHISH, "Disable-AntiPhishRule Set-AntiPhishPolicy",
 	         "spoof intelligence"},
-	        {M365_P_ANTIMALWARE,
-	         "Disable-MalwareFilterRule Set-MalwareFilterPolicy "
-	         "Disable-EOPProtectionPolicyRule",
+	        {M365_P_ANTIMALWARE, "Disable-MalwareFilterRule Set-MalwareFilterPolicy",
 	         "Microsoft always quarantines malware"},
-	        {M365_P_SAFELINKS,
-	         "Disable-SafeLinksRule Set-ATPBuiltInProtectionRule "
-	         "Disable-ATPProtectionPolicyRule",
+	        {M365_P_SAFELINKS, "Disable-SafeLinksRule Set-ATPBuiltInProtectionRule",
 	         "Built-in protection (Safe Links and Safe Attachments for everyone) cannot be "
 	         "turned off"},
 	        {M365_P_SAFEATTACH,
-	         "Disable-SafeAttachmentRule Set-SafeAttachmentPolicy Set-ATPBuiltInProtectionRule "
-	         "Disable-ATPProtectionPolicyRule",
+	         "Disable-SafeAttachmentRule Set-SafeAttachmentPolicy Set-ATPBuiltInProtectionRule",
 	         "custom Safe Attachments rules and policies"},
 	};
 
@@ -1218,11 +1486,36 @@ test_protection_cmdlets(void **state)
 		json_t *t = tenant_custom();
 		struct m365_plan p;
 
+		json_t *check;
+		char label[64];
+
 		plan_ok(&site_std, &ch, t, &p);
 		if (strcmp(cmdlets(&p), rows[i].want) != 0)
 			table_mismatch(row, "got '%s', want '%s'", cmdlets(&p), rows[i].want);
 		if (!has_note(&p, rows[i].note))
 			table_mismatch(row, "no note '%s'", rows[i].note);
+		if (!has_note(&p, "The Standard Preset Security Policy (") ||
+		    !has_note(&p, "is on and moat leaves it alone"))
+			table_mismatch(row, "no note on the Standard preset left on");
+		check = m365_plan_check(&site_std, &ch, t, NULL);
+		if (strcmp(check_status(check, "presets"), "skipped") != 0 ||
+		    !strstr(check_detail(check, "presets"),
+		            "'Standard Preset Security Policy' is on and left alone"))
+			table_mismatch(row, "presets: %s (%s)", check_status(check, "presets"),
+			               check_detail(check, "presets"));
+		json_decref(check);
+		/* the note and the check name what was chosen */
+		snprintf(label, sizeof(label), "only %s of its protections was chosen",
+		         rows[i].bit == M365_P_ANTISPAM      ? "anti-spam"
+		         : rows[i].bit == M365_P_ANTIPHISH   ? "anti-phishing"
+		         : rows[i].bit == M365_P_ANTIMALWARE ? "anti-malware"
+		         : rows[i].bit == M365_P_SAFELINKS   ? "Safe Links"
+		                                             : "Safe Attachments");
+		check = m365_plan_check(&site_std, &ch, t, NULL);
+		if (!strstr(check_detail(check, "presets"), label))
+			table_mismatch(row, "presets detail lacks '%s': %s", label,
+			               check_detail(check, "presets"));
+		json_decref(check);
 		for (size_t j = 0; j < p.n; j++)
 			if (strcmp(p.steps[j].item, row) != 0 &&
 			    strcmp(p.steps[j].item, "presets") != 0 &&
@@ -1235,6 +1528,127 @@ test_protection_cmdlets(void **state)
 	}
 	if (table_failures)
 		fail_msg("%d mismatches", table_failures);
+}
+
+/*
+ * Presets hold several protections: turned off only when all of theirs
+ * were chosen; otherwise an enabled one is left alone, said in a note,
+ * and its check item is skipped rather than ok or drifted.
+ */
+static void
+test_presets(void **state)
+{
+	const unsigned eop = M365_P_ANTISPAM | M365_P_ANTIPHISH | M365_P_ANTIMALWARE;
+	const unsigned atp = M365_P_SAFELINKS | M365_P_SAFEATTACH;
+	json_t *t, *check;
+	struct m365_plan p;
+
+	(void)state;
+	/* two of three: nothing disabled, the note names the preset and what stays */
+	t = tenant_fresh();
+	{
+		struct m365_choice ch = {M365_P_ANTISPAM | M365_P_ANTIPHISH, false, M365_MODE_NONE,
+		                         false};
+
+		plan_ok(&site_std, &ch, t, &p);
+		assert_string_equal(cmdlets(&p),
+		                    "Set-HostedContentFilterPolicy Set-AntiPhishPolicy");
+		assert_true(has_note(
+		        &p, "The Standard Preset Security Policy (Exchange Online Protection "
+		            "preset) is on and moat leaves it alone: its anti-spam and "
+		            "anti-phishing protections, chosen here, stay in force for the users "
+		            "the preset covers until the preset is turned off. Choosing anti-spam, "
+		            "anti-phishing and anti-malware together lets moat turn it off."));
+		assert_false(has_note(&p, "Strict Preset Security Policy"));
+		assert_false(has_note(&p, "moat turns off the presets"));
+		sim_apply(t, &p);
+		m365_plan_free(&p);
+		check = m365_plan_check(&site_std, &ch, t, NULL);
+		assert_string_equal(check_status(check, "presets"), "skipped");
+		assert_non_null(strstr(check_detail(check, "presets"),
+		                       "only anti-spam and anti-phishing of its protections were "
+		                       "chosen, and anti-spam and anti-phishing stay in force"));
+		json_decref(check);
+		/* nothing left to do: the left-alone preset is not a step */
+		plan_ok(&site_std, &ch, t, &p);
+		assert_int_equal(p.n, 0);
+		m365_plan_free(&p);
+		/* with the presets off, nothing is left alone: ok */
+		json_object_set_new(find(t, "EOPProtectionPolicyRule",
+		                         "Standard Preset Security "
+		                         "Policy"),
+		                    "State", json_string("Disabled"));
+		check = m365_plan_check(&site_std, &ch, t, NULL);
+		assert_string_equal(check_status(check, "presets"), "ok");
+		json_decref(check);
+	}
+	json_decref(t);
+
+	/* all three EOP ones and Safe Links: the EOP preset off, the Defender one left alone */
+	t = tenant_fresh();
+	{
+		struct m365_choice ch = {eop | M365_P_SAFELINKS, false, M365_MODE_NONE, false};
+		const struct m365_step *s;
+
+		plan_ok(&site_std, &ch, t, &p);
+		assert_null(step_of(&p, "Disable-ATPProtectionPolicyRule", NULL));
+		s = step_of(&p, "Disable-EOPProtectionPolicyRule", NULL);
+		assert_non_null(s);
+		assert_json("eop off", s->params,
+		            "{'Identity': 'Standard Preset Security Policy'}");
+		assert_true(has_note(&p, "moat turns off the presets whose protections were all "
+		                         "chosen"));
+		assert_true(has_note(&p,
+		                     "The Standard Preset Security Policy (Defender for "
+		                     "Office 365 preset) is on and moat leaves it alone: its Safe "
+		                     "Links protection, chosen here, stays in force"));
+		check = m365_plan_check(&site_std, &ch, t, NULL);
+		/* what moat must still do shows as drift, with what it leaves alone */
+		assert_string_equal(check_status(check, "presets"), "drifted");
+		assert_non_null(strstr(check_detail(check, "presets"),
+		                       "the Exchange Online Protection preset 'Standard Preset "
+		                       "Security Policy' is on; the Defender for Office 365 preset "
+		                       "'Standard Preset Security Policy' is on and left alone"));
+		json_decref(check);
+		sim_apply(t, &p);
+		m365_plan_free(&p);
+		check = m365_plan_check(&site_std, &ch, t, NULL);
+		assert_string_equal(check_status(check, "presets"), "skipped");
+		json_decref(check);
+	}
+	json_decref(t);
+
+	/* both Defender ones: the Defender preset off, the EOP one not touched */
+	t = tenant_fresh();
+	{
+		struct m365_choice ch = {atp, false, M365_MODE_NONE, false};
+
+		plan_ok(&site_std, &ch, t, &p);
+		assert_non_null(step_of(&p, "Disable-ATPProtectionPolicyRule", NULL));
+		assert_null(step_of(&p, "Disable-EOPProtectionPolicyRule", NULL));
+		assert_false(has_note(&p, "leaves it alone"));
+		sim_apply(t, &p);
+		m365_plan_free(&p);
+		check = m365_plan_check(&site_std, &ch, t, NULL);
+		assert_string_equal(check_status(check, "presets"), "ok");
+		json_decref(check);
+	}
+	json_decref(t);
+
+	/* offline: no preset step for a partial choice, a conditional note instead */
+	{
+		struct m365_choice ch = {M365_P_ANTIMALWARE | atp, false, M365_MODE_NONE, false};
+
+		plan_ok(&site_std, &ch, NULL, &p);
+		assert_null(step_of(&p, "Disable-EOPProtectionPolicyRule", NULL));
+		assert_non_null(step_of(&p, "Disable-ATPProtectionPolicyRule", NULL));
+		assert_true(has_note(&p,
+		                     "If a Standard or Strict preset security policy (Exchange "
+		                     "Online Protection preset) is on, the script leaves it "
+		                     "alone: its anti-malware protection, chosen here, stays in "
+		                     "force"));
+		m365_plan_free(&p);
+	}
 }
 
 /* A never-customised tenant: Enable-OrganizationCustomization first, said so. */
@@ -1426,7 +1840,9 @@ test_errors(void **state)
 	static const char *const wide[] = {"192.0.2.0/23"};
 	static const char *const dash[] = {"192.0.2.1-192.0.2.9"};
 	static const char *const bad[] = {"192.0.2.300"};
-	static const char *const badkey[] = {"abc$def"};
+	static const char *const badkey[] = {"abc$def0123456789"};
+	static const char *const shortkey[] = {"0123456789abcde"};      /* 15: config wants 16 */
+	static const char *const longkey[] = {KEY1 KEY1 KEY1 KEY1 "0"}; /* 129: config allows 128 */
 	static const struct {
 		const char *row;
 		const char *const *egress;
@@ -1500,7 +1916,25 @@ test_errors(void **state)
 	         1,
 	         badkey,
 	         {0, true, M365_MODE_NONE, false},
-	         "relay key 1 is not letters"},
+	         "relay key 1 is not 16 to 128 letters"},
+	        {"short key",
+	         egress_pub,
+	         2,
+	         HOST,
+	         NULL,
+	         1,
+	         shortkey,
+	         {0, true, M365_MODE_NONE, false},
+	         "relay key 1 is not 16 to 128 letters"},
+	        {"long key",
+	         egress_pub,
+	         2,
+	         HOST,
+	         NULL,
+	         1,
+	         longkey,
+	         {0, true, M365_MODE_NONE, false},
+	         "relay key 1 is not 16 to 128 letters"},
 	        {"wider than /24",
 	         wide,
 	         1,
@@ -1527,8 +1961,8 @@ test_errors(void **state)
 	         1,
 	         keys1,
 	         {0, false, M365_MODE_MX, false},
-	         "not a-b ranges"},
-	        {"a-b range in the rule",
+	         "egress '192.0.2.1-192.0.2.9' is not an IP address or a CIDR range"},
+	        {"a-b range in the rule (config's m365_egress has none)",
 	         dash,
 	         1,
 	         HOST,
@@ -1536,7 +1970,7 @@ test_errors(void **state)
 	         1,
 	         keys1,
 	         {0, true, M365_MODE_NONE, false},
-	         NULL},
+	         "is not an IP address or a CIDR range"},
 	        {"not an address",
 	         bad,
 	         1,
@@ -1689,6 +2123,51 @@ test_offline(void **state)
 	assert_true(json_equal(json_object_get(j, "notes"), p.notes));
 	json_decref(j);
 	m365_plan_free(&p);
+}
+
+/* jansson's allocations while counting: what is still live. */
+static long json_live;
+
+static void *
+count_malloc(size_t n)
+{
+	void *p = malloc(n);
+
+	if (p)
+		json_live++;
+	return p;
+}
+
+static void
+count_free(void *p)
+{
+	if (p)
+		json_live--;
+	free(p);
+}
+
+/* The plan as JSON owns what it makes: a step without params leaks nothing. */
+static void
+test_plan_json_frees(void **state)
+{
+	struct m365_step step = {.item = (char *)"undo",
+	                         .cmdlet = (char *)"Enable-TransportRule",
+	                         .params = NULL,
+	                         .why = (char *)"why"};
+	struct m365_plan p = {.steps = &step, .n = 1, .notes = NULL};
+	json_t *j;
+
+	(void)state;
+	json_live = 0;
+	json_set_alloc_funcs(count_malloc, count_free);
+	j = m365_plan_json(&p);
+	assert_non_null(j);
+	assert_json("no params",
+	            json_object_get(json_array_get(json_object_get(j, "steps"), 0), "params"),
+	            "{}");
+	json_decref(j);
+	json_set_alloc_funcs(malloc, free);
+	assert_int_equal(json_live, 0);
 }
 
 /* --- the script --- */
@@ -1953,14 +2432,19 @@ main(void)
 	        cmocka_unit_test(test_priorities),
 	        cmocka_unit_test(test_no_defender),
 	        cmocka_unit_test(test_enhanced_filtering),
+	        cmocka_unit_test(test_ef_then_bypass),
+	        cmocka_unit_test(test_relay_key_128),
+	        cmocka_unit_test(test_egress_as_addresses),
 	        cmocka_unit_test(test_check),
 	        cmocka_unit_test(test_custom_rules),
 	        cmocka_unit_test(test_protection_cmdlets),
+	        cmocka_unit_test(test_presets),
 	        cmocka_unit_test(test_dehydrated),
 	        cmocka_unit_test(test_undo),
 	        cmocka_unit_test(test_undo_refused),
 	        cmocka_unit_test(test_errors),
 	        cmocka_unit_test(test_offline),
+	        cmocka_unit_test(test_plan_json_frees),
 	        cmocka_unit_test(test_script_online),
 	        cmocka_unit_test(test_script_offline),
 	        cmocka_unit_test(test_detect),
