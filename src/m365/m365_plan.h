@@ -59,7 +59,7 @@ int m365_mode_parse(const char *name, enum m365_mode *out); /* -1 if unknown */
 
 /* moat's side of the configuration (config m365_* and the policy). */
 struct m365_site {
-	const char *const *egress; /* moat's sending addresses: IPs, CIDRs or a-b ranges */
+	const char *const *egress; /* moat's sending addresses: IPs or CIDRs */
 	size_t negress;
 	const char *host;        /* relay mode: moat's host name (smart host, TLS domain) */
 	const char *cert_name;   /* inbound connector's TlsSenderCertificateName; "" or NULL:
