@@ -48,8 +48,7 @@ fuzz_check_array(const json_t *a, size_t max, const char *const *keys, size_t nk
 
 	CHECK(json_is_array(a));
 	CHECK(json_array_size(a) <= max);
-	json_array_foreach(a, i, v)
-	{
+	json_array_foreach (a, i, v) {
 		CHECK(json_is_object(v));
 		for (size_t k = 0; k < nkeys; k++)
 			fuzz_check_str(json_object_get(v, keys[k]), false, SIZE_MAX);
@@ -86,8 +85,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fuzz_check_array(json_object_get(p, "links"), QUARANTINE_PREVIEW_LINKS_MAX, link_keys, 2);
 	fuzz_check_array(json_object_get(p, "attachments"), QUARANTINE_PREVIEW_ATTACH_MAX, att_keys,
 	                 3);
-	json_array_foreach(json_object_get(p, "attachments"), i, e)
-	{
+	json_array_foreach (json_object_get(p, "attachments"), i, e) {
 		const char *h = json_string_value(json_object_get(e, "sha256"));
 
 		CHECK(json_is_integer(json_object_get(e, "size")));

@@ -312,8 +312,7 @@ api_h_domain_put(struct api_req *r)
 		api_error(r, 400, "body", "a JSON object is needed");
 		return;
 	}
-	json_object_foreach(r->body, key, v)
-	{
+	json_object_foreach (r->body, key, v) {
 		for (i = 0; i < nitems(known) && strcmp(key, known[i]) != 0; i++)
 			;
 		if (i == nitems(known)) {
@@ -336,8 +335,7 @@ api_h_domain_put(struct api_req *r)
 		berr |= dynbuf_printf(&b, "recipients = any\n");
 	} else if (json_is_array(v) && json_array_size(v) > 0) {
 		berr |= dynbuf_printf(&b, "recipients = ");
-		json_array_foreach(v, i, it)
-		{
+		json_array_foreach (v, i, it) {
 			if (!json_is_string(it) || strpbrk(json_string_value(it), ", \t\r\n#") ||
 			    json_string_length(it) == 0) {
 				free(b.p);
@@ -741,8 +739,7 @@ api_rule_parse(json_t *obj, const char *name, struct api_rule_in *in, char *fiel
 			         RULE_ITEMS_MAX);
 			return -1;
 		}
-		json_array_foreach(v, i, it)
-		{
+		json_array_foreach (v, i, it) {
 			const char *text = json_string_value(it);
 			char why[512] = "";
 			int bad;
@@ -946,8 +943,7 @@ api_h_token_create(struct api_req *r)
 		api_error(r, 400, "scopes", "'scopes' must be an array of read, operate, admin");
 		return;
 	}
-	json_array_foreach(v, i, it)
-	{
+	json_array_foreach (v, i, it) {
 		unsigned bit;
 
 		if (!json_is_string(it) ||
@@ -1086,8 +1082,7 @@ api_h_user_delete(struct api_req *r)
 	}
 	if ((users = api_users(r)) == NULL)
 		return;
-	json_array_foreach(users, i, it)
-	{
+	json_array_foreach (users, i, it) {
 		if (strcmp(json_string_value(json_object_get(it, "name")), r->args[0]) == 0)
 			exists = true;
 	}
@@ -1341,13 +1336,11 @@ api_import_apply(struct api_req *r, struct api_rule_in *rin, size_t nrules,
 		goto out;
 	if ((st = store_batch_begin(s)) != STORE_OK)
 		goto out;
-	json_array_foreach(names, i, it)
-	{
+	json_array_foreach (names, i, it) {
 		if ((st = store_rule_delete(s, json_string_value(it))) != STORE_OK)
 			goto fail;
 	}
-	json_array_foreach(entries, i, it)
-	{
+	json_array_foreach (entries, i, it) {
 		st = store_list_delete(
 		        s, json_string_value(json_object_get(it, "scope")),
 		        (enum store_list_kind)json_integer_value(json_object_get(it, "kind")),
@@ -1398,8 +1391,7 @@ api_h_config_import(struct api_req *r)
 	rin = xcalloc(nr + 1, sizeof(*rin));
 	lin = xcalloc(nl + 1, sizeof(*lin));
 	/* everything is checked before anything is replaced */
-	json_array_foreach(rules, i, it)
-	{
+	json_array_foreach (rules, i, it) {
 		if (api_rule_parse(it, NULL, &rin[i], sub, sizeof(sub), err, sizeof(err)) < 0) {
 			snprintf(field, sizeof(field), "rules[%zu].%s", i, sub);
 			api_error(r, 400, field, "%s", err);
@@ -1418,8 +1410,7 @@ api_h_config_import(struct api_req *r)
 			}
 		}
 	}
-	json_array_foreach(lists, i, it)
-	{
+	json_array_foreach (lists, i, it) {
 		const char *scope = json_string_value(json_object_get(it, "scope"));
 		const char *pattern = json_string_value(json_object_get(it, "pattern"));
 		const char *kind = json_string_value(json_object_get(it, "kind")), *why;

@@ -122,8 +122,7 @@ api_filter(struct api_req *r, struct store_filter *f, bool quar)
 	struct evkeyval *kv;
 
 	store_filter_init(f);
-	TAILQ_FOREACH(kv, r->query, next)
-	{
+	TAILQ_FOREACH (kv, r->query, next) {
 		const char *k = kv->key, *v = kv->value;
 		size_t vlen = strlen(v);
 
@@ -519,8 +518,7 @@ api_rcpts(struct api_req *r, const char ***out, size_t *n)
 		return false;
 	}
 	*out = xcalloc(json_array_size(v) + 1, sizeof(**out));
-	json_array_foreach(v, i, it)
-	{
+	json_array_foreach (v, i, it) {
 		if (!json_is_string(it) || json_string_length(it) == 0 ||
 		    json_string_length(it) > STORE_ADDR_MAX) {
 			free(*out);
@@ -612,8 +610,7 @@ api_h_quar_batch(struct api_req *r)
 		          API_BATCH_MAX);
 		return;
 	}
-	json_array_foreach(ids, i, it)
-	{
+	json_array_foreach (ids, i, it) {
 		if (!json_is_string(it)) {
 			api_error(r, 400, "ids", "'ids' must hold strings");
 			return;
@@ -623,8 +620,7 @@ api_h_quar_batch(struct api_req *r)
 		results = api_quar_release_batch(r, ids, &act, &listed);
 	} else {
 		results = json_array();
-		json_array_foreach(ids, i, it)
-		{
+		json_array_foreach (ids, i, it) {
 			int code;
 
 			json_array_append_new(results, api_quar_act(r, json_string_value(it), &act,

@@ -312,8 +312,7 @@ dest_get(struct delivery *d, const struct route *r, const char *domain)
 	struct dest *dest;
 
 	route_key(r, domain, key, sizeof(key));
-	TAILQ_FOREACH(dest, &d->dests, entry)
-	{
+	TAILQ_FOREACH (dest, &d->dests, entry) {
 		if (strcmp(dest->key, key) == 0)
 			return dest;
 	}
@@ -628,8 +627,7 @@ dest_kick_now(struct delivery *d, struct dest *dest)
 		}
 		mta_session_run(s, t);
 	}
-	TAILQ_FOREACH(s, &dest->sessions, entry)
-	{
+	TAILQ_FOREACH (s, &dest->sessions, entry) {
 		if (s->state < MTA_READY)
 			connecting++;
 	}
@@ -708,8 +706,7 @@ delivery_session_idle(struct delivery *d, struct mta_session *s)
 	if (d->nsessions >= d->cfg->delivery_max_connections) {
 		struct dest *o;
 
-		TAILQ_FOREACH(o, &d->dests, entry)
-		{
+		TAILQ_FOREACH (o, &d->dests, entry) {
 			if (o != dest && !TAILQ_EMPTY(&o->tasks)) {
 				/* the global cap is reached and others wait: free the slot */
 				mta_session_quit(s);
@@ -775,8 +772,7 @@ delivery_session_gone(struct delivery *d, struct mta_session *s)
 	if (!d->stopping && d->nsessions < d->cfg->delivery_max_connections) {
 		struct dest *o;
 
-		TAILQ_FOREACH(o, &d->dests, entry)
-		{
+		TAILQ_FOREACH (o, &d->dests, entry) {
 			if (o != dest && !TAILQ_EMPTY(&o->tasks) && o->nsessions == 0)
 				dest_kick(d, o);
 		}
@@ -834,8 +830,7 @@ dq_withdraw(struct delivery *d, struct dq_msg *m)
 {
 	struct dest *dest;
 
-	TAILQ_FOREACH(dest, &d->dests, entry)
-	{
+	TAILQ_FOREACH (dest, &d->dests, entry) {
 		struct dq_task *t, *next;
 
 		for (t = TAILQ_FIRST(&dest->tasks); t; t = next) {
@@ -1373,8 +1368,7 @@ delivery_wake_cb(evutil_socket_t fd, short what, void *arg)
 		d->pol = pol;
 		d->cfg = cfg;
 		if (was_paused && !cfg->delivery_paused) {
-			TAILQ_FOREACH(m, &d->msgs, entry)
-			{
+			TAILQ_FOREACH (m, &d->msgs, entry) {
 				if (m->inflight == 0 && m->retry_at_ms == 0)
 					dq_schedule_soon(d, m);
 			}

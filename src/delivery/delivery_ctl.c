@@ -128,8 +128,7 @@ ctl_list(void *arg, json_t *req, json_t **result, char *err, size_t errsize)
 
 	if (limit <= 0)
 		limit = 1000;
-	TAILQ_FOREACH(m, &d->msgs, entry)
-	{
+	TAILQ_FOREACH (m, &d->msgs, entry) {
 		if ((json_int_t)n++ >= limit)
 			continue;
 		json_array_append_new(list, ctl_msg_json(m, false));
@@ -257,8 +256,7 @@ ctl_stats(void *arg, json_t *req, json_t **result, char *err, size_t errsize)
 	const struct dq_msg *m;
 	size_t held = 0, pending = 0, deferred = 0;
 
-	TAILQ_FOREACH(m, &d->msgs, entry)
-	{
+	TAILQ_FOREACH (m, &d->msgs, entry) {
 		if (m->env.held)
 			held++;
 		if (m->attempts > 0)

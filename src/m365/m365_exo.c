@@ -204,8 +204,7 @@ m365_exo_error(const struct m365_http_answer *a, struct m365_error *e)
 		               msg ? msg : "Exchange Online refused the call (HTTP 401/403)");
 	} else if ((a->status == 400 || a->status == 404 || a->status == 500) &&
 	           json_is_object(err)) {
-		json_array_foreach(details, i, d)
-		{
+		json_array_foreach (details, i, d) {
 			const char *m = json_string_value(json_object_get(d, "message"));
 			const char *bar1 = m ? strchr(m, '|') : NULL;
 			const char *bar2 = bar1 ? strchr(bar1 + 1, '|') : NULL;
@@ -251,8 +250,7 @@ m365_exo_page(json_t *root, json_t *values, json_t *warnings, const char **next,
 	}
 	if (json_is_array(v))
 		json_array_extend(values, v);
-	json_array_foreach(w, i, item)
-	{
+	json_array_foreach (w, i, item) {
 		if (json_is_string(item))
 			json_array_append(warnings, item);
 	}

@@ -535,8 +535,7 @@ job_site_build(struct m365 *m, struct config *cfg, struct policy *pol, const jso
 		json_t *a;
 		char key[M365_KEY_MAX];
 
-		json_array_foreach(accepted, k, a)
-		{
+		json_array_foreach (accepted, k, a) {
 			const char *name = json_string_value(json_object_get(a, "DomainName"));
 
 			if (name == NULL)
@@ -610,8 +609,7 @@ m365_choice_parse(const json_t *o, struct m365_choice *ch, bool *given, const ch
 			CHOICE_FAIL("protections",
 			            "'protections' must be an array of antispam, "
 			            "antiphish, antimalware, safelinks, safeattachments");
-		json_array_foreach(v, i, it)
-		{
+		json_array_foreach (v, i, it) {
 			unsigned bit =
 			        json_is_string(it) ? m365_prot_parse(json_string_value(it)) : 0;
 
@@ -715,9 +713,9 @@ check_count(const json_t *check, const char *st)
 	size_t i, n = 0;
 	json_t *c;
 
-	json_array_foreach(
-	        check, i,
-	        c) if (strcmp(json_string_value(json_object_get(c, "status")) ?: "", st) == 0) n++;
+	json_array_foreach (check, i, c)
+		if (strcmp(json_string_value(json_object_get(c, "status")) ?: "", st) == 0)
+			n++;
 	return n;
 }
 
@@ -812,8 +810,7 @@ last_choice_fn(void *arg, const struct store_m365_job *row)
 		json_t *c;
 
 		lc->applied = json_array();
-		json_array_foreach(json_object_get(doc, "check"), i, c)
-		{
+		json_array_foreach (json_object_get(doc, "check"), i, c) {
 			if (strcmp(json_string_value(json_object_get(c, "status")) ?: "",
 			           "pending") == 0)
 				json_array_append(lc->applied, json_object_get(c, "item"));
@@ -846,8 +843,9 @@ job_undo(struct m365_job *j, const json_t *snap)
 	job_enter_state(j, JOB_UNDOING);
 	if (!job_run_steps(j, &plan, NULL, false))
 		goto out;
-	json_array_foreach(changes, i, c) store_m365_change_undone(
-	        j->store, json_integer_value(json_object_get(c, "_id")), wall_ms());
+	json_array_foreach (changes, i, c)
+		store_m365_change_undone(j->store, json_integer_value(json_object_get(c, "_id")),
+		                         wall_ms());
 	job_set(j, "summary",
 	        json_sprintf("%zu change(s) of moat undone with %zu cmdlet(s)",
 	                     json_array_size(changes), plan.n));
@@ -1185,8 +1183,7 @@ m365_recover(struct m365 *m, struct store *store)
 	if (store_m365_job_list(store, STORE_PAGE_MAX, job_recover_fn, list) != STORE_OK)
 		log_warn("m365: the jobs of an earlier run were not looked at: %s",
 		         store_errmsg(store));
-	json_array_foreach(list, i, o)
-	{
+	json_array_foreach (list, i, o) {
 		char *text = json_dumps(json_object_get(o, "doc"), JSON_COMPACT);
 		struct store_m365_job row = {
 		        .id = json_string_value(json_object_get(o, "id")),

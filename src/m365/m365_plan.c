@@ -2279,8 +2279,7 @@ undo_rec_check(const json_t *r, size_t i, char *err, size_t errsize)
 			return -1;
 		}
 		copy = json_deep_copy(prev);
-		json_object_foreach(copy, k, v)
-		{
+		json_object_foreach (copy, k, v) {
 			if (!param_name_ok(k)) {
 				snprintf(err, errsize, "change %zu: '%.64s' is not a parameter",
 				         i + 1, k);
@@ -2381,8 +2380,9 @@ m365_plan_undo(const json_t *changes, const json_t *tenant, struct m365_plan *ou
 			const char *k;
 			json_t *v;
 
-			json_object_foreach(prev, k, v) if (json_object_get(o->previous, k) == NULL)
-			        json_object_set(o->previous, k, v);
+			json_object_foreach (prev, k, v)
+				if (json_object_get(o->previous, k) == NULL)
+					json_object_set(o->previous, k, v);
 			json_decref(prev);
 		}
 	}
@@ -2397,8 +2397,7 @@ m365_plan_undo(const json_t *changes, const json_t *tenant, struct m365_plan *ou
 			continue;
 		params = json_pack("{s:s}", "Identity", o->identity);
 		line_printf(&why, "put back ");
-		json_object_foreach(o->previous, k, v)
-		{
+		json_object_foreach (o->previous, k, v) {
 			json_object_set(params, k, v);
 			line_printf(&why, "%s%s ", json_object_size(params) > 2 ? ", " : "", k);
 			show_value(&why, v);

@@ -146,8 +146,7 @@ ps_value(struct dynbuf *d, const json_t *v)
 		bool first = true;
 		int rc = dynbuf_add(d, "@{", 2);
 
-		json_object_foreach(copy, k, e)
-		{
+		json_object_foreach (copy, k, e) {
 			if (rc < 0 || !word_ok(k) ||
 			    dynbuf_printf(d, "%s%s=", first ? "" : "; ", k) < 0 ||
 			    ps_value(d, e) < 0)
@@ -201,8 +200,7 @@ ps_cmdlet(struct dynbuf *d, const struct m365_step *s, bool each_identity)
 	if (each_identity && dynbuf_printf(d, " -Identity $_.Identity") < 0)
 		return -1;
 	params = s->params ? json_deep_copy(s->params) : json_object();
-	json_object_foreach(params, k, v)
-	{
+	json_object_foreach (params, k, v) {
 		if (rc < 0)
 			break;
 		if (!word_ok(k) || (each_identity && strcmp(k, "Identity") == 0))

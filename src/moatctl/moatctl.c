@@ -67,8 +67,7 @@ print_rcpts(json_t *msg, bool full)
 	size_t i;
 	json_t *r;
 
-	json_array_foreach(json_object_get(msg, "recipients"), i, r)
-	{
+	json_array_foreach (json_object_get(msg, "recipients"), i, r) {
 		const char *reply = jstr(r, "last_reply");
 
 		printf("    -> %-40s %-9s", jstr(r, "to"), jstr(r, "state"));
@@ -86,8 +85,7 @@ moatctl_queue_print_list(json_t *resp)
 	size_t i;
 	json_t *m;
 
-	json_array_foreach(json_object_get(resp, "messages"), i, m)
-	{
+	json_array_foreach (json_object_get(resp, "messages"), i, m) {
 		printf("%s  %8lld  ", jstr(m, "id"),
 		       (long long)json_integer_value(json_object_get(m, "size")));
 		print_time(json_integer_value(json_object_get(m, "received")));
@@ -137,11 +135,11 @@ moatctl_queue_print_stats(json_t *resp)
 	json_t *v;
 
 	printf("queue:\n");
-	json_object_foreach(json_object_get(resp, "queue"), k, v)
-	        printf("  %-28s %lld\n", k, (long long)json_integer_value(v));
+	json_object_foreach (json_object_get(resp, "queue"), k, v)
+		printf("  %-28s %lld\n", k, (long long)json_integer_value(v));
 	printf("counters:\n");
-	json_object_foreach(json_object_get(resp, "counters"), k, v)
-	        printf("  %-28s %lld\n", k, (long long)json_integer_value(v));
+	json_object_foreach (json_object_get(resp, "counters"), k, v)
+		printf("  %-28s %lld\n", k, (long long)json_integer_value(v));
 }
 
 static const struct moatctl_sockcmd moatctl_sockcmds[] = {

@@ -902,8 +902,7 @@ moatctl_value_brief(json_t *o, char *buf, size_t size)
 	const char *k, *first = NULL, *second = NULL;
 	json_t *v;
 
-	json_object_foreach(o, k, v)
-	{
+	json_object_foreach (o, k, v) {
 		if (!json_is_string(v) || json_string_length(v) == 0)
 			continue;
 		if (first == NULL)
@@ -949,8 +948,7 @@ moatctl_value_str(const json_t *v, const char *key, char *buf, size_t size)
 		json_t *e;
 
 		buf[0] = '\0';
-		json_array_foreach(v, i, e)
-		{
+		json_array_foreach (v, i, e) {
 			char one[MOATCTL_CELL_MAX];
 
 			if (json_is_object(e))
@@ -1016,8 +1014,7 @@ moatctl_print_table_at(const json_t *rows, const struct moatctl_col *cols, size_
 
 	for (size_t c = 0; c < ncols; c++)
 		w[c] = moatctl_width(cols[c].header);
-	json_array_foreach(rows, i, row)
-	{
+	json_array_foreach (rows, i, row) {
 		for (size_t c = 0; c < ncols; c++) {
 			moatctl_value_str(json_object_get(row, cols[c].key), cols[c].key, cell,
 			                  sizeof(cell));
@@ -1034,8 +1031,7 @@ moatctl_print_table_at(const json_t *rows, const struct moatctl_col *cols, size_
 			       (int)(w[c] - moatctl_width(cols[c].header)), "");
 		else
 			printf("%s\n", cols[c].header);
-	json_array_foreach(rows, i, row)
-	{
+	json_array_foreach (rows, i, row) {
 		printf("%*s", indent, "");
 		for (size_t c = 0; c < ncols; c++) {
 			moatctl_value_str(json_object_get(row, cols[c].key), cols[c].key, cell,
@@ -1067,8 +1063,7 @@ moatctl_print_rows(const json_t *rows, int indent)
 	size_t n = 0;
 
 	cols = xcalloc(json_object_size(first) + 1, sizeof(*cols));
-	json_object_foreach(first, k, v)
-	{
+	json_object_foreach (first, k, v) {
 		cols[n].key = k;
 		cols[n].header = k;
 		cols[n].max = 40;
@@ -1088,7 +1083,9 @@ moatctl_is_rows(const json_t *v)
 
 	if (!json_is_array(v) || json_array_size(v) == 0)
 		return false;
-	json_array_foreach(v, i, e) if (!json_is_object(e)) return false;
+	json_array_foreach (v, i, e)
+		if (!json_is_object(e))
+			return false;
 	return true;
 }
 
@@ -1100,9 +1097,10 @@ moatctl_print_object(json_t *o, int indent)
 	const char *k;
 	json_t *v;
 
-	json_object_foreach(o, k, v) if (strlen(k) > w) w = strlen(k);
-	json_object_foreach(o, k, v)
-	{
+	json_object_foreach (o, k, v)
+		if (strlen(k) > w)
+			w = strlen(k);
+	json_object_foreach (o, k, v) {
 		if (json_is_object(v) && json_object_size(v) > 0) {
 			printf("%*s%s:\n", indent, "", k);
 			moatctl_print_object(v, indent + 2);

@@ -90,20 +90,19 @@ m365_print_job(const json_t *job)
 		moatctl_value_str(json_object_get(v, "accepted_domains"), "accepted_domains", line,
 		                  sizeof(line));
 		printf("accepted domains: %s\n", line);
-		json_array_foreach(json_object_get(v, "presets"), i, err)
-		        printf("preset %s (%s): %s\n", jstr(err, "name"), jstr(err, "kind"),
-		               jstr(err, "state"));
-		json_array_foreach(json_object_get(v, "moat_objects"), i, err)
-		        printf("made by moat: %s %s (%s)\n", jstr(err, "kind"), jstr(err, "name"),
-		               jstr(err, "state"));
+		json_array_foreach (json_object_get(v, "presets"), i, err)
+			printf("preset %s (%s): %s\n", jstr(err, "name"), jstr(err, "kind"),
+			       jstr(err, "state"));
+		json_array_foreach (json_object_get(v, "moat_objects"), i, err)
+			printf("made by moat: %s %s (%s)\n", jstr(err, "kind"), jstr(err, "name"),
+			       jstr(err, "state"));
 	}
 	if (plan) {
 		const json_t *steps = json_object_get(plan, "steps");
 
 		if (json_array_size(steps) == 0)
 			printf("nothing to change\n");
-		json_array_foreach(steps, i, v)
-		{
+		json_array_foreach (steps, i, v) {
 			char params[4096];
 
 			moatctl_value_str(json_object_get(v, "params"), "params", params,
@@ -111,11 +110,10 @@ m365_print_job(const json_t *job)
 			printf("%3zu. %s %s\n     %s\n", i + 1, jstr(v, "cmdlet"), params,
 			       jstr(v, "why"));
 		}
-		json_array_foreach(json_object_get(plan, "notes"), i, v)
-		        printf("note: %s\n", json_string_value(v));
+		json_array_foreach (json_object_get(plan, "notes"), i, v)
+			printf("note: %s\n", json_string_value(v));
 	}
-	json_array_foreach(json_object_get(job, "steps"), i, v)
-	{
+	json_array_foreach (json_object_get(job, "steps"), i, v) {
 		if (strcmp(jstr(v, "status"), "done") != 0)
 			printf("step %s %s: %s\n", jstr(v, "cmdlet"), jstr(v, "item"),
 			       jstr(v, "status"));
@@ -250,8 +248,7 @@ m365_choice_query(struct moatctl_req *r, int *rc)
 	char *out;
 
 	dynbuf_init(&b, 4096);
-	json_object_foreach(body, k, v)
-	{
+	json_object_foreach (body, k, v) {
 		char *e;
 
 		if (strcmp(k, "tenant") == 0)
@@ -261,8 +258,7 @@ m365_choice_query(struct moatctl_req *r, int *rc)
 			json_t *it;
 
 			dynbuf_printf(&b, "%s%s=", b.len ? "&" : "", k);
-			json_array_foreach(v, i, it)
-			{
+			json_array_foreach (v, i, it) {
 				e = moatctl_api_escape(json_string_value(it));
 				dynbuf_printf(&b, "%s%s", i ? "," : "", e);
 				free(e);

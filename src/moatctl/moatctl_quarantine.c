@@ -241,8 +241,7 @@ moatctl_quarantine_batch(struct moatctl_req *r, json_t *body, const char *done)
 		json_array_extend(all, json_object_get(out, "results"));
 		json_decref(out);
 	}
-	json_array_foreach(all, i, e)
-	{
+	json_array_foreach (all, i, e) {
 		const char *id = json_string_value(json_object_get(e, "id"));
 		const char *err = json_string_value(json_object_get(e, "error"));
 		json_int_t code = json_integer_value(json_object_get(e, "code"));
@@ -288,8 +287,10 @@ moatctl_quarantine_one(struct moatctl_req *r, const char *verb, const char *done
 			msg = json_string_value(json_object_get(out, "message"));
 			printf("%s: %s\n", id, msg && msg[0] ? msg : done);
 			/* "allowed_sender": true, "blocked_sender": false */
-			json_object_foreach(out, k, v) if (json_is_boolean(v))
-			        printf("%s %s: %s\n", id, k, json_is_true(v) ? "yes" : "no");
+			json_object_foreach (out, k, v)
+				if (json_is_boolean(v))
+					printf("%s %s: %s\n", id, k,
+					       json_is_true(v) ? "yes" : "no");
 		}
 		json_decref(out);
 	}

@@ -584,8 +584,7 @@ html_link_add(struct preview_html *h, const char *text, size_t tlen, const char 
 	json_t *v;
 
 	t = preview_str(pv, text, tlen, PREVIEW_LINK_TEXT_MAX, SINK_ONELINE);
-	json_array_foreach(pv->links, i, v)
-	{
+	json_array_foreach (pv->links, i, v) {
 		if (strcmp(json_string_value(json_object_get(v, "href")), href) == 0 &&
 		    json_equal(json_object_get(v, "text"), t)) {
 			json_decref(t);

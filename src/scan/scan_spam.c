@@ -145,8 +145,7 @@ rspamd_top_symbols(json_t *syms, char *buf, size_t size)
 	buf[0] = '\0';
 	if (!json_is_object(syms))
 		return;
-	json_object_foreach(syms, key, v)
-	{
+	json_object_foreach (syms, key, v) {
 		json_t *s = json_object_get(v, "score");
 		double score = json_is_number(s) ? json_number_value(s) : 0.0;
 

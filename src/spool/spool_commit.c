@@ -185,16 +185,15 @@ spool_sync_group(struct spool *s, struct spool_msg_list *group, bool quarantine)
 	bool any = false;
 	int e;
 
-	TAILQ_FOREACH(m, group, entry)
-	any |= m->quarantine == quarantine && m->err == 0;
+	TAILQ_FOREACH (m, group, entry)
+		any |= m->quarantine == quarantine && m->err == 0;
 	if (!any || fsync(fd) == 0)
 		return;
 	e = errno;
 	log_error("event=spool_commit error=fsync dir=%s reason=\"%s\"",
 	          quarantine ? s->quarantine : s->queue, strerror(e));
 	/* Durability unknown: refuse the whole group; the clients retry. */
-	TAILQ_FOREACH(m, group, entry)
-	{
+	TAILQ_FOREACH (m, group, entry) {
 		if (m->err || m->quarantine != quarantine)
 			continue;
 		m->err = e;

@@ -231,9 +231,9 @@ store_writer_main(void *arg)
 		bool ok = store_batch_begin(w->st) == STORE_OK;
 		size_t failed = 0;
 
-		TAILQ_FOREACH(j, &batch, entry)
-		if (ok && !store_writer_apply(w, j))
-			failed++;
+		TAILQ_FOREACH (j, &batch, entry)
+			if (ok && !store_writer_apply(w, j))
+				failed++;
 		if (!ok || store_batch_commit(w->st) != STORE_OK) {
 			store_batch_rollback(w->st);
 			failed = n;

@@ -90,8 +90,7 @@ probe_cmdlets(const char *path, struct m365_exo *x)
 
 	if (!json_is_array(list))
 		fatalx("%s: not a JSON array", path);
-	json_array_foreach(list, i, item)
-	{
+	json_array_foreach (list, i, item) {
 		const char *cmdlet = json_string_value(json_object_get(item, "cmdlet"));
 		json_t *values, *warnings;
 		struct m365_error e;

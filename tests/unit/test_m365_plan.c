@@ -407,8 +407,7 @@ sim_step(json_t *t, const struct m365_step *s, int *guid)
 		if ((err = sim_validate(kind, s->params, obj)) != NULL)
 			return err;
 		copy = json_deep_copy(s->params);
-		json_object_foreach(copy, k, v)
-		{
+		json_object_foreach (copy, k, v) {
 			if (strcmp(k, "Identity") == 0)
 				continue;
 			if (strcmp(k, "Priority") == 0 && is_rule_kind(kind)) {

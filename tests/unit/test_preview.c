@@ -95,23 +95,20 @@ check_shape(const json_t *p)
 	assert_true(json_is_array(json_object_get(p, "headers")));
 	assert_true(json_array_size(json_object_get(p, "headers")) <=
 	            QUARANTINE_PREVIEW_HEADERS_MAX);
-	json_array_foreach(json_object_get(p, "headers"), i, v)
-	{
+	json_array_foreach (json_object_get(p, "headers"), i, v) {
 		check_clean("header name", json_object_get(v, "name"), false);
 		check_clean("header value", json_object_get(v, "value"), false);
 	}
 	assert_true(json_is_array(json_object_get(p, "links")));
 	assert_true(json_array_size(json_object_get(p, "links")) <= QUARANTINE_PREVIEW_LINKS_MAX);
-	json_array_foreach(json_object_get(p, "links"), i, v)
-	{
+	json_array_foreach (json_object_get(p, "links"), i, v) {
 		check_clean("link text", json_object_get(v, "text"), false);
 		check_clean("link href", json_object_get(v, "href"), false);
 	}
 	assert_true(json_is_array(json_object_get(p, "attachments")));
 	assert_true(json_array_size(json_object_get(p, "attachments")) <=
 	            QUARANTINE_PREVIEW_ATTACH_MAX);
-	json_array_foreach(json_object_get(p, "attachments"), i, v)
-	{
+	json_array_foreach (json_object_get(p, "attachments"), i, v) {
 		check_clean("filename", json_object_get(v, "filename"), false);
 		check_clean("content_type", json_object_get(v, "content_type"), false);
 		assert_true(json_is_integer(json_object_get(v, "size")));
@@ -357,8 +354,7 @@ test_html_table(void **state)
 				table_mismatch(c->name, "%s: got \"%s\", want \"%s\"",
 				               crlf ? "CRLF" : "LF", table_esc(got, strlen(got)),
 				               table_esc(c->want, strlen(c->want)));
-			json_array_foreach(json_object_get(p, "links"), k, v)
-			{
+			json_array_foreach (json_object_get(p, "links"), k, v) {
 				char *one = xasprintf("%s%s|%s", k ? ";" : "", jstr(v, "text"),
 				                      jstr(v, "href"));
 				strncat(links, one, sizeof(links) - strlen(links) - 1);
