@@ -90,9 +90,12 @@ export function loading() {
 export function confirmDialog(text, ok = 'OK', danger = false) {
 	return new Promise((resolve) => {
 		const d = h('dialog', {class: 'dialog', 'aria-label': text});
+		const opener = document.activeElement;
 		const done = (v) => {
 			d.close();
 			d.remove();
+			if (opener && opener.isConnected)
+				opener.focus();
 			resolve(v);
 		};
 		d.append(h('p', null, text),
@@ -108,9 +111,12 @@ export function confirmDialog(text, ok = 'OK', danger = false) {
 // A dialog with content; returns {dialog, close}.
 export function modal(title, ...content) {
 	const d = h('dialog', {class: 'dialog wide', 'aria-label': title});
+	const opener = document.activeElement;
 	const close = () => {
 		d.close();
 		d.remove();
+		if (opener && opener.isConnected)
+			opener.focus();
 	};
 	d.append(h('div', {class: 'dialog-head'}, h('h2', null, title),
 	           h('button', {class: 'link', 'aria-label': 'Close', onclick: close}, '✕')));
@@ -142,7 +148,8 @@ export function fmtSize(n) {
 
 // A table. columns: [{key, label, render(row) -> node|string, class}];
 // opts: {select: true (checkboxes; returns the selection), onRow(row),
-// empty: 'text', caption}. Returns {el, selected()}.
+// empty: 'text', caption, stack: true (at phone width each row becomes a
+// block of "label value" lines)}. Returns {el, selected()}.
 export function table(columns, rows, opts = {}) {
 	const selected = new Set();
 	if (!rows.length)
@@ -168,7 +175,8 @@ export function table(columns, rows, opts = {}) {
 			                        onclick: (e) => e.stopPropagation()})));
 		for (const c of columns) {
 			const v = c.render ? c.render(row) : row[c.key];
-			tr.append(h('td', {class: c.class || null}, v === undefined || v === null || v === '' ? '–' : v));
+			tr.append(h('td', {class: c.class || null, dataset: c.label ? {label: c.label} : null},
+			            v === undefined || v === null || v === '' ? '–' : v));
 		}
 		if (opts.onRow) {
 			tr.tabIndex = 0;
@@ -180,7 +188,7 @@ export function table(columns, rows, opts = {}) {
 		}
 		body.append(tr);
 	});
-	const el = h('div', {class: 'table-wrap'},
+	const el = h('div', {class: opts.stack ? 'table-wrap stack' : 'table-wrap'},
 	             h('table', null, opts.caption ? h('caption', null, opts.caption) : null,
 	               h('thead', null, head), body));
 	return {el, selected: () => [...selected]};
@@ -261,4 +269,35 @@ export function topList(items, title, empty) {
 export function applyWidths(root) {
 	for (const el of root.querySelectorAll('[data-w]'))
 		el.style.width = el.dataset.w + '%';
+}
+
+// Errors next to the field they name. inputs maps the API's field names
+// to inputs ("if[1]" finds "if"); an error naming no listed field goes
+// into fallback. The input gets aria-invalid and aria-describedby and the
+// focus. clearFieldErrors(scope) removes what an earlier call showed.
+export function clearFieldErrors(scope) {
+	for (const el of scope.querySelectorAll('.field-error'))
+		el.remove();
+	for (const el of scope.querySelectorAll('[aria-invalid="true"]')) {
+		el.removeAttribute('aria-invalid');
+		el.removeAttribute('aria-describedby');
+	}
+}
+
+export function showFieldError(err, inputs, fallback, message) {
+	const f = err && err.field ? String(err.field) : '';
+	const input = inputs[f] || inputs[f.replace(/\[\d+\].*$/, '')] || null;
+	const text = message || (err && err.message ? err.message : String(err));
+	if (!input) {
+		fallback.append(errorBox(err));
+		return null;
+	}
+	const id = 'err-' + Math.random().toString(36).slice(2);
+	const msg = h('p', {class: 'field-error', id, role: 'alert'}, text);
+	const box = input.closest('.field, fieldset') || input.parentNode;
+	box.append(msg);
+	input.setAttribute('aria-invalid', 'true');
+	input.setAttribute('aria-describedby', id);
+	input.focus();
+	return msg;
 }
