@@ -29,22 +29,6 @@ function score(v) {
 	return v === null || v === undefined ? 'default' : String(v);
 }
 
-// Where the config file declares a domain. GET /domains does not say; a PUT
-// with an empty body is answered before anything is checked or written: 409
-// "NAME is declared in FILE (line N): change it there" for a declared domain.
-async function declaredAt(d) {
-	if (d.file)
-		return {file: d.file, line: d.line};
-	try {
-		await api('PUT', 'domains/' + enc(d.name), {});
-	} catch (e) {
-		const m = e.status === 409 && /declared in (.+) \(line (\d+)\)/.exec(e.message);
-		if (m)
-			return {file: m[1], line: Number(m[2])};
-	}
-	return null;
-}
-
 export async function render(root) {
 	const list = h('div', {id: 'domain-list'}, loading());
 	const addBtn = h('button', {id: 'domain-add', class: 'primary', type: 'button',
@@ -65,12 +49,6 @@ export async function render(root) {
 		}
 		items.sort((a, b) => a.name.localeCompare(b.name));
 		clear(list).append(domainTable(items, reload));
-		for (const d of items.filter((x) => x.source !== 'api')) {
-			const at = await declaredAt(d);
-			const cell = list.querySelector(`[data-declared="${CSS.escape(d.name)}"]`);
-			if (cell)
-				clear(cell).append(at ? `declared in ${at.file} (line ${at.line})` : 'declared in the config file');
-		}
 	}
 	await reload();
 }
@@ -85,7 +63,7 @@ function domainTable(items, reload) {
 		{label: 'Relay key', render: (d) => d.relay_key_configured ? badge('set', 'ok') : 'none'},
 		{label: 'Kept in', render: (d) => d.source === 'api'
 			? h('span', null, badge('store', 'ok'), ' added here')
-			: h('span', {class: 'wrap', dataset: {declared: d.name}}, 'the config file')},
+			: h('span', {class: 'wrap'}, declared(d))},
 		{label: '', class: 'act', render: (d) => d.source === 'api'
 			? h('div', {class: 'row'},
 			    h('button', {type: 'button', 'aria-label': 'Edit ' + d.name, onclick: () => editor(d, reload)}, 'Edit'),
@@ -98,6 +76,12 @@ function domainTable(items, reload) {
 		empty: 'No protected domains yet: moat accepts no mail until one is added.',
 		stack: true,
 	}).el;
+}
+
+// GET /domains may name the file and line of a declared domain (a 409 from
+// PUT or DELETE always does).
+function declared(d) {
+	return d.file ? `declared in ${d.file}` + (d.line ? ` (line ${d.line})` : '') : 'the config file';
 }
 
 function recipients(d) {
