@@ -15,6 +15,10 @@ const SCOPES = [
 ];
 const AUDIT_PAGE = 25;
 
+function count(n, one, many) {
+	return `${n} ${n === 1 ? one : many}`;
+}
+
 export async function render(root, params, ctx) {
 	const me = ctx && ctx.session ? ctx.session.user : null;
 	const sections = [
@@ -259,10 +263,11 @@ async function settings(box) {
 			clear(listBox).append(errorBox(e));
 			return;
 		}
-		const rows = Object.keys(s).sort().map((k) => ({key: k, value: s[k]}));
+		const rows = Object.keys(s).sort((a, b) => a.localeCompare(b, undefined, {numeric: true}))
+		                   .map((k) => ({key: k, value: s[k]}));
 		clear(listBox).append(table([
 			{label: 'Key', render: (r) => h('span', {class: 'mono wrap'}, r.key)},
-			{label: 'Value', render: (r) => h('span', {class: 'mono wrap pre'}, r.value)},
+			{label: 'Value', render: (r) => h('div', {class: 'mono wrap pre clip'}, r.value)},
 			{label: '', class: 'act', render: (r) => h('div', {class: 'row'},
 			                             h('button', {type: 'button', 'aria-label': 'Edit setting ' + r.key, onclick: () => {
 				                             key.value = r.key;
@@ -331,7 +336,7 @@ async function config(box) {
 			const d = new Date(), pad = (n) => String(n).padStart(2, '0');
 			saveFile(`moat-policy-${d.getFullYear()}${pad(d.getMonth() + 1)}${pad(d.getDate())}.json`,
 			         JSON.stringify(c, null, 2) + '\n');
-			toast(`Exported ${c.rules.length} rules and ${c.lists.length} list entries`);
+			toast(`Exported ${count(c.rules.length, 'rule', 'rules')} and ${count(c.lists.length, 'list entry', 'list entries')}`);
 		} catch (e) {
 			status.append(errorBox(e));
 		}
@@ -361,19 +366,19 @@ async function config(box) {
 		let now = '';
 		try {
 			const c = await api('GET', 'config/export');
-			now = ` (now ${c.rules.length} rules and ${c.lists.length} list entries)`;
+			now = ` (now ${count(c.rules.length, 'rule', 'rules')} and ${count(c.lists.length, 'list entry', 'list entries')})`;
 		} catch (err) {
 			/* the question goes without the numbers */
 		}
-		const q = `Replace every rule and list entry${now} with the ${doc.rules.length} rules and ` +
-		          `${doc.lists.length} list entries of ${f.name}?`;
+		const q = `Replace every rule and list entry${now} with the ${count(doc.rules.length, 'rule', 'rules')} ` +
+		          `and ${count(doc.lists.length, 'list entry', 'list entries')} of ${f.name}?`;
 		if (!await confirmDialog(q, 'Replace', true))
 			return;
 		importBtn.disabled = true;
 		try {
 			const r = await api('POST', 'config/import', {rules: doc.rules, lists: doc.lists});
 			status.append(h('div', {class: 'success', role: 'status'},
-			                `Imported ${r.rules} rules and ${r.lists} list entries.`));
+			                `Imported ${count(r.rules, 'rule', 'rules')} and ${count(r.lists, 'list entry', 'list entries')}.`));
 			file.value = '';
 		} catch (err) {
 			if (err.status === 413)
