@@ -157,7 +157,7 @@ export function table(columns, rows, opts = {}) {
 		                                           }
 	                                           }}))
 	                           : null,
-	               columns.map((c) => h('th', {scope: 'col'}, c.label)));
+	               columns.map((c) => h('th', {scope: 'col', class: c.class || null}, c.label)));
 	const body = h('tbody');
 	rows.forEach((row, i) => {
 		const tr = h('tr', {class: opts.onRow ? 'clickable' : null});
@@ -261,4 +261,41 @@ export function topList(items, title, empty) {
 export function applyWidths(root) {
 	for (const el of root.querySelectorAll('[data-w]'))
 		el.style.width = el.dataset.w + '%';
+}
+
+// A modal question with content (checkboxes, text); resolves true when
+// confirmed, false on Cancel or Esc. opts: {ok: 'label', danger: bool,
+// check: () => an error to show instead of closing, or null}.
+export function askDialog(title, content, opts = {}) {
+	return new Promise((resolve) => {
+		const d = h('dialog', {class: 'dialog wide', 'aria-label': title});
+		const status = h('div', {'aria-live': 'assertive'});
+		let settled = false;
+		const done = (v) => {
+			if (settled)
+				return;
+			const bad = v && opts.check ? opts.check() : null;
+			if (bad) {
+				clear(status).append(errorBox(bad));
+				return;
+			}
+			settled = true;
+			d.close();
+			d.remove();
+			resolve(v);
+		};
+		d.append(h('div', {class: 'dialog-head'}, h('h2', null, title),
+		           h('button', {class: 'link', type: 'button', 'aria-label': 'Close', onclick: () => done(false)}, '✕')),
+		         h('div', {class: 'dialog-body'}, content), status,
+		         h('div', {class: 'actions'},
+		           h('button', {class: opts.danger ? 'danger' : 'primary', type: 'button', onclick: () => done(true)},
+		             opts.ok || 'OK'),
+		           h('button', {type: 'button', onclick: () => done(false)}, 'Cancel')));
+		d.addEventListener('cancel', (e) => {
+			e.preventDefault();
+			done(false);
+		});
+		document.body.append(d);
+		d.showModal();
+	});
 }
