@@ -103,6 +103,7 @@ static const struct api_route api_routes[] = {
         {M_GET, "/api/v1/queue/{}", false, S_READ, api_h_queue_get},
         {M_POST, "/api/v1/queue/{}/{}", false, S_OPERATE, api_h_queue_action},
         {M_GET, "/api/v1/stats", false, S_READ, api_h_stats},
+        {M_GET, "/api/v1/symbols", false, S_READ, api_h_symbols},
         {M_GET, "/api/v1/tokens", false, S_ADMIN, api_h_tokens_list},
         {M_POST, "/api/v1/tokens", false, S_ADMIN, api_h_token_create},
         {M_DELETE, "/api/v1/tokens/{}", false, S_ADMIN, api_h_token_delete},

@@ -184,6 +184,7 @@ void api_purge_step(struct api *a, bool *more);
 void api_h_health(struct api_req *r);
 void api_h_metrics(struct api_req *r);
 void api_h_stats(struct api_req *r);
+void api_h_symbols(struct api_req *r);
 void api_h_domains(struct api_req *r);
 void api_h_domain_put(struct api_req *r);
 void api_h_domain_delete(struct api_req *r);
