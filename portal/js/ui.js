@@ -142,7 +142,8 @@ export function fmtSize(n) {
 
 // A table. columns: [{key, label, render(row) -> node|string, class}];
 // opts: {select: true (checkboxes; returns the selection), onRow(row),
-// empty: 'text', caption}. Returns {el, selected()}.
+// empty: 'text', caption, stack: true (at phone width each row becomes a
+// block of "label: value" lines)}. Returns {el, selected()}.
 export function table(columns, rows, opts = {}) {
 	const selected = new Set();
 	if (!rows.length)
@@ -168,7 +169,8 @@ export function table(columns, rows, opts = {}) {
 			                        onclick: (e) => e.stopPropagation()})));
 		for (const c of columns) {
 			const v = c.render ? c.render(row) : row[c.key];
-			tr.append(h('td', {class: c.class || null}, v === undefined || v === null || v === '' ? '–' : v));
+			tr.append(h('td', {class: c.class || null, 'data-label': c.label},
+			            v === undefined || v === null || v === '' ? '–' : v));
 		}
 		if (opts.onRow) {
 			tr.tabIndex = 0;
@@ -180,7 +182,7 @@ export function table(columns, rows, opts = {}) {
 		}
 		body.append(tr);
 	});
-	const el = h('div', {class: 'table-wrap'},
+	const el = h('div', {class: opts.stack ? 'table-wrap stack' : 'table-wrap'},
 	             h('table', null, opts.caption ? h('caption', null, opts.caption) : null,
 	               h('thead', null, head), body));
 	return {el, selected: () => [...selected]};
@@ -242,7 +244,9 @@ export function barChart(data, series, {height = 180, title = ''} = {}) {
 	});
 	const legend = h('ul', {class: 'legend'},
 	                 series.map((se) => h('li', null, h('span', {class: 'swatch ' + se.key}), se.label)));
-	return h('figure', {class: 'chart-box'}, title ? h('figcaption', null, title) : null, g, legend);
+	// the SVG scrolls on its own where it is too narrow to read (phones); the legend stays
+	return h('figure', {class: 'chart-box'}, title ? h('figcaption', null, title) : null,
+	         h('div', {class: 'chart-scroll', tabindex: '0', 'aria-label': title || 'Chart'}, g), legend);
 }
 
 // Horizontal bars for a top-N list: [{label, count}].

@@ -103,6 +103,9 @@ async function load(box, stamp) {
 		  stat('Recipients delivered', c.delivery_delivered),
 		  stat('Recipients bounced', c.delivery_bounced)));
 	applyWidths(box);
+	// where the chart scrolls (phones), show the latest hours first
+	for (const sc of box.querySelectorAll('.chart-scroll'))
+		sc.scrollLeft = sc.scrollWidth;
 }
 
 export async function render(root) {

@@ -54,8 +54,9 @@ export function parseSymbols(line) {
 	return out;
 }
 
-// Every symbol's description (GET /api/v1/symbols), or an empty map when
-// this moatd does not say; fetched once per page load.
+// Every symbol's description and forced outcomes (GET /api/v1/symbols:
+// {symbols: [{name, score, flags, description}]}) as a Map name ->
+// {description, flags}; empty when this moatd does not say. Fetched once.
 let symbolInfo = null;
 export async function symbolDescriptions() {
 	if (symbolInfo)
@@ -63,25 +64,27 @@ export async function symbolDescriptions() {
 	const map = new Map();
 	try {
 		const r = await api('GET', 'symbols');
-		const list = Array.isArray(r) ? r : (r && (r.symbols || r.items)) || r;
-		if (Array.isArray(list)) {
-			for (const s of list)
-				if (s && s.name)
-					map.set(s.name, s.description || s.doc || s.text || '');
-		} else if (list && typeof list === 'object') {
-			for (const [k, v] of Object.entries(list))
-				map.set(k, typeof v === 'string' ? v : (v && (v.description || v.doc)) || '');
-		}
+		for (const s of (r && r.symbols) || [])
+			if (s && s.name)
+				map.set(s.name, {description: s.description || '', flags: s.flags || []});
 		symbolInfo = map;
 	} catch (e) {
 		if (e instanceof ApiError && e.status === 401)
 			throw e;
-		/* older moatd without /symbols: names alone */
+		/* an older moatd without /symbols: names alone */
 	}
 	return map;
 }
 
-// The symbols as a table: name, score, detail, what it means.
+function meaning(info) {
+	if (!info)
+		return '';
+	const forces = info.flags.filter((f) => f !== 'malware');
+	return [info.description,
+	        info.flags.includes('malware') ? h('div', {class: 'muted small'}, 'Malware: handled as malware_action says.') : null,
+	        forces.length ? h('div', {class: 'muted small'}, 'Forces ' + forces.join(', ') + ' whatever the score.') : null];
+}
+
 // The meaning column only when this moatd describes its symbols.
 export function symbolsView(line, descriptions) {
 	const syms = parseSymbols(line);
@@ -90,9 +93,9 @@ export function symbolsView(line, descriptions) {
 	return table([
 		{label: 'Symbol', render: (s) => h('span', {class: 'mono'}, s.name)},
 		{label: 'Score', class: 'num', render: (s) => s.score === null ? '–' : s.score.toFixed(2)},
-		descriptions.size ? {label: 'Meaning', render: (s) => descriptions.get(s.name) || ''} : null,
+		descriptions.size ? {label: 'Meaning', render: (s) => meaning(descriptions.get(s.name))} : null,
 		{label: 'Detail', render: (s) => s.detail ? h('span', {class: 'mono'}, s.detail) : ''},
-	].filter(Boolean), syms).el;
+	].filter(Boolean), syms, {stack: true}).el;
 }
 
 // datetime-local value <-> ms since the epoch (local time).
@@ -318,7 +321,7 @@ export function resultWords(action, r) {
 		w = w[action];
 	const parts = [w.charAt(0).toUpperCase() + w.slice(1)];
 	const msg = r.error || r.message;
-	if (msg && msg !== 'ok' && msg !== r.status)
+	if (msg && r.status !== 'ok' && msg !== r.status)
 		parts.push('(moat says: ' + msg + ')');
 	if (r.allowed_sender)
 		parts.push('The sender is now on the allow list.');
@@ -412,7 +415,7 @@ function previewView(p) {
 		           table([
 			           {label: 'Link text', render: (l) => l.text},
 			           {label: 'Goes to', render: (l) => h('span', {class: 'mono'}, l.href)},
-		           ], p.links).el);
+		           ], p.links, {stack: true}).el);
 	}
 	parts.push(h('h3', null, 'Attachments' + (p.attachments && p.attachments.length ? ' (' + p.attachments.length + ')' : '')));
 	if (p.attachments && p.attachments.length) {
@@ -421,7 +424,7 @@ function previewView(p) {
 			{label: 'Type', render: (a) => h('span', {class: 'mono'}, a.content_type)},
 			{label: 'Size', class: 'num', render: (a) => fmtSize(a.size)},
 			{label: 'SHA-256', render: (a) => h('span', {class: 'mono hash'}, a.sha256)},
-		], p.attachments).el);
+		], p.attachments, {stack: true}).el);
 	} else {
 		parts.push(h('p', {class: 'muted'}, 'No attachments.'));
 	}
@@ -431,7 +434,7 @@ function previewView(p) {
 		             table([
 			             {label: 'Field', class: 'nowrap', render: (x) => h('span', {class: 'mono'}, x.name)},
 			             {label: 'Value', render: (x) => h('span', {class: 'mono'}, x.value)},
-		             ], p.headers).el));
+		             ], p.headers, {stack: true}).el));
 	}
 	if (p.truncated)
 		parts.push(h('p', {class: 'notice'}, 'The preview is cut short: the message is longer than what moat shows.'));

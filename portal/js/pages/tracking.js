@@ -174,7 +174,7 @@ async function renderDetail(root, id) {
 		       {label: 'Outcome', render: (r) => badge(r.outcome)},
 		       {label: 'Reply', render: (r) => r.reply ? h('span', {class: 'mono'}, r.reply) : ''},
 		       {label: 'When', class: 'nowrap', render: (r) => fmtTime(r.time_ms)},
-	       ], m.rcpts || [], {empty: 'No recipients recorded.'}).el),
+	       ], m.rcpts || [], {empty: 'No recipients recorded.', stack: true}).el),
 	     h('section', {class: 'card', 'aria-label': 'Timeline'}, h('h2', null, 'Timeline'),
 	       timeline(m.events),
 	       m.truncated ? h('p', {class: 'notice'}, 'Only the first events are shown.') : null),
