@@ -324,3 +324,58 @@ test('the pages at phone width: no overflow, screenshots', async () => {
   assert.deepEqual(brokenErrors(page), []);
   await page.context().close();
 });
+
+test('keyset paging with Older and Newer; a date filter with no match says so', async () => {
+  const n = 52; // one page is 50
+  for (let i = 0; i < n; i++)
+    assert.equal((await sendMail(fx, { subject: `hold page ${tag} ${String(i).padStart(2, '0')}` })).code, 250);
+  await waitFor(async () => {
+    const q = await api(fx, 'GET', `/api/v1/quarantine?state=held&limit=500&subject=${encodeURIComponent('page ' + tag)}`);
+    return q.json.items.length === n;
+  }, `${n} held`);
+  const page = await session();
+  await searchQuarantine(page, `page ${tag}`);
+  const rows = page.locator('tbody tr');
+  await page.locator('caption', { hasText: '50+ messages' }).waitFor();
+  assert.equal(await rows.count(), 50);
+  // newest first
+  assert.match(await rows.first().textContent(), new RegExp(`page ${tag} 51`));
+  await page.getByRole('button', { name: 'Older →' }).click();
+  await page.locator('.pager', { hasText: 'Page 2' }).waitFor();
+  await page.locator('caption', { hasText: /^2 messages/ }).waitFor();
+  assert.equal(await rows.count(), 2);
+  assert.match(await rows.last().textContent(), new RegExp(`page ${tag} 00`));
+  assert.ok(await page.getByRole('button', { name: 'Older →' }).isDisabled());
+  await page.getByRole('button', { name: '← Newer' }).click();
+  await page.locator('caption', { hasText: '50+ messages' }).waitFor();
+  // coming back from a message keeps the filters and the page
+  await rows.first().click();
+  await page.locator('section.preview').waitFor();
+  await page.getByRole('link', { name: '← Quarantine' }).click();
+  await page.locator('caption', { hasText: '50+ messages' }).waitFor();
+  assert.equal(await page.locator('input[name=subject]').inputValue(), `page ${tag}`);
+  // received before 2001: nothing
+  await page.locator('input[name=until]').fill('2001-01-01T00:00');
+  await page.getByRole('button', { name: 'Search' }).click();
+  await page.locator('.empty', { hasText: 'No message matches these filters.' }).waitFor();
+  // a subject of 2 characters is refused before asking
+  await page.locator('input[name=subject]').fill('ab');
+  await page.getByRole('button', { name: 'Search' }).click();
+  await page.locator('form.filters .error', { hasText: 'at least 3 characters' }).waitFor();
+  assert.deepEqual(brokenErrors(page), []);
+  await page.context().close();
+});
+
+test('the symbols line is split where a detail holds "," and "]"', async () => {
+  const { parseSymbols } = await import('../../portal/js/pages/quarantine.js');
+  assert.deepEqual(parseSymbols('GTUBE(100.00),SPF_NONE(0.10)[a.example]'), [
+    { name: 'GTUBE', score: 100, detail: '' },
+    { name: 'SPF_NONE', score: 0.1, detail: 'a.example' },
+  ]);
+  assert.deepEqual(parseSymbols('ATTACH_BLOCKED_EXT(0.00)[x.exe,y],z].exe],SPF_FAIL(-1.5)[b]'), [
+    { name: 'ATTACH_BLOCKED_EXT', score: 0, detail: 'x.exe,y],z].exe' },
+    { name: 'SPF_FAIL', score: -1.5, detail: 'b' },
+  ]);
+  assert.deepEqual(parseSymbols(''), []);
+  assert.deepEqual(parseSymbols('A(1.00)[cut shor...'), [{ name: 'A', score: 1, detail: 'cut shor...' }]);
+});
