@@ -69,6 +69,7 @@ async function screenshots(name, ready) {
   await screenshot(page, `${name}-1280`);
   await page.setViewportSize({ width: 390, height: 844 });
   await page.locator(ready).first().waitFor();
+  assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= 390), `${name}: nothing wider than 390 px`);
   await screenshot(page, `${name}-390`);
   await page.setViewportSize({ width: 1280, height: 800 });
 }

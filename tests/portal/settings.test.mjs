@@ -244,6 +244,7 @@ test('audit log: newest first, paged with Older and Newer, filtered by target', 
   await screenshot(page, 'settings-1280');
   await page.setViewportSize({ width: 390, height: 844 });
   await page.locator('#audit-list').waitFor();
+  assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= 390), 'nothing wider than 390 px');
   await screenshot(page, 'settings-390');
   await page.setViewportSize({ width: 1280, height: 800 });
 });

@@ -59,7 +59,7 @@ function domainTable(items, reload) {
 		{label: 'Recipients', render: recipients},
 		{label: 'Route', render: (d) => h('span', {class: 'mono wrap'}, d.route)},
 		{label: 'Scores', render: (d) => h('span', null, h('span', {class: 'nowrap'}, 'quarantine ' + score(d.quarantine_score)),
-		                                   h('br'), h('span', {class: 'nowrap'}, 'reject ' + score(d.reject_score)))},
+		                                   ', ', h('span', {class: 'nowrap'}, 'reject ' + score(d.reject_score)))},
 		{label: 'Relay key', render: (d) => d.relay_key_configured ? badge('set', 'ok') : 'none'},
 		{label: 'Kept in', render: (d) => d.source === 'api'
 			? h('span', null, badge('store', 'ok'), ' added here')
