@@ -109,7 +109,7 @@ function editor(d, reload) {
 	const editing = !!d;
 	const route = parseRoute(d && d.route);
 	const name = h('input', {id: 'dom-name', name: 'name', required: true, autocomplete: 'off', spellcheck: 'false',
-	                         value: d ? d.name : '', readonly: editing, placeholder: 'example.com'});
+	                         value: d ? d.name : '', placeholder: 'example.com'});
 	const any = h('input', {type: 'radio', name: 'rcpt-mode', id: 'dom-rcpt-any', value: 'any', checked: !d || d.any_recipient});
 	const some = h('input', {type: 'radio', name: 'rcpt-mode', id: 'dom-rcpt-list', value: 'list', checked: d && !d.any_recipient});
 	const rlist = h('textarea', {id: 'dom-rcpts', name: 'recipients', rows: 3, spellcheck: 'false',
@@ -185,7 +185,8 @@ function editor(d, reload) {
 	               h('div', {class: 'actions'}, save,
 	                 h('button', {type: 'button', onclick: () => m.close()}, 'Cancel')));
 	const m = modal(editing ? 'Edit ' + d.name : 'Add a domain', form);
-	const inputs = {name, recipients: rlist, route: kind.value === 'smtp' ? hosts : kind, tls, tls_name: tlsName,
+	// the API's field names -> what its error goes next to (the name is not shown when editing)
+	const inputs = {name: editing ? null : name, recipients: rlist, route: kind, tls, tls_name: tlsName,
 	                tls_ca: tlsCa, quarantine_score: qs, reject_score: rs, relay_key: key};
 	form.addEventListener('submit', async (e) => {
 		e.preventDefault();
@@ -219,6 +220,7 @@ function editor(d, reload) {
 		    !await confirmDialog('No relay key is entered: saving removes the one set now. Save anyway?', 'Save', true))
 			return;
 		inputs.route = kind.value === 'smtp' ? hosts : kind;
+		inputs.recipients = some.checked ? rlist : rcptSet;
 		save.disabled = true;
 		try {
 			await api('PUT', 'domains/' + enc(n), body);

@@ -244,7 +244,7 @@ function editor(r, rules, reload) {
 				form.requestSubmit();
 			}
 		});
-	const inputs = {name, priority: prio, enabled, stop, if: ifs, unless, then, rule: null};
+	const inputs = {name: editing ? null : name, priority: prio, enabled, stop, if: ifs, unless, then, rule: null};
 	form.addEventListener('submit', async (e) => {
 		e.preventDefault();
 		clear(status);
