@@ -2,7 +2,10 @@
 # scripts/deps.sh - the one script that installs what moat needs on Debian 12.
 #
 #   scripts/deps.sh          build and run moatd (make run)
-#   scripts/deps.sh --test   also everything the test suites use (make test)
+#   scripts/deps.sh --test   also everything the test suites use (make test),
+#                            the portal's browser tests included: Debian's
+#                            chromium, and playwright-core from
+#                            tests/portal/package-lock.json (npm ci)
 #
 # Only missing packages are installed, so a second run costs a dpkg query.
 # As root it also creates the unprivileged 'moat' user that moatd drops to.
@@ -13,10 +16,15 @@ BUILD_PKGS="build-essential meson ninja-build pkg-config libevent-dev libssl-dev
  libxml2-dev libidn2-dev libcurl4-openssl-dev libsqlite3-dev libargon2-dev"
 TEST_PKGS="libcmocka-dev clang clang-format libclang-rt-14-dev python3 swaks postfix openssl procps
  iproute2 libnet-ssleay-perl libio-socket-ssl-perl unbound python3-aiosmtpd
- clamav-daemon python3-dkim python3-nacl spamassassin rspamd python3-yaml python3-jsonschema"
+ clamav-daemon python3-dkim python3-nacl spamassassin rspamd python3-yaml python3-jsonschema
+ chromium fonts-liberation"
 
 pkgs=$BUILD_PKGS
-[ "${1:-}" = "--test" ] && pkgs="$pkgs $TEST_PKGS"
+if [ "${1:-}" = "--test" ]; then
+	pkgs="$pkgs $TEST_PKGS"
+	# node and npm may come from elsewhere (NodeSource): Debian's only if absent
+	command -v npm >/dev/null 2>&1 || pkgs="$pkgs npm"
+fi
 
 missing=""
 for p in $pkgs; do
@@ -34,6 +42,17 @@ if [ -n "$missing" ]; then
 	$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
 	# shellcheck disable=SC2086
 	$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing
+fi
+
+# The portal's browser tests: playwright-core as the lock file pins it,
+# again whenever the lock file is newer than what was installed.
+if [ "${1:-}" = "--test" ]; then
+	portal=$(dirname "$0")/../tests/portal
+	if [ ! -d "$portal/node_modules" ] || [ "$portal/package-lock.json" -nt "$portal/node_modules" ]; then
+		echo "deps: npm ci in tests/portal (playwright-core)"
+		npm ci --prefix "$portal" --no-audit --no-fund
+		touch "$portal/node_modules"
+	fi
 fi
 
 if [ "$(id -u)" -eq 0 ] && ! getent passwd moat >/dev/null; then

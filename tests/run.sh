@@ -6,7 +6,8 @@
 # Suites: unit (cmocka), session (scripted SMTP over raw sockets), clients
 # (swaks, smtplib), crash (kill -9), dns, control, delivery, scan, api (the
 # admin HTTP API and docs/openapi.yaml), m365 (the Microsoft 365 client and
-# wizard against tests/m365/emulator.py), style (clang-format), docs
+# wizard against tests/m365/emulator.py), portal (the web portal in headless
+# Chromium, tests/portal/), style (clang-format), docs
 # (generated docs are current), then
 # unit+session again under AddressSanitizer+UBSan, then every libFuzzer
 # target over its seed corpus plus a short fuzzing run.
@@ -104,6 +105,30 @@ py_suite delivery tests/delivery
 py_suite scan tests/scan
 py_suite api tests/api
 py_suite m365 tests/m365
+
+# The portal in headless Chromium (tests/portal/run.mjs; it fails, never
+# skips, when Chromium or playwright-core is missing).
+echo "== suite portal"
+if ! command -v node >/dev/null; then
+	echo "no node: install what the tests need with scripts/deps.sh --test"
+	note portal 0 1
+else
+	node tests/portal/run.mjs >"$OUT/portal.log" 2>&1
+	tail -n 1 "$OUT/portal.log"
+	line=$(grep -E "^suite portal: [0-9]+ passed, [0-9]+ failed" "$OUT/portal.log" | tail -n 1)
+	if [ -z "$line" ]; then
+		echo "suite portal did not finish; see $OUT/portal.log"
+		tail -n 30 "$OUT/portal.log"
+		note portal 0 1
+	else
+		p=$(echo "$line" | sed -E 's/.*: ([0-9]+) passed, ([0-9]+) failed/\1/')
+		f=$(echo "$line" | sed -E 's/.*: ([0-9]+) passed, ([0-9]+) failed/\2/')
+		if [ "$f" -gt 0 ]; then
+			grep -E "^portal: |^✖" "$OUT/portal.log" | head -n 40
+		fi
+		note portal "$p" "$f"
+	fi
+fi
 
 echo "== suite style"
 if clang-format --dry-run --Werror src/*/*.c src/*/*.h tests/unit/*.c tests/unit/*.h fuzz/*.c tests/m365/*.c \

@@ -12,7 +12,10 @@
  * connection single-threaded; the admin API is not a high-rate service.
  * Errors are JSON {"error", "field"} with the HTTP status: 400 naming the
  * field, 401, 403 naming the missing scope, 404, 405, 409, 413 (evhttp's
- * own, its body not JSON), 429, 500, 503.
+ * own, its body not JSON), 429, 500, 503. Paths outside /api/ that no
+ * route takes are the portal's files (api_portal.c), their errors text.
+ * Every answer of ours carries the security header fields
+ * (api_security_headers(): the CSP, nosniff, no framing, no referrer).
  */
 #include "api_internal.h"
 
@@ -100,6 +103,7 @@ static const struct api_route api_routes[] = {
         {M_GET, "/api/v1/queue/{}", false, S_READ, api_h_queue_get},
         {M_POST, "/api/v1/queue/{}/{}", false, S_OPERATE, api_h_queue_action},
         {M_GET, "/api/v1/stats", false, S_READ, api_h_stats},
+        {M_GET, "/api/v1/symbols", false, S_READ, api_h_symbols},
         {M_GET, "/api/v1/tokens", false, S_ADMIN, api_h_tokens_list},
         {M_POST, "/api/v1/tokens", false, S_ADMIN, api_h_token_create},
         {M_DELETE, "/api/v1/tokens/{}", false, S_ADMIN, api_h_token_delete},
@@ -176,14 +180,27 @@ api_str(const char *s)
 	return j ? j : json_string("");
 }
 
+void
+api_security_headers(struct evhttp_request *req, bool sandbox)
+{
+	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+
+	evhttp_add_header(h, "Content-Security-Policy", sandbox ? API_CSP "; sandbox" : API_CSP);
+	evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
+	evhttp_add_header(h, "X-Frame-Options", "DENY");
+	evhttp_add_header(h, "Referrer-Policy", "no-referrer");
+	evhttp_add_header(h, "Cross-Origin-Opener-Policy", "same-origin");
+}
+
+/* An attachment (a download) is sandboxed as well, should a browser render it. */
 static void
-api_common_headers(struct api_req *r, const char *type)
+api_common_headers(struct api_req *r, const char *type, bool attachment)
 {
 	struct evkeyvalq *h = evhttp_request_get_output_headers(r->req);
 
 	evhttp_add_header(h, "Content-Type", type);
 	evhttp_add_header(h, "Cache-Control", "no-store");
-	evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
+	api_security_headers(r->req, attachment);
 }
 
 void
@@ -204,7 +221,7 @@ api_reply(struct api_req *r, int code, json_t *obj)
 	evbuffer_add(buf, "\n", 1);
 	free(text);
 	json_decref(obj);
-	api_common_headers(r, "application/json");
+	api_common_headers(r, "application/json", false);
 	evhttp_send_reply(r->req, code, NULL, buf);
 	evbuffer_free(buf);
 	r->req = NULL; /* answered */
@@ -217,7 +234,7 @@ api_reply_raw(struct api_req *r, int code, const char *type, const void *p, size
 	struct evbuffer *buf = evbuffer_new();
 
 	evbuffer_add(buf, p, n);
-	api_common_headers(r, type);
+	api_common_headers(r, type, disposition != NULL);
 	if (disposition != NULL)
 		evhttp_add_header(evhttp_request_get_output_headers(r->req), "Content-Disposition",
 		                  disposition);
@@ -533,6 +550,26 @@ api_route_match(const char *pattern, char segs[API_SEGMENTS_MAX][API_ARG_MAX + 1
 	return i == nsegs;
 }
 
+/* Is this path one of the route table's, whatever the method? */
+static bool
+api_route_known(char segs[API_SEGMENTS_MAX][API_ARG_MAX + 1], size_t nsegs)
+{
+	const char *args[API_PATH_ARGS];
+	size_t nargs;
+
+	for (size_t i = 0; i < nitems(api_routes); i++)
+		if (api_route_match(api_routes[i].path, segs, nsegs, args, &nargs))
+			return true;
+	return false;
+}
+
+/* Under /api/: JSON answers, never the portal. */
+static bool
+api_path_is_api(const char *path)
+{
+	return strcmp(path, "/api") == 0 || strncmp(path, "/api/", 5) == 0;
+}
+
 static bool
 api_parse_body(struct api_req *r)
 {
@@ -582,8 +619,8 @@ api_http_cb(struct evhttp_request *req, void *arg)
 	const struct api_route *route = NULL;
 	struct evkeyvalq q;
 	char allow[64] = "";
-	size_t nsegs;
-	bool path_known = false;
+	size_t nsegs = 0;
+	bool path_known = false, split_ok;
 
 	TAILQ_INIT(&q);
 	pthread_mutex_lock(&a->lock);
@@ -593,7 +630,12 @@ api_http_cb(struct evhttp_request *req, void *arg)
 	evhttp_set_max_body_size(a->http, (ev_ssize_t)r.cfg->admin_request_max);
 	api_peer(&r);
 
-	if (path == NULL || api_split(path, segs, &nsegs) < 0) {
+	split_ok = path != NULL && api_split(path, segs, &nsegs) == 0;
+	if (path != NULL && !api_path_is_api(path) && !(split_ok && api_route_known(segs, nsegs))) {
+		api_portal_serve(&r, path); /* the portal's files, or a text/plain 404 */
+		goto done;
+	}
+	if (!split_ok) {
 		api_error(&r, 404, NULL, "no such resource");
 		goto done;
 	}

@@ -1,7 +1,7 @@
 /*
- * api.h - the admin HTTP API (JSON under /api/v1/, /metrics, and later the
- * portal's files), on moatd's admin listener (admin_listen, default
- * 127.0.0.1:8025). The contract is docs/openapi.yaml.
+ * api.h - the admin HTTP API (JSON under /api/v1/, /metrics) and the web
+ * portal's files (portal_dir, every other path), on moatd's admin listener
+ * (admin_listen, default 127.0.0.1:8025). The contract is docs/openapi.yaml.
  *
  * Thread model: the API runs on its own thread with its own libevent loop
  * (evhttp) and its own store connection, so that store calls and

@@ -1,6 +1,7 @@
 /*
  * api_admin.c - the rest of /api/v1/ and /metrics: health, counters and
- * the dashboard's statistics, protected domains (read-only: they come
+ * the dashboard's statistics (with the last day's top threats and
+ * senders), the scan symbols' table, protected domains (read-only: they come
  * from the policy), allow/block lists and rules (kept in the store; every
  * change tells moatd to rebuild its policy), the delivery queue (through
  * the delivery loop's control commands), API tokens, admin users, the
@@ -30,11 +31,18 @@
 #include "../control/control.h"
 #include "../policy/policy.h"
 #include "../policy/rules.h"
+#include "../scan/scan.h"
 #include "../store/store_writer.h"
 #include "api_token.h"
 
 #define API_AUDIT_PAGE_MAX 500
 #define API_QUEUE_LIST_MAX 10000
+#define API_TOP_N          10       /* rows of the dashboard's top threats and senders */
+#define API_TOP_SCAN       20000    /* newest quarantined or rejected messages they look at */
+#define API_TOP_WINDOW_MS  86400000 /* over the last day */
+
+/* Flags that make a symbol a threat whatever its score. */
+#define API_SF_THREAT (SCAN_SF_QUARANTINE | SCAN_SF_MALWARE | SCAN_SF_REJECT)
 
 /* --- control commands of the delivery loop --- */
 
@@ -167,6 +175,94 @@ api_hourly_cb(void *arg, int64_t hour_ms, enum store_verdict v, uint64_t count)
 	return 0;
 }
 
+/* The definition of a symbol named in the store, or NULL (not one of this moat's). */
+static const struct scan_sym_def *
+api_sym_find(const char *name)
+{
+	for (size_t i = 0; i < SCAN_SYM_COUNT; i++)
+		if (strcmp(scan_sym_defs[i].name, name) == 0)
+			return &scan_sym_defs[i];
+	return NULL;
+}
+
+struct api_threat {
+	const struct scan_sym_def *def;
+	uint64_t count;
+};
+
+struct api_threats {
+	struct api_threat rows[SCAN_SYM_COUNT]; /* known symbols only: each at most once */
+	size_t n;
+};
+
+/*
+ * A symbol counts as a threat in the messages where its score was above
+ * 0, or in all of them when it forces quarantine, malware or reject.
+ */
+static int
+api_threat_cb(void *arg, const char *name, uint64_t messages, uint64_t positive)
+{
+	struct api_threats *t = arg;
+	const struct scan_sym_def *d = api_sym_find(name);
+	uint64_t count;
+
+	if (d == NULL || t->n == nitems(t->rows))
+		return 0;
+	count = (d->flags & API_SF_THREAT) ? messages : positive;
+	if (count > 0)
+		t->rows[t->n++] = (struct api_threat){d, count};
+	return 0;
+}
+
+/* Most frequent first, then by name. */
+static int
+api_threat_cmp(const void *a, const void *b)
+{
+	const struct api_threat *x = a, *y = b;
+
+	if (x->count != y->count)
+		return x->count > y->count ? -1 : 1;
+	return strcmp(x->def->name, y->def->name);
+}
+
+static int
+api_sender_cb(void *arg, const char *sender, uint64_t count)
+{
+	json_array_append_new(arg, json_pack("{s:o, s:I}", "sender", api_str(sender), "count",
+	                                     (json_int_t)count));
+	return 0;
+}
+
+/* top_threats and top_senders of the last day into o; a store failure is answered. */
+static bool
+api_stats_top(struct api_req *r, json_t *o, int64_t now)
+{
+	struct api_threats *t = xcalloc(1, sizeof(*t));
+	json_t *threats = json_array(), *senders = json_array();
+	int64_t since = now > API_TOP_WINDOW_MS ? now - API_TOP_WINDOW_MS : 0;
+	enum store_status st;
+
+	st = store_track_threat_symbols(r->a->store, since, API_TOP_SCAN, api_threat_cb, t);
+	if (st == STORE_OK)
+		st = store_track_threat_senders(r->a->store, since, API_TOP_SCAN, API_TOP_N,
+		                                api_sender_cb, senders);
+	if (st != STORE_OK) {
+		free(t);
+		json_decref(threats);
+		json_decref(senders);
+		api_store_error(r, st);
+		return false;
+	}
+	qsort(t->rows, t->n, sizeof(t->rows[0]), api_threat_cmp);
+	for (size_t i = 0; i < t->n && i < API_TOP_N; i++)
+		json_array_append_new(threats, json_pack("{s:s, s:I}", "name", t->rows[i].def->name,
+		                                         "count", (json_int_t)t->rows[i].count));
+	free(t);
+	json_object_set_new(o, "top_threats", threats);
+	json_object_set_new(o, "top_senders", senders);
+	return true;
+}
+
 void
 api_h_stats(struct api_req *r)
 {
@@ -201,6 +297,10 @@ api_h_stats(struct api_req *r)
 	}
 	json_decref(h.hours);
 	o = json_pack("{s:o, s:o}", "counters", counters, "hourly", hourly);
+	if (!api_stats_top(r, o, now)) {
+		json_decref(o);
+		return;
+	}
 	if (r->a->deps.control != NULL) {
 		json_t *req = json_pack("{s:s}", "cmd", "stats");
 		char err[256];
@@ -214,6 +314,35 @@ api_h_stats(struct api_req *r)
 	if (json_object_get(o, "queue") == NULL)
 		json_object_set_new(o, "queue", json_null());
 	api_reply(r, 200, o);
+}
+
+/* Every scan symbol: what `moatd --symbols` prints (docs/SCAN.md), for the portal. */
+void
+api_h_symbols(struct api_req *r)
+{
+	static const struct {
+		unsigned flag;
+		const char *word;
+	} words[] = {
+	        {SCAN_SF_QUARANTINE, "quarantine"},
+	        {SCAN_SF_MALWARE, "malware"},
+	        {SCAN_SF_REJECT, "reject"},
+	        {SCAN_SF_DELIVER, "deliver"},
+	};
+	json_t *items = json_array();
+
+	for (size_t i = 0; i < SCAN_SYM_COUNT; i++) {
+		const struct scan_sym_def *d = &scan_sym_defs[i];
+		json_t *flags = json_array();
+
+		for (size_t w = 0; w < nitems(words); w++)
+			if (d->flags & words[w].flag)
+				json_array_append_new(flags, json_string(words[w].word));
+		json_array_append_new(items,
+		                      json_pack("{s:s, s:f, s:o, s:s}", "name", d->name, "score",
+		                                d->score, "flags", flags, "description", d->doc));
+	}
+	api_reply(r, 200, json_pack("{s:o}", "symbols", items));
 }
 
 /*

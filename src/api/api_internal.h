@@ -4,9 +4,10 @@
  * reply helpers and the route table's handlers.
  *
  * api.c is the manager (listeners, thread, routing, authentication,
- * replies), api_auth.c sessions, passwords and login throttling,
- * api_quar.c quarantine and tracking, api_admin.c everything else
- * (policy, queue, stats, users, tokens, audit, configuration).
+ * replies, security header fields), api_auth.c sessions, passwords and
+ * login throttling, api_quar.c quarantine and tracking, api_admin.c
+ * everything else (policy, queue, stats, symbols, users, tokens, audit,
+ * configuration), api_portal.c the portal's static files.
  */
 #ifndef MOAT_API_INTERNAL_H
 #define MOAT_API_INTERNAL_H
@@ -85,6 +86,24 @@ struct api_req {
 
 /* --- replies (api.c) --- */
 
+/*
+ * The Content-Security-Policy of every answer of the admin listener: the
+ * portal's own scripts, styles, images and fonts only, no inline code, no
+ * framing. The JSON answers carry it too (a JSON body opened as a page
+ * runs nothing).
+ */
+#define API_CSP                                                                                    \
+	"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "          \
+	"connect-src 'self'; font-src 'self'; form-action 'self'; frame-ancestors 'none'; "        \
+	"base-uri 'none'"
+
+/*
+ * The security header fields every answer carries (CSP, nosniff, no
+ * framing, no referrer, its own browsing context group); sandbox: the CSP
+ * also sandboxes (downloads).
+ */
+void api_security_headers(struct evhttp_request *req, bool sandbox);
+
 /* Send obj (reference taken) with status code. */
 void api_reply(struct api_req *r, int code, json_t *obj);
 /* {"error": message, "field": field} with status code; field may be NULL. */
@@ -92,7 +111,10 @@ void api_error(struct api_req *r, int code, const char *field, const char *fmt, 
         __attribute__((format(printf, 4, 5)));
 /* A 500 for a failed store call, logged. */
 void api_store_error(struct api_req *r, enum store_status st);
-/* Send raw octets with a content type (and extra header lines, may be NULL). */
+/*
+ * Send raw octets with a content type and a Content-Disposition (may be
+ * NULL; a download's CSP also sandboxes it).
+ */
 void api_reply_raw(struct api_req *r, int code, const char *type, const void *p, size_t n,
                    const char *disposition);
 /* A JSON string for text that may not be UTF-8: invalid octets become '?'. */
@@ -162,6 +184,7 @@ void api_purge_step(struct api *a, bool *more);
 void api_h_health(struct api_req *r);
 void api_h_metrics(struct api_req *r);
 void api_h_stats(struct api_req *r);
+void api_h_symbols(struct api_req *r);
 void api_h_domains(struct api_req *r);
 void api_h_domain_put(struct api_req *r);
 void api_h_domain_delete(struct api_req *r);
@@ -188,6 +211,15 @@ void api_h_config_import(struct api_req *r);
 void api_h_settings_list(struct api_req *r);
 void api_h_setting_put(struct api_req *r);
 void api_h_setting_delete(struct api_req *r);
+
+/* --- api_portal.c --- */
+
+/*
+ * A request outside /api/ that no route took: the portal's file for path
+ * (the raw path of the URI), or a text/plain 404 (405 for a method other
+ * than GET and HEAD). No credentials: the portal asks the API for its session.
+ */
+void api_portal_serve(struct api_req *r, const char *path);
 
 /* --- api_m365.c --- */
 

@@ -250,6 +250,8 @@ struct config_listen_list {
 	  "A portal session ends this long after its login, however active.")                      \
 	X(admin_request_max, SIZE, "1M", 1024, 67108864,                                           \
 	  "Largest admin API request body; larger: 413.")                                          \
+	X(portal_dir, PATH, "/usr/share/moat/portal", 0, 0,                                        \
+	  "The web portal's files (index.html, app.css, js/). Empty: no portal.")                  \
 	X(m365_authority, STRING, "https://login.microsoftonline.com", 0, 0,                       \
 	  "Microsoft 365 sign-in authority (device-code sign-in of the Exchange wizard).")         \
 	X(m365_exo_url, STRING, "https://outlook.office365.com", 0, 0,                             \

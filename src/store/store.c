@@ -349,6 +349,180 @@ store_track_hourly(struct store *s, int64_t since_ms,
 	return s->be->track_hourly(s, since_ms, fn, arg);
 }
 
+/* --- threat counts: the symbols lines of quarantined and rejected mail --- */
+
+#define SYM_SLOTS (2 * STORE_SYMBOL_NAMES_MAX) /* open addressing, at most half full */
+
+struct sym_count {
+	char name[STORE_SYMBOL_NAME_MAX + 1]; /* "": a free slot */
+	uint64_t messages, positive;
+	uint64_t seen, seen_positive; /* the last line that counted it */
+};
+
+struct sym_table {
+	struct sym_count *slot; /* SYM_SLOTS of them */
+	size_t n;
+	uint64_t line; /* lines seen so far: the current one's serial */
+};
+
+static bool
+sym_name_char(char c)
+{
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+	       c == '_';
+}
+
+/*
+ * Does s start with NAME(SCORE)? Its length (name into name, whether the
+ * score is above 0 into *positive), else 0. The score is "%.2f" of a
+ * double: digits and a point after an optional '-' ("inf" and "nan" too).
+ */
+static size_t
+sym_head(const char *s, char name[STORE_SYMBOL_NAME_MAX + 1], bool *positive)
+{
+	size_t n = 0, i, start;
+	bool neg = false, nonzero = false;
+
+	while (n <= STORE_SYMBOL_NAME_MAX && sym_name_char(s[n]))
+		n++;
+	if (n == 0 || n > STORE_SYMBOL_NAME_MAX || s[n] != '(')
+		return 0;
+	i = n + 1;
+	if (s[i] == '-') {
+		neg = true;
+		i++;
+	}
+	for (start = i; (s[i] >= '0' && s[i] <= '9') || s[i] == '.' || (s[i] >= 'a' && s[i] <= 'z');
+	     i++)
+		if ((s[i] >= '1' && s[i] <= '9') || s[i] == 'i')
+			nonzero = true;
+	if (i == start || s[i] != ')')
+		return 0;
+	memcpy(name, s, n);
+	name[n] = '\0';
+	*positive = !neg && nonzero;
+	return i + 1;
+}
+
+/* Count name (positive: its score was above 0) for the current line, once per line. */
+static void
+sym_count_add(struct sym_table *t, const char *name, bool positive)
+{
+	uint32_t h = 2166136261u; /* FNV-1a */
+	struct sym_count *c;
+
+	for (const char *p = name; *p; p++)
+		h = (h ^ (unsigned char)*p) * 16777619u;
+	for (size_t i = h % SYM_SLOTS;; i = (i + 1) % SYM_SLOTS) {
+		c = &t->slot[i];
+		if (c->name[0] == '\0') {
+			if (t->n == STORE_SYMBOL_NAMES_MAX)
+				return; /* full: further names are not counted */
+			str_copy(c->name, name, sizeof(c->name));
+			t->n++;
+			break;
+		}
+		if (strcmp(c->name, name) == 0)
+			break;
+	}
+	if (c->seen != t->line) {
+		c->seen = t->line;
+		c->messages++;
+	}
+	if (positive && c->seen_positive != t->line) {
+		c->seen_positive = t->line;
+		c->positive++;
+	}
+}
+
+/*
+ * One symbols line: NAME(SCORE)[DETAIL],... A detail ends at the first ']'
+ * followed by the line's end or by ",NAME(SCORE)"; anything malformed (a
+ * line cut short ends in "...") ends the line there.
+ */
+static int
+sym_line(void *arg, const char *line)
+{
+	struct sym_table *t = arg;
+	char name[STORE_SYMBOL_NAME_MAX + 1], scratch[STORE_SYMBOL_NAME_MAX + 1];
+	const char *p = line;
+	bool positive, ignored;
+	size_t n;
+
+	t->line++;
+	while ((n = sym_head(p, name, &positive)) > 0) {
+		const char *q = p + n;
+
+		if (*q == '[') {
+			for (q++;; q++) {
+				if ((q = strchr(q, ']')) == NULL)
+					return 0;
+				if (q[1] == '\0' ||
+				    (q[1] == ',' && sym_head(q + 2, scratch, &ignored) > 0))
+					break;
+			}
+			q++;
+		}
+		if (*q != ',' && *q != '\0')
+			return 0;
+		sym_count_add(t, name, positive);
+		if (*q == '\0')
+			return 0;
+		p = q + 1;
+	}
+	return 0;
+}
+
+/* Most messages first, then by name. */
+static int
+sym_count_cmp(const void *a, const void *b)
+{
+	const struct sym_count *x = a, *y = b;
+
+	if (x->messages != y->messages)
+		return x->messages > y->messages ? -1 : 1;
+	return strcmp(x->name, y->name);
+}
+
+enum store_status
+store_track_threat_symbols(struct store *s, int64_t since_ms, unsigned max_msgs,
+                           int (*fn)(void *arg, const char *name, uint64_t messages,
+                                     uint64_t positive),
+                           void *arg)
+{
+	struct sym_table t = {0};
+	struct sym_count *sorted;
+	enum store_status st;
+	size_t n = 0;
+
+	CHECK(since_ms >= 0 && max_msgs >= 1 && max_msgs <= STORE_THREAT_SCAN_MAX && fn != NULL);
+	t.slot = xcalloc(SYM_SLOTS, sizeof(*t.slot));
+	if ((st = s->be->track_threat_lines(s, since_ms, max_msgs, sym_line, &t)) != STORE_OK) {
+		free(t.slot);
+		return st;
+	}
+	/* compact the used slots to the front, then order them */
+	sorted = t.slot;
+	for (size_t i = 0; i < SYM_SLOTS; i++)
+		if (t.slot[i].name[0] != '\0')
+			sorted[n++] = t.slot[i];
+	qsort(sorted, n, sizeof(*sorted), sym_count_cmp);
+	for (size_t i = 0; i < n; i++)
+		if (fn(arg, sorted[i].name, sorted[i].messages, sorted[i].positive) != 0)
+			break;
+	free(t.slot);
+	return STORE_OK;
+}
+
+enum store_status
+store_track_threat_senders(struct store *s, int64_t since_ms, unsigned max_msgs, unsigned limit,
+                           int (*fn)(void *arg, const char *sender, uint64_t count), void *arg)
+{
+	CHECK(since_ms >= 0 && max_msgs >= 1 && max_msgs <= STORE_THREAT_SCAN_MAX && fn != NULL);
+	CHECK(limit >= 1 && limit <= STORE_PAGE_MAX);
+	return s->be->track_threat_senders(s, since_ms, max_msgs, limit, fn, arg);
+}
+
 static void
 msg_clear(struct store_msg *m)
 {

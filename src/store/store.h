@@ -39,30 +39,33 @@ struct store;
 struct rule_spec;
 
 /* Limits (octets unless said otherwise); longer arguments: STORE_INVALID. */
-#define STORE_ID_MAX       16   /* queue id: 16 lower-case hex digits */
-#define STORE_ADDR_MAX     320  /* an address, or @domain (RFC 5321 path: 256) */
-#define STORE_DOMAIN_MAX   255  /* a domain name */
-#define STORE_IP_MAX       64   /* "2001:db8::1" */
-#define STORE_HELO_MAX     255  /* HELO/EHLO argument */
-#define STORE_HEADER_MAX   998  /* Subject, From, Message-ID (one line's worth) */
-#define STORE_SYMBOLS_MAX  4096 /* the symbols line of a verdict */
-#define STORE_REASON_MAX   256  /* a verdict's reason */
-#define STORE_REPLY_MAX    512  /* a downstream's reply */
-#define STORE_RCPTS_MAX    1000 /* recipients of one message */
-#define STORE_EVENTS_MAX   1000 /* delivery events returned in one timeline */
-#define STORE_PAGE_MAX     500  /* rows of one search page */
-#define STORE_SUBJECT_MIN  3    /* octets of a subject search (trigram index) */
-#define STORE_WHO_MAX      128  /* an actor: user name, "token:ID", "system" */
-#define STORE_ACTION_MAX   64   /* an audit action: "release", "rule.put" */
-#define STORE_TARGET_MAX   256  /* what an action was on: a queue id, a rule name */
-#define STORE_KEY_MAX      128  /* a setting's name */
-#define STORE_VALUE_MAX    8192 /* a setting's value */
-#define STORE_PATTERN_MAX  320  /* an allow/block list pattern */
-#define STORE_USER_MAX     64   /* an admin user name */
-#define STORE_HASH_MAX     256  /* an argon2 encoded hash */
-#define STORE_TOKEN_ID_MAX 32   /* an API token's public id */
-#define STORE_SHA256_LEN   32
-#define STORE_LIST_MAX     100000 /* entries returned by one list load */
+#define STORE_ID_MAX           16   /* queue id: 16 lower-case hex digits */
+#define STORE_ADDR_MAX         320  /* an address, or @domain (RFC 5321 path: 256) */
+#define STORE_DOMAIN_MAX       255  /* a domain name */
+#define STORE_IP_MAX           64   /* "2001:db8::1" */
+#define STORE_HELO_MAX         255  /* HELO/EHLO argument */
+#define STORE_HEADER_MAX       998  /* Subject, From, Message-ID (one line's worth) */
+#define STORE_SYMBOLS_MAX      4096 /* the symbols line of a verdict */
+#define STORE_REASON_MAX       256  /* a verdict's reason */
+#define STORE_REPLY_MAX        512  /* a downstream's reply */
+#define STORE_RCPTS_MAX        1000 /* recipients of one message */
+#define STORE_EVENTS_MAX       1000 /* delivery events returned in one timeline */
+#define STORE_PAGE_MAX         500  /* rows of one search page */
+#define STORE_SUBJECT_MIN      3    /* octets of a subject search (trigram index) */
+#define STORE_WHO_MAX          128  /* an actor: user name, "token:ID", "system" */
+#define STORE_ACTION_MAX       64   /* an audit action: "release", "rule.put" */
+#define STORE_TARGET_MAX       256  /* what an action was on: a queue id, a rule name */
+#define STORE_KEY_MAX          128  /* a setting's name */
+#define STORE_VALUE_MAX        8192 /* a setting's value */
+#define STORE_PATTERN_MAX      320  /* an allow/block list pattern */
+#define STORE_USER_MAX         64   /* an admin user name */
+#define STORE_HASH_MAX         256  /* an argon2 encoded hash */
+#define STORE_TOKEN_ID_MAX     32   /* an API token's public id */
+#define STORE_SHA256_LEN       32
+#define STORE_LIST_MAX         100000 /* entries returned by one list load */
+#define STORE_THREAT_SCAN_MAX  100000 /* messages one threat count looks at */
+#define STORE_SYMBOL_NAME_MAX  64     /* a symbol's name in a symbols line */
+#define STORE_SYMBOL_NAMES_MAX 512    /* distinct names one threat count keeps */
 
 enum store_status {
 	STORE_OK,
@@ -250,6 +253,32 @@ enum store_status store_track_hourly(struct store *s, int64_t since_ms,
                                      int (*fn)(void *arg, int64_t hour_ms, enum store_verdict v,
                                                uint64_t count),
                                      void *arg);
+/*
+ * What a dashboard's "top threats" and "top senders" look at: the newest
+ * max_msgs (1..STORE_THREAT_SCAN_MAX) messages received at or after
+ * since_ms whose verdict was quarantine or reject.
+ *
+ * store_track_threat_symbols(): their symbols, counted by name from the
+ * symbols lines (as scan_result_symbols() writes them: NAME(SCORE),
+ * optionally followed by [DETAIL], comma separated; a last symbol cut by
+ * truncation is not counted): fn per name, most messages first (then by
+ * name), with how many of those messages carry it and in how many its
+ * score was above 0. At most STORE_SYMBOL_NAMES_MAX names are counted. A
+ * detail is the sender's text: one that imitates the line's format can
+ * add a name to its own message (each message counts a name once).
+ */
+enum store_status store_track_threat_symbols(struct store *s, int64_t since_ms, unsigned max_msgs,
+                                             int (*fn)(void *arg, const char *name,
+                                                       uint64_t messages, uint64_t positive),
+                                             void *arg);
+/*
+ * The envelope senders of the same messages, compared without case: the
+ * limit (1..STORE_PAGE_MAX) most frequent, fn per sender ("" for <>) with
+ * its count, most first (then by sender).
+ */
+enum store_status
+store_track_threat_senders(struct store *s, int64_t since_ms, unsigned max_msgs, unsigned limit,
+                           int (*fn)(void *arg, const char *sender, uint64_t count), void *arg);
 void store_msg_page_free(struct store_msg_page *p);
 void store_timeline_free(struct store_timeline *t);
 

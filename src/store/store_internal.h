@@ -44,6 +44,14 @@ struct store_backend {
 	                                  int (*fn)(void *arg, int64_t hour_ms,
 	                                            enum store_verdict v, uint64_t count),
 	                                  void *arg);
+	/* fn per symbols line of the messages store_track_threat_symbols() names */
+	enum store_status (*track_threat_lines)(struct store *s, int64_t since_ms,
+	                                        unsigned max_msgs,
+	                                        int (*fn)(void *arg, const char *symbols),
+	                                        void *arg);
+	enum store_status (*track_threat_senders)(
+	        struct store *s, int64_t since_ms, unsigned max_msgs, unsigned limit,
+	        int (*fn)(void *arg, const char *sender, uint64_t count), void *arg);
 
 	enum store_status (*quarantine_add)(struct store *s, const struct store_quar_in *in);
 	enum store_status (*quarantine_search)(struct store *s, const struct store_filter *f,

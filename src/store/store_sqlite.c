@@ -71,6 +71,8 @@ enum sq_id {
 	SQ_MSG_EVENTS,
 	SQ_MSG_PURGE,
 	SQ_MSG_HOURLY,
+	SQ_MSG_THREAT_LINES,
+	SQ_MSG_THREAT_SENDERS,
 	SQ_MSG_SUBJ_COUNT,
 	SQ_Q_SUBJ_COUNT,
 	SQ_Q_INS,
@@ -134,6 +136,20 @@ enum sq_id {
 	"m.qid, m.received, m.domain, m.sender, m.hdr_from, m.subject, m.message_id, m.size, "     \
 	"m.verdict, m.score, m.symbols, m.state, m.state_by, m.state_at, m.rid, m.queued"
 
+/*
+ * The newest ?2 quarantined or rejected messages received at or after ?1:
+ * each verdict walks msg_verdict backwards from its newest row and stops
+ * after ?2, so the work is bounded however much mail a day brings.
+ */
+#define THREAT_MSGS                                                                                \
+	"SELECT * FROM (SELECT * FROM (SELECT received, qid, sender, symbols FROM msg "            \
+	"WHERE verdict = 'quarantine' AND received >= ?1 "                                         \
+	"ORDER BY received DESC, qid DESC LIMIT ?2) "                                              \
+	"UNION ALL SELECT * FROM (SELECT received, qid, sender, symbols FROM msg "                 \
+	"WHERE verdict = 'reject' AND received >= ?1 "                                             \
+	"ORDER BY received DESC, qid DESC LIMIT ?2)) "                                             \
+	"ORDER BY received DESC, qid DESC LIMIT ?2"
+
 static const char *const sq_sql[SQ_COUNT] = {
         [SQ_BEGIN] = "BEGIN IMMEDIATE",
         [SQ_COMMIT] = "COMMIT",
@@ -167,6 +183,9 @@ static const char *const sq_sql[SQ_COUNT] = {
                          "ORDER BY received LIMIT ?2)",
         [SQ_MSG_HOURLY] = "SELECT received / 3600000 * 3600000 AS h, verdict, count(*) FROM msg "
                           "WHERE received >= ?1 GROUP BY h, verdict ORDER BY h LIMIT ?2",
+        [SQ_MSG_THREAT_LINES] = "SELECT symbols FROM (" THREAT_MSGS ")",
+        [SQ_MSG_THREAT_SENDERS] = "SELECT sender, count(*) AS n FROM (" THREAT_MSGS ") "
+                                  "GROUP BY sender ORDER BY n DESC, sender LIMIT ?3",
         [SQ_MSG_SUBJ_COUNT] = "SELECT count(*) FROM (SELECT 1 FROM msg_subject "
                               "WHERE msg_subject MATCH ?1 LIMIT ?2)",
         [SQ_Q_SUBJ_COUNT] = "SELECT count(*) FROM (SELECT 1 FROM quar_subject "
@@ -1215,6 +1234,49 @@ sq_track_hourly(struct store *s, int64_t since_ms,
 	return rc == SQLITE_DONE ? STORE_OK : sq_fail(s, "hourly");
 }
 
+static enum store_status
+sq_track_threat_lines(struct store *s, int64_t since_ms, unsigned max_msgs,
+                      int (*fn)(void *arg, const char *symbols), void *arg)
+{
+	sqlite3_stmt *st = sq_stmt(s, SQ_MSG_THREAT_LINES);
+	int rc;
+
+	if (st == NULL)
+		return STORE_ERROR;
+	sqlite3_bind_int64(st, 1, since_ms);
+	sqlite3_bind_int64(st, 2, max_msgs);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (fn(arg, col_str(st, 0)) != 0) {
+			rc = SQLITE_DONE;
+			break;
+		}
+	}
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? STORE_OK : sq_fail(s, "threat symbols");
+}
+
+static enum store_status
+sq_track_threat_senders(struct store *s, int64_t since_ms, unsigned max_msgs, unsigned limit,
+                        int (*fn)(void *arg, const char *sender, uint64_t count), void *arg)
+{
+	sqlite3_stmt *st = sq_stmt(s, SQ_MSG_THREAT_SENDERS);
+	int rc;
+
+	if (st == NULL)
+		return STORE_ERROR;
+	sqlite3_bind_int64(st, 1, since_ms);
+	sqlite3_bind_int64(st, 2, max_msgs);
+	sqlite3_bind_int64(st, 3, limit);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (fn(arg, col_str(st, 0), (uint64_t)sqlite3_column_int64(st, 1)) != 0) {
+			rc = SQLITE_DONE;
+			break;
+		}
+	}
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? STORE_OK : sq_fail(s, "threat senders");
+}
+
 /* --- quarantine --- */
 
 static enum store_status
@@ -2242,6 +2304,8 @@ const struct store_backend store_backend_sqlite = {
         .track_get = sq_track_get,
         .track_purge = sq_track_purge,
         .track_hourly = sq_track_hourly,
+        .track_threat_lines = sq_track_threat_lines,
+        .track_threat_senders = sq_track_threat_senders,
         .quarantine_add = sq_quarantine_add,
         .quarantine_search = sq_quarantine_search,
         .quarantine_get = sq_quarantine_get,

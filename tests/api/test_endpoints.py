@@ -227,13 +227,19 @@ class TestEndpoints(unittest.TestCase):
 
     def test_404_405(self):
         t = self.t
-        for path in ("/", "/api", "/api/v1", "/api/v1/nothing", "/api/v2/health",
-                     "/api/v1/quarantine/0123456789abcdef/explode", "/metrics/x",
+        for path in ("/api", "/api/v1", "/api/v1/nothing", "/api/v2/health",
+                     "/api/v1/quarantine/0123456789abcdef/explode",
                      "/api/v1/rules/a/b/c/d/e/f/g/h/i"):
             with self.subTest(path=path):
                 r = t.get(path)
                 self.assertEqual(r.status, 404, r)
                 self.assertIn("error", r.json)
+        # outside /api/ it is the portal's (none here): a text 404
+        for path in ("/", "/metrics/x", "/nothing.html"):
+            with self.subTest(path=path):
+                r = t.get(path)
+                self.assertEqual(r.status, 404, r)
+                self.assertTrue(r.header("Content-Type").startswith("text/plain"), r.headers)
         for method, path, allow in [("DELETE", "/api/v1/quarantine", "GET"),
                                     ("PATCH", "/api/v1/queue", "GET"),
                                     ("GET", "/api/v1/auth/login", "POST"),

@@ -157,6 +157,7 @@ class TestOpenAPI(unittest.TestCase):
             (t, "PUT", "/api/v1/rules/sample", "/api/v1/rules/{name}", {"priority": 51}),
             (t, "GET", "/api/v1/queue", "/api/v1/queue", None),
             (t, "GET", "/api/v1/stats", "/api/v1/stats", None),
+            (t, "GET", "/api/v1/symbols", "/api/v1/symbols", None),
             (t, "GET", "/api/v1/tokens", "/api/v1/tokens", None),
             (t, "POST", "/api/v1/tokens", "/api/v1/tokens", {"scopes": ["read"]}),
             (t, "GET", "/api/v1/users", "/api/v1/users", None),

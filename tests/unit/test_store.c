@@ -664,6 +664,146 @@ test_track_purge(void **state)
 	store_msg_page_free(&p);
 }
 
+/* --- threat counts (the dashboard's top threats and senders) --- */
+
+/* Collects what store_track_threat_*() report, as "NAME=messages/positive" or "sender=n". */
+struct got {
+	char text[1024];
+	size_t calls, stop_after; /* stop_after 0: never stop */
+};
+
+static int
+got_symbol(void *arg, const char *name, uint64_t messages, uint64_t positive)
+{
+	struct got *g = arg;
+	size_t len = strlen(g->text);
+
+	snprintf(g->text + len, sizeof(g->text) - len, "%s%s=%llu/%llu", len ? " " : "", name,
+	         (unsigned long long)messages, (unsigned long long)positive);
+	return ++g->calls == g->stop_after;
+}
+
+static int
+got_sender(void *arg, const char *sender, uint64_t count)
+{
+	struct got *g = arg;
+	size_t len = strlen(g->text);
+
+	snprintf(g->text + len, sizeof(g->text) - len, "%s%s=%llu", len ? " " : "",
+	         sender[0] ? sender : "<>", (unsigned long long)count);
+	return ++g->calls == g->stop_after;
+}
+
+static void
+test_threats(void **state)
+{
+	struct store *s = ((struct fixture *)*state)->s;
+	/* id, received, verdict, sender, symbols line */
+	static const struct {
+		int64_t t;
+		enum store_verdict v;
+		const char *sender, *symbols;
+	} msgs[] = {
+	        /* before since (1000): never counted */
+	        {900, STORE_V_QUARANTINE, "old@x.test", "OLD_ONE(9.00)"},
+	        /* delivered and tempfailed mail: never counted */
+	        {1100, STORE_V_DELIVER, "ok@x.test", "SPF_PASS(-0.10),BAYES(3.00)"},
+	        {1150, STORE_V_TEMPFAIL, "t@x.test", "CLAMD_DOWN(0.00)"},
+	        {1200, STORE_V_QUARANTINE, "Spam@Bad.test", "SPF_FAIL(2.00),BAYES(3.00)"},
+	        /* details with commas, brackets and parentheses; a score of 0 and a negative one */
+	        {1300, STORE_V_REJECT, "spam@bad.test",
+	         "ATTACH_BLOCKED(0.00)[a.exe,b](c).exe],SPF_FAIL(2.00)[x],DKIM_PASS(-0.50)"},
+	        /* a detail imitating the format adds its name (once), a repeated name counts once
+	         */
+	        {1400, STORE_V_QUARANTINE, "",
+	         "PHISH(4.00)[evil],FAKE(9.00)[z],SPF_FAIL(1.00),SPF_FAIL(0.00),BAYES(-1.00)"},
+	        /* cut short: the last symbol is not counted; malformed heads end the line */
+	        {1500, STORE_V_QUARANTINE, "spam@bad.test", "BAYES(5.00),GTUBE(100.0..."},
+	        {1600, STORE_V_REJECT, "other@else.test", "BAYES(5.00)[never closed"},
+	        {1700, STORE_V_REJECT, "other@else.test", "lower_case(1.00),bad name(1.00)"},
+	        {1800, STORE_V_QUARANTINE, "third@else.test", "(1.00),X(1.00)"},
+	        {1900, STORE_V_QUARANTINE, "third@else.test", ""},
+	};
+	struct got g = {0};
+
+	for (size_t i = 0; i < nitems(msgs); i++) {
+		track(s, qid(100 + (unsigned)i), msgs[i].t, msgs[i].sender, "a@y.test", NULL, "s",
+		      "");
+		assert_int_equal(store_track_verdict(s, qid(100 + (unsigned)i), msgs[i].v, 1,
+		                                     msgs[i].symbols, "", msgs[i].t + 1),
+		                 STORE_OK);
+	}
+
+	assert_int_equal(store_track_threat_symbols(s, 1000, 1000, got_symbol, &g), STORE_OK);
+	/* messages first, then by name */
+	assert_string_equal(g.text, "BAYES=3/2 SPF_FAIL=3/3 ATTACH_BLOCKED=1/0 DKIM_PASS=1/0 "
+	                            "FAKE=1/1 PHISH=1/1 lower_case=1/1");
+
+	/* the newest 4 only: 1600 (not counted: unclosed detail), 1700, 1800, 1900 */
+	memset(&g, 0, sizeof(g));
+	assert_int_equal(store_track_threat_symbols(s, 1000, 4, got_symbol, &g), STORE_OK);
+	assert_string_equal(g.text, "lower_case=1/1");
+	/* the newest 6 mix both verdicts: 1400..1900 */
+	memset(&g, 0, sizeof(g));
+	assert_int_equal(store_track_threat_symbols(s, 1000, 6, got_symbol, &g), STORE_OK);
+	assert_string_equal(g.text, "BAYES=2/1 FAKE=1/1 PHISH=1/1 SPF_FAIL=1/1 lower_case=1/1");
+	/* fn stops it */
+	memset(&g, 0, sizeof(g));
+	g.stop_after = 2;
+	assert_int_equal(store_track_threat_symbols(s, 1000, 1000, got_symbol, &g), STORE_OK);
+	assert_string_equal(g.text, "BAYES=3/2 SPF_FAIL=3/3");
+
+	/* senders: case-insensitive, "" for <>, most first then by sender, limit */
+	memset(&g, 0, sizeof(g));
+	assert_int_equal(store_track_threat_senders(s, 1000, 1000, 10, got_sender, &g), STORE_OK);
+	assert_true(strncmp(g.text, "spam@bad.test=3 ", 16) == 0 ||
+	            strncmp(g.text, "Spam@Bad.test=3 ", 16) == 0);
+	assert_string_equal(g.text + 16, "other@else.test=2 third@else.test=2 <>=1");
+	memset(&g, 0, sizeof(g));
+	assert_int_equal(store_track_threat_senders(s, 1000, 3, 1, got_sender, &g), STORE_OK);
+	assert_string_equal(g.text, "third@else.test=2");
+	memset(&g, 0, sizeof(g));
+	assert_int_equal(store_track_threat_senders(s, 2000, 1000, 10, got_sender, &g), STORE_OK);
+	assert_string_equal(g.text, "");
+
+	/* limits */
+	assert_int_equal(store_track_threat_symbols(s, 0, 0, got_symbol, &g), STORE_INVALID);
+	assert_int_equal(
+	        store_track_threat_symbols(s, 0, STORE_THREAT_SCAN_MAX + 1, got_symbol, &g),
+	        STORE_INVALID);
+	assert_int_equal(store_track_threat_symbols(s, -1, 10, got_symbol, &g), STORE_INVALID);
+	assert_int_equal(store_track_threat_senders(s, 0, 10, 0, got_sender, &g), STORE_INVALID);
+	assert_int_equal(store_track_threat_senders(s, 0, 10, STORE_PAGE_MAX + 1, got_sender, &g),
+	                 STORE_INVALID);
+}
+
+/* More distinct names than a count keeps: the first STORE_SYMBOL_NAMES_MAX are counted. */
+static void
+test_threats_many_names(void **state)
+{
+	struct store *s = ((struct fixture *)*state)->s;
+	struct got g = {0};
+	char line[STORE_SYMBOLS_MAX + 1];
+	unsigned id = 1, name = 0;
+
+	while (name < STORE_SYMBOL_NAMES_MAX + 100) {
+		size_t len = 0;
+
+		line[0] = '\0';
+		for (unsigned k = 0; k < 100; k++, name++)
+			len += (size_t)snprintf(line + len, sizeof(line) - len, "%sS%u(1.00)",
+			                        k ? "," : "", name);
+		track(s, qid(id), 5000 + id, "x@y.test", "a@y.test", NULL, "s", "");
+		assert_int_equal(
+		        store_track_verdict(s, qid(id), STORE_V_REJECT, 1, line, "", 6000 + id),
+		        STORE_OK);
+		id++;
+	}
+	g.stop_after = STORE_SYMBOL_NAMES_MAX + 1000;
+	assert_int_equal(store_track_threat_symbols(s, 0, 1000, got_symbol, &g), STORE_OK);
+	assert_int_equal(g.calls, STORE_SYMBOL_NAMES_MAX);
+}
+
 /* --- quarantine --- */
 
 static void
@@ -1134,6 +1274,8 @@ main(void)
 	        cmocka_unit_test_setup_teardown(test_keyset_paging, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_subject_common, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_track_purge, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_threats, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_threats_many_names, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_quarantine_state, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_concurrent_release, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_audit, setup, teardown),
