@@ -690,7 +690,8 @@ const VIEWS = {
 				last = sig;
 				fill(items, j.check ? checkTable(j.check) : loading());
 			}
-			again.disabled = j.state !== 'waiting';
+			// asked and not read back yet: one check at a time
+			again.disabled = j.state !== 'waiting' || (w.askedAt !== undefined && j.checked === w.askedAt);
 			cancel.hidden = FINAL.has(j.state);
 		};
 		if (w.job.state === 'waiting')
@@ -757,6 +758,7 @@ const VIEWS = {
 };
 
 async function askCheck(w) {
+	w.askedAt = w.job.checked;
 	try {
 		w.job = await api('POST', 'm365/jobs/' + w.job.id + '/check', {});
 	} catch (e) {
@@ -794,7 +796,7 @@ function signinBox(s) {
 
 // --- the section --------------------------------------------------------------
 
-function detectList(d, seen) {
+function detectList(d, seen, opts = {}) {
 	const presets = d.presets || [];
 	const objs = d.moat_objects || [];
 	const custom = Object.entries(d.custom_rules || {}).filter(([, n]) => n > 0);
@@ -802,7 +804,7 @@ function detectList(d, seen) {
 	         seen.tenant_id || seen.tenant ? [h('dt', null, 'Tenant'),
 	                                          h('dd', {class: 'mono'}, seen.tenant_id || seen.tenant)] : null,
 	         seen.account ? [h('dt', null, 'Signed in as'), h('dd', null, seen.account)] : null,
-	         typeof seen.seen === 'number' ? [h('dt', null, 'Seen'), h('dd', null, fmtTime(seen.seen))] : null,
+	         typeof seen.seen === 'number' ? [h('dt', null, 'Read'), h('dd', null, fmtTime(seen.seen))] : null,
 	         h('dt', null, 'Defender for Office 365'),
 	         h('dd', null, d.defender ? 'Yes: Safe Links and Safe Attachments are offered'
 	                                  : 'No: Safe Links and Safe Attachments are not offered'),
@@ -819,8 +821,8 @@ function detectList(d, seen) {
 	         d.dehydrated ? [h('dt', null, 'Customization'),
 	                         h('dd', null, 'Not customised yet: the wizard runs Enable-OrganizationCustomization ' +
 	                           'first (Microsoft can take up to an hour).')] : null,
-	         h('dt', null, 'Made by moat'),
-	         h('dd', null, objs.length
+	         opts.noObjects ? null : h('dt', null, 'Made by moat'),
+	         opts.noObjects ? null : h('dd', null, objs.length
 	                 ? h('ul', {class: 'plain'}, objs.map((o) => {
 		                 const m = MOAT_OBJECTS.find((x) => x.name === o.name);
 		                 return h('li', null, m ? m.label : o.name, ': ', o.state);
@@ -828,34 +830,44 @@ function detectList(d, seen) {
 	                 : 'nothing yet'));
 }
 
-// The rule and the connectors as Exchange last showed them: the newest
-// check (of an apply or check job) where it is newer than the last read of
-// the tenant and covers the object, else that read.
-function objectStates(seen, jobs) {
-	const checked = jobs.find((j) => Array.isArray(j.check) && j.check.length &&
-	                                 (FINAL.has(j.state) || j.state === 'waiting'));
-	const checkedAt = checked ? checked.checked || checked.updated : 0;
-	if (!seen && !checked)
+// The rule and the connectors as Exchange last showed them: after the
+// newest job that tells (an undo that ended, a read-back of an apply or
+// check job, a read of the tenant).
+function objectStates(jobs) {
+	const last = jobs.find((j) => (j.kind === 'undo' && j.state === 'done') ||
+	                              (Array.isArray(j.check) && j.check.length &&
+	                               (FINAL.has(j.state) || j.state === 'waiting')) ||
+	                              (j.kind === 'connect' && j.state === 'done' && j.detect));
+	if (!last)
 		return h('p', {class: 'muted'}, 'moat has not read your tenant yet.');
-	const objs = seen ? seen.detect.moat_objects || [] : [];
-	let when = 0;
+	const objs = last.detect ? last.detect.moat_objects || [] : [];
 	const rows = MOAT_OBJECTS.map((m) => {
-		const c = checked && (!seen || checkedAt >= seen.seen) ? checked.check.find((x) => x.item === m.item) : null;
+		const c = last.check ? last.check.find((x) => x.item === m.item) : null;
 		let b;
-		if (c) {
+		if (last.kind === 'undo') {
+			b = badge('not there', 'todo');
+		} else if (c) {
 			b = badge(c.status);
-			when = Math.max(when, checkedAt);
-		} else if (seen) {
+		} else if (last.kind !== 'apply') { // a read without changes
 			const o = objs.find((x) => x.name === m.name);
 			b = o ? badge(o.state, o.state === 'Enabled' ? 'ok' : 'pending') : badge('not there', 'todo');
-			when = Math.max(when, seen.seen);
 		} else {
-			b = badge('not checked', 'todo');
+			b = badge('not part of it', 'todo');
 		}
 		return h('li', {dataset: {item: m.item}}, m.label, ': ', b);
 	});
 	return [h('ul', {class: 'plain objects'}, rows),
-	        when ? h('p', {class: 'muted'}, 'As Exchange Online showed them at ', fmtTime(when), '.') : null];
+	        h('p', {class: 'muted'}, 'After the ', last.kind, ' job of ', fmtTime(last.created), '.')];
+}
+
+// The tenant was read when a job signed in: before the changes of an apply
+// or undo job (the rule and connectors card shows their check).
+function staleNote(seen, jobs) {
+	const j = jobs.find((x) => x.detect && x.updated === seen.seen);
+	if (!j || (j.kind !== 'apply' && j.kind !== 'undo'))
+		return null;
+	return h('p', {class: 'muted'}, 'Read when the ', j.kind, ' job of ', fmtTime(j.created), ' signed in, before its ' +
+	         'changes. Read the tenant again to see it as it is now.');
 }
 
 async function overview(root) {
@@ -888,7 +900,7 @@ async function overview(root) {
 	const rcErr = h('div', {'aria-live': 'assertive'});
 	const rules = h('section', {class: 'card', 'aria-labelledby': 'm365-rc'},
 	                h('h2', {id: 'm365-rc'}, 'Bypass-clutter rule and connectors'),
-	                objectStates(seen, items),
+	                objectStates(items),
 	                h('p', {class: 'muted'}, 'Set up, check or remove only the rule and the connectors. Each goes ' +
 	                  'through the same sign-in with a single-use code.'),
 	                rc.el, rcErr,
@@ -912,7 +924,7 @@ async function overview(root) {
 	const tErr = h('div', {'aria-live': 'assertive'});
 	const tenantCard = h('section', {class: 'card', 'aria-labelledby': 'm365-seen'},
 	                     h('h2', {id: 'm365-seen'}, 'Your tenant as moat last saw it'),
-	                     seen ? detectList(seen.detect, seen)
+	                     seen ? [detectList(seen.detect, seen, {noObjects: true}), staleNote(seen, items)]
 	                          : emptyState('moat has not signed in to your tenant yet.',
 	                                       h('p', null, 'The wizard reads it first. You can also read it now: that ' +
 	                                         'changes nothing.')),
@@ -953,10 +965,9 @@ async function overview(root) {
 	                   h('h2', {id: 'm365-jobs'}, 'Recent jobs'),
 	                   table([
 		                   {key: 'created', label: 'Started', render: (j) => fmtTime(j.created)},
-		                   {key: 'kind', label: 'Kind'},
-		                   {key: 'state', label: 'State', render: (j) => stateBadge(j.state)},
-		                   {key: 'account', label: 'Signed in as'},
-		                   {key: 'who', label: 'By'},
+		                   {key: 'kind', label: 'Job', render: (j) => [j.kind, ' ', stateBadge(j.state)]},
+		                   {key: 'account', label: 'Signed in as',
+		                    render: (j) => [j.account || '–', j.who ? h('small', {class: 'muted by'}, 'by ', j.who) : null]},
 	                   ], items.slice(0, 20), {
 		                   empty: 'No job yet. Start with the wizard.',
 		                   onRow: (j) => {
