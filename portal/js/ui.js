@@ -149,7 +149,8 @@ export function fmtSize(n) {
 
 // A table. columns: [{key, label, render(row) -> node|string, class}];
 // opts: {select: true (checkboxes; returns the selection), onRow(row),
-// empty: 'text', caption}. Returns {el, selected()}.
+// empty: 'text', caption, stack: true (at phone width each row becomes a
+// block of "label: value" lines)}. Returns {el, selected()}.
 export function table(columns, rows, opts = {}) {
 	const selected = new Set();
 	if (!rows.length)
@@ -164,7 +165,7 @@ export function table(columns, rows, opts = {}) {
 		                                           }
 	                                           }}))
 	                           : null,
-	               columns.map((c) => h('th', {scope: 'col'}, c.label)));
+	               columns.map((c) => h('th', {scope: 'col', class: c.class || null}, c.label)));
 	const body = h('tbody');
 	rows.forEach((row, i) => {
 		const tr = h('tr', {class: opts.onRow ? 'clickable' : null});
@@ -175,7 +176,8 @@ export function table(columns, rows, opts = {}) {
 			                        onclick: (e) => e.stopPropagation()})));
 		for (const c of columns) {
 			const v = c.render ? c.render(row) : row[c.key];
-			tr.append(h('td', {class: c.class || null}, v === undefined || v === null || v === '' ? '–' : v));
+			tr.append(h('td', {class: c.class || null, 'data-label': c.label},
+			            v === undefined || v === null || v === '' ? '–' : v));
 		}
 		if (opts.onRow) {
 			tr.tabIndex = 0;
@@ -187,7 +189,7 @@ export function table(columns, rows, opts = {}) {
 		}
 		body.append(tr);
 	});
-	const el = h('div', {class: 'table-wrap'},
+	const el = h('div', {class: opts.stack ? 'table-wrap stack' : 'table-wrap'},
 	             h('table', null, opts.caption ? h('caption', null, opts.caption) : null,
 	               h('thead', null, head), body));
 	return {el, selected: () => [...selected]};
@@ -264,7 +266,9 @@ export function barChart(data, series, {height = 180, title = ''} = {}) {
 	});
 	const legend = h('ul', {class: 'legend'},
 	                 series.map((se) => h('li', null, h('span', {class: 'swatch ' + se.key}), se.label)));
-	return h('figure', {class: 'chart-box'}, title ? h('figcaption', null, title) : null, g, legend);
+	// the SVG scrolls on its own where it is too narrow to read (phones); the legend stays
+	return h('figure', {class: 'chart-box'}, title ? h('figcaption', null, title) : null,
+	         h('div', {class: 'chart-scroll', tabindex: '0', 'aria-label': title || 'Chart'}, g), legend);
 }
 
 // Horizontal bars for a top-N list: [{label, count}].
@@ -283,4 +287,41 @@ export function topList(items, title, empty) {
 export function applyWidths(root) {
 	for (const el of root.querySelectorAll('[data-w]'))
 		el.style.width = el.dataset.w + '%';
+}
+
+// A modal question with content (checkboxes, text); resolves true when
+// confirmed, false on Cancel or Esc. opts: {ok: 'label', danger: bool,
+// check: () => an error to show instead of closing, or null}.
+export function askDialog(title, content, opts = {}) {
+	return new Promise((resolve) => {
+		const d = h('dialog', {class: 'dialog wide', 'aria-label': title});
+		const status = h('div', {'aria-live': 'assertive'});
+		let settled = false;
+		const done = (v) => {
+			if (settled)
+				return;
+			const bad = v && opts.check ? opts.check() : null;
+			if (bad) {
+				clear(status).append(errorBox(bad));
+				return;
+			}
+			settled = true;
+			d.close();
+			d.remove();
+			resolve(v);
+		};
+		d.append(h('div', {class: 'dialog-head'}, h('h2', null, title),
+		           h('button', {class: 'link', type: 'button', 'aria-label': 'Close', onclick: () => done(false)}, '✕')),
+		         h('div', {class: 'dialog-body'}, content), status,
+		         h('div', {class: 'actions'},
+		           h('button', {class: opts.danger ? 'danger' : 'primary', type: 'button', onclick: () => done(true)},
+		             opts.ok || 'OK'),
+		           h('button', {type: 'button', onclick: () => done(false)}, 'Cancel')));
+		d.addEventListener('cancel', (e) => {
+			e.preventDefault();
+			done(false);
+		});
+		document.body.append(d);
+		d.showModal();
+	});
 }
