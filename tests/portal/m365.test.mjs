@@ -42,6 +42,11 @@ function pageErrors() {
   return page.errors.filter((e) => !/status of 409 \(Conflict\)/.test(e));
 }
 
+async function noOverflow() {
+  const [sw, w] = await page.evaluate(() => [document.documentElement.scrollWidth, window.innerWidth]);
+  assert.ok(sw <= w, `the page is ${sw} px wide in a ${w} px window`);
+}
+
 async function tenantState() {
   const r = await fetch(fx.emulator + '/_emulator/state');
   assert.equal(r.status, 200);
@@ -110,6 +115,7 @@ test('the wizard runs to the green confirmation and the tenant has the bypass-cl
   await screenshot(page, 'm365-3-code');
   await page.setViewportSize({ width: 390, height: 844 });
   await page.locator('#m365-configure').waitFor();
+  await noOverflow();
   await screenshot(page, 'm365-3-code-390');
   await page.setViewportSize(WIDE);
   await page.getByRole('button', { name: /^Copy code/ }).click();
@@ -246,6 +252,7 @@ test('the PowerShell script, and undo behind a confirm dialog', async () => {
   await page.locator('li[data-item="bypass-rule"]', { hasText: 'not there' }).waitFor();
   await page.setViewportSize({ width: 390, height: 844 });
   await page.locator('tbody tr', { hasText: 'undo' }).first().waitFor();
+  await noOverflow();
   await screenshot(page, 'm365-section-390');
   await page.setViewportSize(WIDE);
   assert.deepEqual(pageErrors(), []);

@@ -265,7 +265,7 @@ function checkTable(items) {
 		{key: 'title', label: 'Item', render: (c) => c.title || c.item},
 		{key: 'status', label: 'Status', render: (c) => badge(c.status)},
 		{key: 'detail', label: 'Detail', class: 'detail'},
-	], items || [], {empty: 'Nothing to check.', caption: 'What Exchange Online shows'}).el;
+	], items || [], {empty: 'Nothing to check.', caption: 'What Exchange Online shows', stack: true}).el;
 }
 
 // The plan's steps with what became of each: [{why, cmdlet, status, error}].
@@ -970,6 +970,7 @@ async function overview(root) {
 		                    render: (j) => [j.account || '–', j.who ? h('small', {class: 'muted by'}, 'by ', j.who) : null]},
 	                   ], items.slice(0, 20), {
 		                   empty: 'No job yet. Start with the wizard.',
+		                   stack: true,
 		                   onRow: (j) => {
 			                   location.hash = '#/m365/job/' + j.id;
 		                   },
