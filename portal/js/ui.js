@@ -55,6 +55,13 @@ export function clear(el) {
 	return el;
 }
 
+// Replace el's children with children (as h() takes them); returns el.
+export function fill(el, ...children) {
+	clear(el);
+	append(el, children);
+	return el;
+}
+
 // Replace the page's content; returns the container.
 export function page(root, title, ...children) {
 	clear(root);
@@ -202,12 +209,27 @@ export function field(label, input, hint) {
 	         hint ? h('small', {class: 'muted'}, hint) : null);
 }
 
+// Text to the clipboard; without the Clipboard API (a plain-HTTP portal
+// is not a secure context) through a selected, off-screen textarea.
+export async function copyText(text) {
+	if (navigator.clipboard && window.isSecureContext)
+		return navigator.clipboard.writeText(text);
+	const t = h('textarea', {class: 'offscreen', readonly: true, 'aria-hidden': 'true', tabindex: '-1'});
+	t.value = text;
+	document.body.append(t);
+	t.select();
+	const ok = document.execCommand('copy');
+	t.remove();
+	if (!ok)
+		throw new Error('copy refused');
+}
+
 // A copy-to-clipboard button for text.
 export function copyButton(text, label = 'Copy') {
 	return h('button', {class: 'copy', type: 'button', 'aria-label': label + ': ' + text,
 	                    onclick: async () => {
 		                    try {
-			                    await navigator.clipboard.writeText(text);
+			                    await copyText(text);
 			                    toast('Copied');
 		                    } catch (e) {
 			                    toast('Copy failed: select the text and copy it', 'error');

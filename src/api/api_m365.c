@@ -249,9 +249,13 @@ api_m365_seen(void *arg, const struct store_m365_job *row)
 	json_t *detect = json_object_get(doc, "detect");
 
 	if (detect) {
+		json_t *at = json_object_get(doc, "detected");
+
 		*out = json_pack("{s:O, s:s, s:I, s:O}", "detect", detect, "tenant", row->tenant,
-		                 "seen", (json_int_t)row->updated_ms, "account",
-		                 json_object_get(doc, "account") ?: json_null());
+		                 "seen",
+		                 (json_int_t)(json_is_integer(at) ? json_integer_value(at)
+		                                                  : row->updated_ms),
+		                 "account", json_object_get(doc, "account") ?: json_null());
 	}
 	json_decref(doc);
 	return *out != NULL;

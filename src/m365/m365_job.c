@@ -873,6 +873,7 @@ job_work(struct m365_job *j)
 		return;
 	}
 	job_set(j, "detect", m365_plan_detect(snap));
+	job_set(j, "detected", json_integer(wall_ms())); /* before this job's own changes */
 	job_site_build(j->m, j->cfg, j->pol, json_object_get(snap, "AcceptedDomain"), &js);
 	if (j->req.kind == M365_JOB_CHECK) {
 		struct last_choice lc = {.tenant = j->tenant_key};
