@@ -372,6 +372,16 @@ api_deleted(struct api_req *r, enum store_status st, const char *field, const ch
 
 /* --- domains --- */
 
+/* The config file's [domain] of name, or NULL: the file stays its source. */
+static const struct config_domain *
+api_domain_in_config(struct api_req *r, const char *name)
+{
+	for (size_t i = 0; i < r->cfg->ndomains; i++)
+		if (str_ieq(r->cfg->domains[i].name, name))
+			return &r->cfg->domains[i];
+	return NULL;
+}
+
 void
 api_h_domains(struct api_req *r)
 {
@@ -387,29 +397,28 @@ api_h_domains(struct api_req *r)
 
 		for (size_t j = 0; j < n; j++)
 			json_array_append_new(rl, api_str(rcpts[j]));
-		route_format(policy_route_for(r->pol, name), route, sizeof(route));
+		const struct route *rt = policy_route_for(r->pol, name);
+		const struct config_domain *cd = api_domain_in_config(r, name);
+		json_t *o;
+
+		route_format(rt, route, sizeof(route));
 		policy_scan_thresholds(r->pol, name, &q, &rj);
-		json_array_append_new(
-		        items,
-		        json_pack("{s:o, s:b, s:o, s:o, s:o, s:o, s:b, s:s}", "name", api_str(name),
-		                  "any_recipient", n == 0, "recipients", rl, "route",
-		                  api_str(route), "quarantine_score",
-		                  isfinite(q) ? json_real(q) : json_null(), "reject_score",
-		                  isfinite(rj) ? json_real(rj) : json_null(),
-		                  "relay_key_configured", policy_relay_key(r->pol, name) != NULL,
-		                  "source", policy_domain_stored(r->pol, i) ? "api" : "config"));
+		o = json_pack("{s:o, s:b, s:o, s:o, s:s, s:o, s:o, s:o, s:o, s:b, s:s}", "name",
+		              api_str(name), "any_recipient", n == 0, "recipients", rl, "route",
+		              api_str(route), "tls", route_tls_name(rt->tls), "tls_name",
+		              api_str(rt->tls_name), "tls_ca", api_str(rt->tls_ca),
+		              "quarantine_score", isfinite(q) ? json_real(q) : json_null(),
+		              "reject_score", isfinite(rj) ? json_real(rj) : json_null(),
+		              "relay_key_configured", policy_relay_key(r->pol, name) != NULL,
+		              "source", policy_domain_stored(r->pol, i) ? "api" : "config");
+		/* where the config file declares it (the file wins over a stored domain) */
+		if (cd != NULL) {
+			json_object_set_new(o, "file", api_str(r->cfg->path));
+			json_object_set_new(o, "line", json_integer(cd->line));
+		}
+		json_array_append_new(items, o);
 	}
 	api_reply(r, 200, json_pack("{s:o}", "items", items));
-}
-
-/* The config file's [domain] of name, or NULL: the file stays its source. */
-static const struct config_domain *
-api_domain_in_config(struct api_req *r, const char *name)
-{
-	for (size_t i = 0; i < r->cfg->ndomains; i++)
-		if (str_ieq(r->cfg->domains[i].name, name))
-			return &r->cfg->domains[i];
-	return NULL;
 }
 
 /*
