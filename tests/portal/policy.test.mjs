@@ -80,7 +80,8 @@ test('domains: the config file\'s domain is read-only; one added through the pag
   await page.setViewportSize({ width: 1280, height: 800 });
   await open('domains', '#domain-list table');
   const cfgRow = page.locator('#domain-list tr', { hasText: fx.domain });
-  await cfgRow.getByText('the config file').waitFor();
+  // GET /api/v1/domains names the file and line that declare it
+  await cfgRow.getByText(/declared in .*moat\.conf \(line \d+\)/).waitFor();
   assert.equal(await cfgRow.getByRole('button').count(), 0, 'a config domain has no Edit or Delete');
 
   await page.locator('#domain-add').click();
