@@ -151,27 +151,38 @@ const state = {
 	results: null, // the last bulk action's results, shown once
 };
 
-function query(f, after) {
-	const p = {state: f.state, rcpt: f.rcpt.trim(), subject: f.subject.trim(), verdict: f.verdict,
-	           since: localToMs(f.since), until: localToMs(f.until), limit: PAGE, after};
-	let s = qs(p);
-	const sender = f.sender.trim();
-	// "<>" asks for the null sender (the API's sender="")
+// A search's path: params, and the sender ("<>" asks for the null sender, the API's sender="").
+export function searchPath(path, params, sender) {
+	let s = qs(params);
+	sender = (sender || '').trim();
 	if (sender)
 		s += (s ? '&' : '?') + 'sender=' + encodeURIComponent(sender === '<>' ? '' : sender);
-	return 'quarantine' + s;
+	return path + s;
 }
 
-function filterForm(onSearch) {
-	const f = state.filters;
-	const inp = {
-		state: select(STATES, f.state, {name: 'state'}),
+// The sender, recipient and subject inputs both searches have.
+export function addressInputs(f) {
+	return {
 		sender: h('input', {name: 'sender', value: f.sender, placeholder: 'a@example.org, @example.org or <>',
 		                    autocomplete: 'off'}),
 		rcpt: h('input', {name: 'rcpt', value: f.rcpt, placeholder: 'a@example.test or @example.test',
 		                  autocomplete: 'off'}),
 		subject: h('input', {name: 'subject', value: f.subject, type: 'search', placeholder: 'at least 3 characters',
 		                     autocomplete: 'off'}),
+	};
+}
+
+function query(f, after) {
+	return searchPath('quarantine', {state: f.state, rcpt: f.rcpt.trim(), subject: f.subject.trim(),
+	                                 verdict: f.verdict, since: localToMs(f.since),
+	                                 until: localToMs(f.until), limit: PAGE, after}, f.sender);
+}
+
+function filterForm(onSearch) {
+	const f = state.filters;
+	const inp = {
+		state: select(STATES, f.state, {name: 'state'}),
+		...addressInputs(f),
 		verdict: select(VERDICTS, f.verdict, {name: 'verdict'}),
 		since: h('input', {name: 'since', type: 'datetime-local', value: f.since}),
 		until: h('input', {name: 'until', type: 'datetime-local', value: f.until}),

@@ -2,9 +2,10 @@
 // and follow it (#/tracking/ID): its verdict, the symbols explained, each
 // recipient's outcome and reply, and the timeline of events.
 
-import {api, ApiError, qs} from '../api.js';
+import {api, ApiError} from '../api.js';
 import {badge, clear, emptyState, errorBox, field, fmtSize, fmtTime, h, loading, page, table} from '../ui.js';
-import {localToMs, pager, scoreText, select, some, symbolDescriptions, symbolsView, VERDICTS} from './quarantine.js';
+import {addressInputs, localToMs, pager, scoreText, searchPath, select, some, symbolDescriptions, symbolsView,
+        VERDICTS} from './quarantine.js';
 
 const PAGE = 50;
 const EMPTY = {sender: '', rcpt: '', subject: '', message_id: '', id: '', verdict: '', since: '', until: ''};
@@ -12,24 +13,16 @@ const EMPTY = {sender: '', rcpt: '', subject: '', message_id: '', id: '', verdic
 const state = {filters: {...EMPTY}, cursors: ['']};
 
 function query(f, after) {
-	const p = {rcpt: f.rcpt.trim(), subject: f.subject.trim(), message_id: f.message_id.trim(),
-	           id: f.id.trim().toLowerCase(), verdict: f.verdict, since: localToMs(f.since),
-	           until: localToMs(f.until), limit: PAGE, after};
-	let s = qs(p);
-	const sender = f.sender.trim();
-	if (sender)
-		s += (s ? '&' : '?') + 'sender=' + encodeURIComponent(sender === '<>' ? '' : sender);
-	return 'tracking' + s;
+	return searchPath('tracking', {rcpt: f.rcpt.trim(), subject: f.subject.trim(),
+	                               message_id: f.message_id.trim(), id: f.id.trim().toLowerCase(),
+	                               verdict: f.verdict, since: localToMs(f.since),
+	                               until: localToMs(f.until), limit: PAGE, after}, f.sender);
 }
 
 function searchForm(onSearch) {
 	const f = state.filters;
 	const inp = {
-		sender: h('input', {name: 'sender', value: f.sender, placeholder: 'a@example.org, @example.org or <>',
-		                    autocomplete: 'off'}),
-		rcpt: h('input', {name: 'rcpt', value: f.rcpt, placeholder: 'a@example.test or @example.test', autocomplete: 'off'}),
-		subject: h('input', {name: 'subject', type: 'search', value: f.subject, placeholder: 'at least 3 characters',
-		                     autocomplete: 'off'}),
+		...addressInputs(f),
 		message_id: h('input', {name: 'message_id', value: f.message_id, placeholder: 'abc@mail.example.org',
 		                        autocomplete: 'off'}),
 		id: h('input', {name: 'id', value: f.id, placeholder: '16 hex digits', autocomplete: 'off', class: 'mono'}),
