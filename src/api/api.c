@@ -359,8 +359,52 @@ api_audit_system(struct api *a, const char *action, const char *target)
 void
 api_policy_changed(struct api_req *r)
 {
-	if (r->a->deps.policy_changed != NULL)
-		r->a->deps.policy_changed(r->a->deps.arg);
+	struct api *a = r->a;
+	struct timespec until;
+	uint64_t gen;
+
+	if (a->deps.policy_changed == NULL)
+		return;
+	pthread_mutex_lock(&a->lock);
+	gen = ++a->pol_asked;
+	pthread_mutex_unlock(&a->lock);
+	a->deps.policy_changed(a->deps.arg);
+	/* read-your-writes: the next request sees the change (or its refusal is logged) */
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += API_POLICY_WAIT_MS / 1000;
+	pthread_mutex_lock(&a->lock);
+	while (a->pol_done < gen)
+		if (pthread_cond_timedwait(&a->pol_cond, &a->lock, &until) == ETIMEDOUT) {
+			log_warn("event=policy_rebuild_slow note=\"answered before the rebuild "
+			         "ended\"");
+			break;
+		}
+	pthread_mutex_unlock(&a->lock);
+}
+
+uint64_t
+api_policy_rebuild_begin(struct api *a)
+{
+	uint64_t gen;
+
+	if (a == NULL)
+		return 0;
+	pthread_mutex_lock(&a->lock);
+	gen = a->pol_asked;
+	pthread_mutex_unlock(&a->lock);
+	return gen;
+}
+
+void
+api_policy_rebuild_end(struct api *a, uint64_t gen)
+{
+	if (a == NULL)
+		return;
+	pthread_mutex_lock(&a->lock);
+	if (gen > a->pol_done)
+		a->pol_done = gen;
+	pthread_cond_broadcast(&a->pol_cond);
+	pthread_mutex_unlock(&a->lock);
 }
 
 const char *
@@ -802,6 +846,14 @@ api_new(struct config *cfg, struct policy *pol, char *err, size_t errsize)
 	struct api *a = xcalloc(1, sizeof(*a));
 
 	pthread_mutex_init(&a->lock, NULL);
+	{
+		pthread_condattr_t ca;
+
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&a->pol_cond, &ca);
+		pthread_condattr_destroy(&ca);
+	}
 	a->cfg = config_ref(cfg);
 	a->pol = pol ? policy_ref(pol) : NULL; /* moatd builds it after binding */
 	if ((a->base = event_base_new()) == NULL)
@@ -939,6 +991,7 @@ api_free(struct api *a)
 	event_base_free(a->base);
 	config_unref(a->cfg);
 	policy_unref(a->pol);
+	pthread_cond_destroy(&a->pol_cond);
 	pthread_mutex_destroy(&a->lock);
 	free(a);
 }

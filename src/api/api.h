@@ -14,6 +14,7 @@
 #define MOAT_API_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct config;
 struct control;
@@ -58,6 +59,14 @@ int api_start(struct api *a, const struct api_deps *deps, char *err, size_t errs
  * once; admin_listen and the admin certificate at the next start.
  */
 void api_reconfigure(struct api *a, struct config *cfg, struct policy *pol);
+/*
+ * The main loop rebuilds the policy (policy_changed): begin returns the
+ * generation of changes it covers (call it before reading the store), end
+ * says that rebuild is over, done or refused. An API change waits for it
+ * (up to a few seconds) before answering, so the next read sees it.
+ */
+uint64_t api_policy_rebuild_begin(struct api *a);
+void api_policy_rebuild_end(struct api *a, uint64_t gen);
 /* Stop serving (requests in progress finish), join the thread, free. */
 void api_free(struct api *a);
 

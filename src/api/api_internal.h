@@ -30,16 +30,20 @@ struct api_throttle;
 struct store_writer;
 struct m365;
 
-#define API_PATH_ARGS     3    /* {...} segments in one route */
-#define API_ARG_MAX       512  /* octets of one decoded path segment */
-#define API_BATCH_MAX     1000 /* ids of one batch action */
-#define API_PURGE_BATCH   500  /* expired entries per purge step */
-#define API_PURGE_EVERY_S 60
+#define API_PATH_ARGS      3    /* {...} segments in one route */
+#define API_ARG_MAX        512  /* octets of one decoded path segment */
+#define API_BATCH_MAX      1000 /* ids of one batch action */
+#define API_PURGE_BATCH    500  /* expired entries per purge step */
+#define API_PURGE_EVERY_S  60
+#define API_POLICY_WAIT_MS 5000 /* longest wait for a policy rebuild */
 
 struct api {
 	struct config *cfg; /* under lock: swapped by api_reconfigure() */
 	struct policy *pol;
 	pthread_mutex_t lock;
+	/* under lock: policy rebuilds asked for and done (api_policy_changed) */
+	uint64_t pol_asked, pol_done;
+	pthread_cond_t pol_cond; /* CLOCK_MONOTONIC */
 
 	struct event_base *base;
 	struct evhttp *http;

@@ -214,21 +214,19 @@ static void
 moatd_policy_rebuild(struct moatd *m)
 {
 	char err[1024];
+	/* every change asked for so far is in the store this reads */
+	uint64_t gen = api_policy_rebuild_begin(m->api);
 	struct policy *p = policy_from_store(m->cfg, m->pstore, POLICY_STRICT, err, sizeof(err));
 
-	if (p == NULL) {
+	if (p == NULL || moatd_apply(m, config_ref(m->cfg), p, err, sizeof(err)) < 0) {
 		log_error("event=policy_rebuild status=failed reason=\"%s\" action=\"kept the "
 		          "running policy\"",
 		          err);
-		return;
-	}
-	if (moatd_apply(m, config_ref(m->cfg), p, err, sizeof(err)) < 0) {
-		log_error("event=policy_rebuild status=failed reason=\"%s\" action=\"kept the "
-		          "running policy\"",
-		          err);
+		api_policy_rebuild_end(m->api, gen);
 		return;
 	}
 	log_info("event=policy_rebuild status=ok domains=%zu", policy_domain_count(p));
+	api_policy_rebuild_end(m->api, gen);
 }
 
 static void

@@ -101,6 +101,22 @@ class TestDomains(unittest.TestCase):
         wait_for(lambda: rcpt_code(self.m.port, "dave@new.test") == 550, "refused again")
         self.assertEqual(a.delete("/api/v1/domains/new.test").status, 404)
 
+    def test_a_change_is_read_back_at_once(self):
+        """The answer to a change comes after the policy rebuild: the next
+        read sees it, without polling (the portal lists right after saving)."""
+        for i in range(10):
+            name = "rw%d.test" % i
+            r = self.a.put("/api/v1/domains/" + name,
+                           {"recipients": "any", "route": "smtp:[127.0.0.1]:%d" % (2000 + i)})
+            self.assertEqual(r.status, 201, r)
+            d = self.domains().get(name)
+            self.assertIsNotNone(d, name)
+            self.assertEqual(d["route"], "smtp:[127.0.0.1]:%d" % (2000 + i))
+            r = self.a.delete("/api/v1/domains/" + name)
+            self.assertEqual(r.status, 200, r)
+            self.assertNotIn(name, self.domains())
+        self.assertEqual(rcpt_code(self.m.port, "x@rw9.test"), 550)
+
     def test_refusals(self):
         a = self.a
         cases = [
