@@ -19,6 +19,19 @@ function count(n, one, many) {
 	return `${n} ${n === 1 ? one : many}`;
 }
 
+// Ask, DELETE path, say what happened in words, then show the list again.
+async function deleteAsked(question, okLabel, path, done, reload) {
+	if (!await confirmDialog(question, okLabel, true))
+		return;
+	try {
+		await api('DELETE', path);
+		toast(done);
+	} catch (e) {
+		toast(e.message, 'error');
+	}
+	await reload();
+}
+
 export async function render(root, params, ctx) {
 	const me = ctx && ctx.session ? ctx.session.user : null;
 	const sections = [
@@ -86,17 +99,8 @@ async function tokens(box) {
 			                                         onclick: () => revoke(t)}, 'Revoke')},
 		], items, {empty: 'No API tokens. Scripts and moatctl need one; the portal does not.', stack: true}).el);
 	};
-	const revoke = async (t) => {
-		if (!await confirmDialog(`Revoke the token ${t.id}? Whatever uses it is refused from now on.`, 'Revoke', true))
-			return;
-		try {
-			await api('DELETE', 'tokens/' + enc(t.id));
-			toast('Revoked ' + t.id);
-		} catch (e) {
-			toast(e.message, 'error');
-		}
-		await load();
-	};
+	const revoke = (t) => deleteAsked(`Revoke the token ${t.id}? Whatever uses it is refused from now on.`,
+	                                  'Revoke', 'tokens/' + enc(t.id), 'Revoked ' + t.id, load);
 	form.addEventListener('submit', async (e) => {
 		e.preventDefault();
 		clear(status);
@@ -177,15 +181,7 @@ async function users(box, me) {
 		const self = u.name === me;
 		const q = self ? `Delete your own user ${u.name}? Your session ends at once and you are logged out.`
 		               : `Delete the user ${u.name}? Their sessions end.`;
-		if (!await confirmDialog(q, self ? 'Delete me' : 'Delete', true))
-			return;
-		try {
-			await api('DELETE', 'users/' + enc(u.name));
-			toast('Deleted ' + u.name);
-		} catch (e) {
-			toast(e.message, 'error');
-		}
-		await load();
+		await deleteAsked(q, self ? 'Delete me' : 'Delete', 'users/' + enc(u.name), 'Deleted ' + u.name, load);
 	};
 	const password = (u) => {
 		const p1 = h('input', {id: 'pw-new', type: 'password', autocomplete: 'new-password', minlength: 10, required: true});
@@ -278,17 +274,8 @@ async function settings(box) {
 			                                          onclick: () => remove(r)}, 'Delete'))},
 		], rows, {empty: 'No settings stored.', stack: true}).el);
 	};
-	const remove = async (r) => {
-		if (!await confirmDialog(`Delete the setting ${r.key}?`, 'Delete', true))
-			return;
-		try {
-			await api('DELETE', 'settings/' + enc(r.key));
-			toast('Deleted ' + r.key);
-		} catch (e) {
-			toast(e.message, 'error');
-		}
-		await load();
-	};
+	const remove = (r) => deleteAsked(`Delete the setting ${r.key}?`, 'Delete', 'settings/' + enc(r.key),
+	                                  'Deleted ' + r.key, load);
 	form.addEventListener('submit', async (e) => {
 		e.preventDefault();
 		clear(status);
