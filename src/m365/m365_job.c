@@ -76,6 +76,7 @@ struct m365_job {
 	json_t *doc;
 	enum job_state state;
 	bool cancel, check_now, ended;
+	bool stopping;       /* cancelled because moatd stops */
 	pthread_cond_t cond; /* CLOCK_MONOTONIC; cancel, check_now */
 
 	/* the job thread's own */
@@ -195,6 +196,7 @@ m365_free(struct m365 *m)
 	pthread_mutex_lock(&m->lock);
 	for (struct m365_job *j = m->jobs; j; j = j->next) {
 		j->cancel = true;
+		j->stopping = true;
 		pthread_cond_broadcast(&j->cond);
 	}
 	while (m->jobs) {
@@ -277,6 +279,13 @@ job_enter_state(struct m365_job *j, enum job_state s)
 	         job_state_names[j->state], job_state_names[s]);
 	j->state = s;
 	json_object_set_new(j->doc, "state", json_string(job_state_names[s]));
+	if (s == JOB_CANCELLED)
+		json_object_set_new(j->doc, "note",
+		                    json_string(j->stopping
+		                                        ? "moatd stopped while this job ran, and "
+		                                          "its sign-in ended with it: start it "
+		                                          "again"
+		                                        : "cancelled by an administrator"));
 	json_object_set_new(j->doc, "calls",
 	                    json_pack("{s:I, s:I}", "calls", (json_int_t)j->exo.calls, "throttled",
 	                              (json_int_t)j->exo.throttled));

@@ -421,6 +421,24 @@ class TestJobs(WizardBase):
         self.assertIn("stopped", j["error"]["explain"])
         self.assertNotIn("signin", j)
 
+    def test_a_job_stopped_with_moatd_says_so(self):
+        jid = self.start("apply", protections=["antispam"])["id"]
+        wait_for(lambda: self.job(jid).get("signin"), "code shown")
+        self.m.stop()
+        self.m.start()
+        j = self.m.admin().get("/api/v1/m365/jobs/" + jid).json
+        self.assertEqual(j["state"], "cancelled", j)
+        self.assertIn("moatd stopped", j["note"])
+        self.assertNotIn("signin", j)
+        # the admin's own cancel says that instead
+        a = self.m.admin()
+        r = a.post("/api/v1/m365/jobs", {"kind": "connect"})
+        wait_for(lambda: a.get("/api/v1/m365/jobs/" + r.json["id"]).json.get("signin"), "code")
+        a.post("/api/v1/m365/jobs/%s/cancel" % r.json["id"], {})
+        j = wait_for(lambda: (lambda d: d if d["state"] == "cancelled" else None)(
+            a.get("/api/v1/m365/jobs/" + r.json["id"]).json), "cancelled")
+        self.assertEqual(j["note"], "cancelled by an administrator")
+
     def test_first_call_refused_without_a_body_means_no_role_or_no_api_access(self):
         self.emu.set(unavailable=["Get-AcceptedDomain"])
         j = self.run_job("connect")

@@ -710,7 +710,8 @@ const VIEWS = {
 			parts.push(h('div', {class: 'error result', role: 'alert'}, errorDetails(j.error)));
 		} else if (j.state === 'cancelled') {
 			head = 'Cancelled';
-			parts.push(h('p', {class: 'notice result'}, 'The job was cancelled.',
+			parts.push(h('p', {class: 'notice result'},
+			             j.note ? j.note.charAt(0).toUpperCase() + j.note.slice(1) + '.' : 'The job was cancelled.',
 			             (j.steps || []).some((s) => s.status === 'done')
 			                     ? ' The changes made before stay in Exchange Online: run the wizard again or ' +
 			                       'undo them.'
