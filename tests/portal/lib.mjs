@@ -338,3 +338,21 @@ export async function emulator(fx, switches) {
   if (r.status !== 200) throw new Error(`emulator control: ${r.status} ${await r.text()}`);
   return r.json();
 }
+
+/* Show the portal page #/hash afresh (reloaded when it is the one shown); wait for ready. */
+export async function openHash(page, fx, hash, ready) {
+  const url = `${fx.url}/#/${hash}`;
+  if (page.url() === url) await page.reload();
+  else await page.goto(url);
+  await page.locator(ready).first().waitFor();
+}
+
+/* The newest open dialog's button named name (a confirmation opens over a form's). */
+export function dialogButton(page, name) {
+  return page.locator('dialog[open]').last().getByRole('button', { name, exact: true });
+}
+
+/* Every dialog closed. */
+export function noDialog(page) {
+  return waitFor(async () => (await page.locator('dialog').count()) === 0, 'the dialogs closed');
+}

@@ -6,7 +6,10 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
-import { api, launch, login, newPage, screenshot, startFixture, waitFor } from './lib.mjs';
+import {
+  api, dialogButton as dialogButtonOf, launch, login, newPage, noDialog as noDialogOf, openHash, screenshot,
+  startFixture, waitFor,
+} from './lib.mjs';
 import { movePlan } from '../../portal/js/pages/rules.js';
 
 let fx;
@@ -27,25 +30,9 @@ after(async () => {
   await fx?.stop();
 });
 
-// Show the page #/hash afresh (reloaded when it is the one shown).
-async function open(hash, ready) {
-  const url = `${fx.url}/#/${hash}`;
-  if (page.url() === url)
-    await page.reload();
-  else
-    await page.goto(url);
-  await page.locator(ready).first().waitFor();
-}
-
-// The open dialog's button named name (a confirmation or a form's).
-// (the newest dialog: a confirmation opens over a form's).
-function dialogButton(name) {
-  return page.locator('dialog[open]').last().getByRole('button', { name, exact: true });
-}
-
-function noDialog() {
-  return waitFor(async () => (await page.locator('dialog').count()) === 0, 'the dialogs closed');
-}
+const open = (hash, ready) => openHash(page, fx, hash, ready);
+const dialogButton = (name) => dialogButtonOf(page, name);
+const noDialog = () => noDialogOf(page);
 
 async function domains() {
   const r = await api(fx, 'GET', '/api/v1/domains');

@@ -6,7 +6,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 
-import { OUT, api, launch, login, newPage, screenshot, startFixture, waitFor } from './lib.mjs';
+import {
+  OUT, api, dialogButton as dialogButtonOf, launch, login, newPage, noDialog as noDialogOf, openHash,
+  screenshot, startFixture, waitFor,
+} from './lib.mjs';
 
 let fx;
 let browser;
@@ -26,22 +29,9 @@ after(async () => {
   await fx?.stop();
 });
 
-async function open(ready = '#audit-list table') {
-  const url = `${fx.url}/#/settings`;
-  if (page.url() === url)
-    await page.reload();
-  else
-    await page.goto(url);
-  await page.locator(ready).first().waitFor();
-}
-
-function dialogButton(name) {
-  return page.locator('dialog[open]').last().getByRole('button', { name, exact: true });
-}
-
-function noDialog() {
-  return waitFor(async () => (await page.locator('dialog').count()) === 0, 'the dialogs closed');
-}
+const open = (ready = '#audit-list table') => openHash(page, fx, 'settings', ready);
+const dialogButton = (name) => dialogButtonOf(page, name);
+const noDialog = () => noDialogOf(page);
 
 async function noToasts() {
   await page.evaluate(() => document.getElementById('toasts').replaceChildren());

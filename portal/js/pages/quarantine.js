@@ -172,6 +172,22 @@ export function addressInputs(f) {
 	};
 }
 
+// What the API would refuse of a search's inputs, said at the field: false then.
+export function searchInputsOk(inp, status) {
+	const bad = (field, text) => {
+		status.append(errorBox(new ApiError(400, text, field)));
+		inp[field].focus();
+		return false;
+	};
+	const subj = inp.subject.value.trim();
+	if (subj && subj.length < 3)
+		return bad('subject', 'Search a subject by at least 3 characters.');
+	const id = inp.id ? inp.id.value.trim() : '';
+	if (id && !/^[0-9a-fA-F]{16}$/.test(id))
+		return bad('id', 'A queue id is 16 hexadecimal digits.');
+	return true;
+}
+
 function query(f, after) {
 	return searchPath('quarantine', {state: f.state, rcpt: f.rcpt.trim(), subject: f.subject.trim(),
 	                                 verdict: f.verdict, since: localToMs(f.since),
@@ -204,12 +220,8 @@ function filterForm(onSearch) {
 	form.addEventListener('submit', (e) => {
 		e.preventDefault();
 		clear(status);
-		const subj = inp.subject.value.trim();
-		if (subj && subj.length < 3) {
-			status.append(errorBox(new ApiError(400, 'Search a subject by at least 3 characters.', 'subject')));
-			inp.subject.focus();
+		if (!searchInputsOk(inp, status))
 			return;
-		}
 		for (const k of Object.keys(inp))
 			state.filters[k] = inp[k].value;
 		state.cursors = [''];

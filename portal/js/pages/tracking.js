@@ -4,7 +4,7 @@
 
 import {api, ApiError} from '../api.js';
 import {badge, clear, emptyState, errorBox, field, fmtSize, fmtTime, h, loading, page, table} from '../ui.js';
-import {addressInputs, localToMs, pager, scoreText, searchPath, select, some, symbolDescriptions, symbolsView,
+import {addressInputs, localToMs, pager, scoreText, searchInputsOk, searchPath, select, some, symbolDescriptions, symbolsView,
         VERDICTS} from './quarantine.js';
 
 const PAGE = 50;
@@ -47,17 +47,8 @@ function searchForm(onSearch) {
 	form.addEventListener('submit', (e) => {
 		e.preventDefault();
 		clear(status);
-		const subj = inp.subject.value.trim(), id = inp.id.value.trim();
-		if (subj && subj.length < 3) {
-			status.append(errorBox(new ApiError(400, 'Search a subject by at least 3 characters.', 'subject')));
-			inp.subject.focus();
+		if (!searchInputsOk(inp, status))
 			return;
-		}
-		if (id && !/^[0-9a-fA-F]{16}$/.test(id)) {
-			status.append(errorBox(new ApiError(400, 'A queue id is 16 hexadecimal digits.', 'id')));
-			inp.id.focus();
-			return;
-		}
 		for (const k of Object.keys(inp))
 			state.filters[k] = inp[k].value;
 		state.cursors = [''];
